@@ -1,0 +1,1 @@
+"""mailpubc: compile a mail-publishing policy into an nftables ruleset."""

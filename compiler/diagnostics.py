@@ -1,0 +1,54 @@
+"""Diagnostics: every problem found in a policy, as data.
+
+Each stage collects its problems into a list of Diagnostic instead of raising
+on the first one, so that the user sees every error in one run, sorted by
+where it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in a policy file; lines and columns count from 1."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    position: Position
+    message: str
+    severity: str = field(default="error")
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.severity}: {self.message}"
+
+
+class PolicyError(Exception):
+    """Raised by a stage that cannot go on; carries every problem found."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("\n".join(str(d) for d in sorted(diagnostics)))
+        self.diagnostics = sorted(set(diagnostics))
+
+
+class Collector:
+    """Gathers a stage's diagnostics and raises them together at its end."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, position: Position, message: str) -> None:
+        self.diagnostics.append(Diagnostic(position, message))
+
+    def raise_if_any(self) -> None:
+        if self.diagnostics:
+            raise PolicyError(self.diagnostics)

@@ -1,0 +1,270 @@
+"""Load stage: policy file -> plain data with the position of every node.
+
+The document is built from PyYAML's event stream, not its constructor, for
+four reasons:
+
+- scalars are resolved by our own rules (close to YAML 1.2's core schema), so
+  the YAML 1.1 traps cannot change meaning silently: `22:25` stays a string,
+  `on`/`no`/`yes` stay strings, and `0755` is an error instead of octal 493;
+- every value and key keeps its line and column, for error messages;
+- duplicate keys are an error instead of "last one wins";
+- depth, size and alias expansion are counted as the events arrive, so alias
+  bombs, absurd nesting and huge files fail fast and in bounded memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Union
+
+import yaml
+
+from .diagnostics import Collector, Diagnostic, PolicyError, Position
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000
+
+Path = tuple[Union[str, int], ...]
+
+_NULLS = {"", "~", "null", "Null", "NULL"}
+_BOOLS = {"true": True, "True": True, "TRUE": True,
+          "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"[-+]?[0-9]+")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+try:  # libyaml is faster; the pure-Python parser gives the same events
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded policy: plain data, and where each part of it was written."""
+
+    file: str
+    data: Any
+    positions: dict[Path, Position]       # of each value
+    key_positions: dict[Path, Position]   # of each mapping key, by the value's path
+
+    def position(self, path: Path) -> Position:
+        """Where `path` was written, or its nearest written ancestor."""
+        path = tuple(path)
+        while path not in self.positions:
+            path = path[:-1]
+        return self.positions[path]
+
+    def key_position(self, path: Path) -> Position:
+        """Where the key of the mapping entry at `path` was written."""
+        path = tuple(path)
+        return self.key_positions.get(path) or self.position(path)
+
+
+def load(file: str) -> Document:
+    """Read and parse a policy file, or raise PolicyError."""
+    start = Position(file, 1, 1)
+    try:
+        with open(file, "rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError([Diagnostic(start, f"cannot read policy: {exc.strerror}")])
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError([Diagnostic(
+            start, f"policy file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+    return parse(file, raw)
+
+
+def parse(file: str, raw: bytes) -> Document:
+    """Parse policy bytes; `file` is only used in positions."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[:exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise PolicyError([Diagnostic(
+            Position(file, line, col),
+            f"policy is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")])
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    builder = _Builder(file)
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            builder.feed(event)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PolicyError([Diagnostic(where, f"YAML syntax error: {problem}")])
+    except yaml.YAMLError as exc:
+        raise PolicyError([Diagnostic(Position(file, 1, 1), f"YAML error: {exc}")])
+    except _Stop:
+        pass
+    builder.problems.raise_if_any()
+    if builder.documents == 0 or builder.root is None:
+        raise PolicyError([Diagnostic(Position(file, 1, 1), "policy is empty")])
+    return Document(file, builder.root, builder.positions, builder.key_positions)
+
+
+class _Stop(Exception):
+    """Ends parsing early once a fatal limit is hit."""
+
+
+class _Frame:
+    """An open mapping or sequence while its events arrive."""
+
+    def __init__(self, value: Any, path: Path, anchor: str | None, nodes_before: int):
+        self.value = value
+        self.path = path
+        self.anchor = anchor
+        self.nodes_before = nodes_before
+        self.key: str | None = None
+        self.key_position: Position | None = None
+        self.first_key_line: dict[str, int] = {}
+
+
+class _Builder:
+    """Turns parser events into plain data plus positions."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems = Collector()
+        self.positions: dict[Path, Position] = {}
+        self.key_positions: dict[Path, Position] = {}
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.nodes = 0
+        self.documents = 0
+        self.root: Any = None
+
+    def _pos(self, mark) -> Position:
+        return Position(self.file, mark.line + 1, mark.column + 1)
+
+    def _fatal(self, mark, message: str) -> None:
+        self.problems.error(self._pos(mark), message)
+        raise _Stop()
+
+    def _count(self, mark, nodes: int) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
+            self._fatal(mark, f"policy has more than {MAX_NODES} values "
+                              "(after expanding aliases)")
+
+    def _child_path(self) -> Path | None:
+        """The path the next value will have, or None when it is a mapping key."""
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return top.path + (len(top.value),)
+        if top.key is None:
+            return None
+        return top.path + (top.key,)
+
+    def feed(self, event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                self._fatal(event.start_mark,
+                            "policy must be a single YAML document")
+        elif isinstance(event, yaml.ScalarEvent):
+            self._scalar(event)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            self._open(event)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            self._close()
+
+    def _check_tag(self, event) -> None:
+        if event.tag not in (None, "!", _STR_TAG):
+            self.problems.error(self._pos(event.start_mark),
+                                f"YAML tag {event.tag!r} is not supported")
+
+    def _open(self, event) -> None:
+        self._check_tag(event)
+        self._count(event.start_mark, 1)
+        if len(self.stack) >= MAX_DEPTH:
+            self._fatal(event.start_mark,
+                        f"policy is nested more than {MAX_DEPTH} levels deep")
+        path = self._child_path()
+        if path is None:
+            self._fatal(event.start_mark, "a mapping key must be a plain value")
+        self.positions[path] = self._pos(event.start_mark)
+        value: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
+        self.stack.append(_Frame(value, path, event.anchor, self.nodes))
+
+    def _close(self) -> None:
+        frame = self.stack.pop()
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.nodes_before + 1)
+        self._emit(frame.value, None)
+
+    def _alias(self, event) -> None:
+        if event.anchor not in self.anchors:
+            self._fatal(event.start_mark, f"unknown YAML alias *{event.anchor}")
+        value, size = self.anchors[event.anchor]
+        self._count(event.start_mark, size)
+        if self._child_path() is None:
+            self._fatal(event.start_mark, "a mapping key must be a plain value")
+        self._emit(value, event.start_mark)
+
+    def _scalar(self, event) -> None:
+        self._check_tag(event)
+        self._count(event.start_mark, 1)
+        position = self._pos(event.start_mark)
+        text = event.value
+        if self._child_path() is None:   # a mapping key: always the text written
+            self._key(text, position)
+            return
+        if not event.style and event.tag is None:   # plain: libyaml says "", PyYAML None
+            value = self._resolve_plain(text, position)
+        else:
+            value = text
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (value, 1)
+        self._emit(value, event.start_mark)
+
+    def _resolve_plain(self, text: str, position: Position) -> Any:
+        if text in _NULLS:
+            return None
+        if text in _BOOLS:
+            return _BOOLS[text]
+        if _INT.fullmatch(text):
+            digits = text.lstrip("+-")
+            if len(digits) > 1 and digits.startswith("0"):
+                self.problems.error(
+                    position,
+                    f"number {text} has a leading zero, which YAML 1.1 reads as "
+                    f"octal; write {int(text)} or quote it")
+            return int(text)
+        return text
+
+    def _key(self, key: str, position: Position) -> None:
+        top = self.stack[-1]
+        if key in top.first_key_line:
+            self.problems.error(
+                position,
+                f"duplicate key {key!r} (first written on line {top.first_key_line[key]})")
+        else:
+            top.first_key_line[key] = position.line
+        top.key = key
+        top.key_position = position
+
+    def _emit(self, value: Any, mark) -> None:
+        path = self._child_path()
+        if mark is not None:
+            self.positions[path] = self._pos(mark)
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            top.value.append(value)
+            return
+        if top.key not in top.value:   # on a duplicate key the first one stays
+            top.value[top.key] = value
+        self.key_positions[path] = top.key_position
+        top.key = None

@@ -1,0 +1,147 @@
+"""The typed, immutable model of a resolved policy.
+
+Address sets are flattened and collapsed per family, services are protocol and
+port ranges, schedules are days and hours. Positions travel with the model for
+later diagnostics but take no part in equality (`compare=False`), so two
+policies that mean the same thing compare equal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .addresses import Address, Network
+from .diagnostics import Position
+
+FAMILIES = ("ip", "ip6")   # nft's names: `ip saddr`, `ip6 saddr`
+VERDICTS = ("drop", "reject", "accept")
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """A flattened address collection: collapsed networks per family."""
+
+    v4: tuple[ipaddress.IPv4Network, ...] = ()
+    v6: tuple[ipaddress.IPv6Network, ...] = ()
+
+    @staticmethod
+    def of(networks) -> "Addresses":
+        networks = list(networks)
+        v4 = [n for n in networks if n.version == 4]
+        v6 = [n for n in networks if n.version == 6]
+        return Addresses(tuple(ipaddress.collapse_addresses(v4)),
+                         tuple(ipaddress.collapse_addresses(v6)))
+
+    def family(self, family: str) -> tuple[Network, ...]:
+        return self.v4 if family == "ip" else self.v6
+
+    def __bool__(self) -> bool:
+        return bool(self.v4 or self.v6)
+
+    def contains(self, network: Network) -> bool:
+        return any(network.subnet_of(outer) for outer in self.family(family_of(network)))
+
+
+def family_of(address: Address | Network) -> str:
+    return "ip" if address.version == 4 else "ip6"
+
+
+@dataclass(frozen=True)
+class AddressRef:
+    """What a rule names as its sources or destinations.
+
+    `set_name` is set when the whole value is one address set, so that the
+    ruleset can use the named set instead of repeating its elements.
+    """
+
+    addresses: Addresses
+    set_name: Optional[str] = None
+    localhost: bool = False
+    any: bool = False
+    position: Optional[Position] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    protocol: str          # "tcp" or "udp"
+    low: int
+    high: int
+
+    def overlaps(self, other: "PortRange") -> bool:
+        return (self.protocol == other.protocol
+                and self.low <= other.high and other.low <= self.high)
+
+    def __str__(self) -> str:
+        ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+        return f"{self.protocol}/{ports}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    ports: tuple[PortRange, ...]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    days: tuple[str, ...] = ()                 # "mon".."sun", in week order
+    hours: Optional[tuple[str, str]] = None    # ("08:00", "18:00")
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    name: str
+    addresses: Addresses
+    position: Optional[Position] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Publish:
+    name: str
+    server: Optional[Address]            # None: the firewall host itself ("localhost")
+    external_address: Address
+    services: tuple[Service, ...]
+    position: Optional[Position] = field(default=None, compare=False)
+    server_position: Optional[Position] = field(default=None, compare=False)
+    external_position: Optional[Position] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    name: str
+    sources: AddressRef
+    services: tuple[Service, ...]
+    destinations: AddressRef
+    schedule: Optional[Schedule]
+    position: Optional[Position] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Firewall:
+    table: str
+    external_interface: str
+    external_addresses: tuple[Address, ...]
+    internal_interface: Optional[str]
+    internal_networks: Addresses
+    input_policy: str
+    forward_policy: str
+    output_policy: str
+    ssh_sources: Optional[AddressRef]
+    position: Optional[Position] = field(default=None, compare=False)
+    table_position: Optional[Position] = field(default=None, compare=False)
+    internal_position: Optional[Position] = field(default=None, compare=False)
+
+    def first_external(self, family: str) -> Optional[Address]:
+        return next((a for a in self.external_addresses if family_of(a) == family), None)
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str = field(compare=False)
+    firewall: Firewall
+    address_sets: tuple[AddressSet, ...]
+    publish: tuple[Publish, ...]
+    outbound: tuple[Outbound, ...]

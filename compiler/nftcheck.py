@@ -1,0 +1,100 @@
+"""Check stage: have nft itself parse the ruleset, without applying it.
+
+Preferred is libnftables through python-nftables with dry run set: the same
+parser and evaluation as `nft -f`, in process, touching nothing. Debian ships
+that binding for its own Python only, so when it cannot be imported normally
+it is loaded from Debian's folder (it is a pure-Python ctypes wrapper). The
+fallback is the `nft` binary with `-c`. A dry run needs netlink rights: as a
+user without them it runs in a private network namespace (`unshare -rn`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+DEBIAN_BINDING = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
+TIMEOUT_SECONDS = 120
+METHODS = ("libnftables", "nft")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ran: bool       # False when nft could not be run at all
+    ok: bool
+    method: str     # how it ran, or what was tried
+    message: str    # nft's complaints, or why it did not run
+
+
+def dry_run(ruleset: str, methods: tuple[str, ...] = METHODS) -> CheckResult:
+    """Check `ruleset` with the first method that can run."""
+    reasons = []
+    for method in methods:
+        result = _libnftables(ruleset) if method == "libnftables" else _binary(ruleset)
+        if result.ran:
+            return result
+        reasons.append(result.message)
+    return CheckResult(False, False, "none", "; ".join(reasons))
+
+
+def _import_binding():
+    try:
+        import nftables  # type: ignore[import-not-found]
+        return nftables
+    except ImportError:
+        pass
+    if not DEBIAN_BINDING.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "nftables", DEBIAN_BINDING, submodule_search_locations=[str(DEBIAN_BINDING.parent)])
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (ImportError, OSError):
+        return None
+    return module
+
+
+def _libnftables(ruleset: str) -> CheckResult:
+    binding = _import_binding()
+    if binding is None:
+        return CheckResult(False, False, "libnftables",
+                           "python-nftables is not installed (Debian: python3-nftables)")
+    try:
+        nft = binding.Nftables()
+    except OSError as exc:
+        return CheckResult(False, False, "libnftables", f"libnftables cannot be loaded: {exc}")
+    nft.set_dry_run(True)
+    rc, _, errors = nft.cmd(ruleset)
+    if rc != 0 and "Operation not permitted" in errors:
+        return CheckResult(False, False, "libnftables",
+                           "libnftables needs netlink rights (CAP_NET_ADMIN)")
+    return CheckResult(True, rc == 0, "libnftables", errors.strip())
+
+
+def _binary(ruleset: str) -> CheckResult:
+    nft = shutil.which("nft") or next(
+        (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+    if nft is None:
+        return CheckResult(False, False, "nft", "the nft binary is not installed")
+    command = [nft, "-c", "-f", "-"]
+    method = "nft -c"
+    if os.geteuid() != 0:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            return CheckResult(False, False, method,
+                               "not root, and unshare is missing for a private namespace")
+        command = [unshare, "-rn"] + command
+        method = "nft -c in a private network namespace"
+    try:
+        run = subprocess.run(command, input=ruleset, capture_output=True, text=True,
+                             timeout=TIMEOUT_SECONDS)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return CheckResult(False, False, method, f"nft could not run: {exc}")
+    if run.returncode != 0 and "Operation not permitted" in run.stderr:
+        return CheckResult(False, False, method, f"nft could not run: {run.stderr.strip()}")
+    return CheckResult(True, run.returncode == 0, method, run.stderr.strip())

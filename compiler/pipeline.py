@@ -1,0 +1,35 @@
+"""The compiler, top to bottom: load -> validate -> resolve -> check the
+model -> plan -> render. Each stage is its own module; they talk through the
+Document, the Policy model and the Ruleset plan. The nft dry run (`nftcheck`)
+is left to the caller, which decides what to do when nft is not there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import loader, plan, render, resolve, schema, semantics
+from .diagnostics import PolicyError
+from .model import Policy
+
+
+@dataclass(frozen=True)
+class Compiled:
+    policy: Policy
+    ruleset: plan.Ruleset
+    text: str
+
+
+def compile_file(path: str) -> Compiled:
+    """Compile one policy file, or raise PolicyError with every problem found."""
+    document = loader.load(path)
+    problems = schema.validate_shape(document)
+    if problems:
+        raise PolicyError(problems)
+    policy, problems = resolve.resolve(document)
+    if problems:
+        raise PolicyError(problems)
+    problems = semantics.check(policy)
+    if problems:
+        raise PolicyError(problems)
+    ruleset = plan.plan(policy)
+    return Compiled(policy, ruleset, render.render(ruleset))

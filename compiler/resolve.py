@@ -1,0 +1,380 @@
+"""Resolve stage: a schema-valid document -> the typed Policy model.
+
+Names are looked up here (address sets, services, schedules) and values that
+the schema can only see as strings are given their meaning (networks, ranges,
+ports, hours). Everything that makes a name or value meaningless is reported
+here, every problem at once; checks that need the whole resolved model
+(conflicts, families, internal networks) live in `semantics`.
+
+Each address set is flattened exactly once, in dependency order, however
+many times it is used, and without recursion, so a long chain of sets
+cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Optional
+
+from . import addresses as syntax
+from .diagnostics import Collector, Position
+from .loader import Document, Path
+from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
+                    PortRange, Publish, Schedule, Service)
+
+BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {
+    "smtp": (PortRange("tcp", 25, 25),),
+    "smtps": (PortRange("tcp", 465, 465),),
+    "submission": (PortRange("tcp", 587, 587),),
+    "pop3": (PortRange("tcp", 110, 110),),
+    "pop3s": (PortRange("tcp", 995, 995),),
+    "imap": (PortRange("tcp", 143, 143),),
+    "imaps": (PortRange("tcp", 993, 993),),
+    "dns": (PortRange("udp", 53, 53), PortRange("tcp", 53, 53)),
+    "dns-zone-transfer": (PortRange("tcp", 53, 53),),
+}
+WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LOCALHOST = "localhost"
+ANY = "any"
+ALWAYS = "always"
+DEFAULT_TABLE = "mailpub"
+
+
+@lru_cache(maxsize=1)
+def nft_keywords() -> frozenset[str]:
+    text = resources.files("compiler").joinpath("nft_keywords.txt").read_text()
+    return frozenset(line for line in text.split() if line and not line.startswith("#"))
+
+
+def resolve(document: Document) -> tuple[Optional[Policy], list]:
+    """The model and the problems found; the model is None when there are problems."""
+    resolver = _Resolver(document)
+    policy = resolver.policy()
+    if resolver.problems.diagnostics:
+        return None, resolver.problems.diagnostics
+    return policy, []
+
+
+class _Resolver:
+    def __init__(self, document: Document):
+        self.doc = document
+        self.data: dict = document.data
+        self.problems = Collector()
+        self.sets: dict[str, Addresses] = {}
+        self.services: dict[str, Service] = {}
+        self.schedules: dict[str, Schedule] = {}
+
+    def at(self, path: Path) -> Position:
+        return self.doc.position(path)
+
+    def error(self, path: Path, message: str) -> None:
+        self.problems.error(self.at(path), message)
+
+    def key_error(self, path: Path, message: str) -> None:
+        self.problems.error(self.doc.key_position(path), message)
+
+    # -- the whole policy ---------------------------------------------------
+
+    def policy(self) -> Policy:
+        self._address_sets()
+        self._services()
+        self._schedules()
+        firewall = self._firewall()
+        publish = tuple(self._publish(i, rule)
+                        for i, rule in enumerate(self.data.get("publish") or ()))
+        outbound = tuple(self._outbound(i, rule)
+                         for i, rule in enumerate(self.data.get("outbound") or ()))
+        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
+                                self.doc.key_position(("address_sets", name)))
+                     for name in sorted(self.data.get("address_sets") or {}))
+        return Policy(self.doc.file, firewall, sets, publish, outbound)
+
+    # -- addresses ----------------------------------------------------------
+
+    def _entry(self, path: Path, text: str) -> list:
+        """One address, network or range as networks; [] after reporting a problem."""
+        address = syntax.parse_address(text)
+        if address is not None:
+            return [ipaddress.ip_network(address)]
+        network = syntax.parse_network(text)
+        if network is not None:
+            if network.network_address != ipaddress.ip_address(text.split("/")[0]):
+                self.error(path, f"{text} has host bits set: did you mean the network "
+                                 f"{network} or the single address {text.split('/')[0]}?")
+                return []
+            return [network]
+        bounds = syntax.parse_range(text)
+        if bounds is not None:
+            first, last = bounds
+            if first.version != last.version:
+                self.error(path, f"range {text} mixes IPv4 and IPv6")
+                return []
+            if first > last:
+                self.error(path, f"range {text} ends before it starts")
+                return []
+            return list(ipaddress.summarize_address_range(first, last))
+        self.error(path, f"{text!r} is not an address, network or range")
+        return []
+
+    def _address_sets(self) -> None:
+        """Flatten every set once, in dependency order; report undefined names and cycles."""
+        raw: dict[str, list] = self.data.get("address_sets") or {}
+        for name in raw:
+            if name in (LOCALHOST, ANY):
+                self.key_error(("address_sets", name),
+                               f"{name!r} is a reserved word and cannot name an address set")
+        uses: dict[str, list[str]] = {}
+        for name, entries in raw.items():
+            uses[name] = []
+            for i, entry in enumerate(entries):
+                if not self._is_name(entry):
+                    continue
+                if entry in raw:
+                    uses[name].append(entry)
+                else:
+                    self._undefined_set(("address_sets", name, i), entry)
+        order, cyclic = _dependency_order(uses)
+        unordered = set(cyclic)
+        for name in cyclic:
+            cycle = _find_cycle(name, uses, unordered)
+            if cycle[0] == name:   # report each cycle once, at its first set
+                self.key_error(("address_sets", name),
+                               "address sets refer to each other in a cycle: "
+                               + " -> ".join(cycle + [name]))
+        for name in order:
+            networks = []
+            for i, entry in enumerate(raw[name]):
+                if self._is_name(entry):
+                    networks.extend(self.sets.get(entry, Addresses()).v4)
+                    networks.extend(self.sets.get(entry, Addresses()).v6)
+                else:
+                    networks.extend(self._entry(("address_sets", name, i), entry))
+            self.sets[name] = Addresses.of(networks)
+
+    @staticmethod
+    def _is_name(text: str) -> bool:
+        return (syntax.NAME.fullmatch(text) is not None
+                and syntax.parse_range(text) is None)
+
+    def _undefined_set(self, path: Path, name: str) -> None:
+        if name == LOCALHOST:
+            self.error(path, "'localhost' is not an address: it can only stand alone "
+                             "in a rule's `from` or `server`")
+            return
+        if name == ANY:
+            self.error(path, "'any' can only stand alone as a rule's `to`")
+            return
+        known = list(self.data.get("address_sets") or {})
+        message = f"undefined address set {name!r}"
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        self.error(path, message)
+
+    def _addresses(self, path: Path, value: Any, *, allow_localhost: bool = False,
+                   allow_any: bool = False) -> AddressRef:
+        """Resolve `from`, `to` or `ssh`: one entry or a list of them."""
+        entries = [value] if isinstance(value, str) else list(value)
+        entry_paths = [path] if isinstance(value, str) else [path + (i,) for i in range(len(entries))]
+        if allow_any and ANY in entries:
+            if len(entries) > 1:
+                self.error(path, "'any' must stand alone")
+            return AddressRef(Addresses(), any=True, position=self.at(path))
+        networks: list = []
+        localhost = False
+        for entry, entry_path in zip(entries, entry_paths):
+            if entry == LOCALHOST and allow_localhost:
+                localhost = True
+            elif self._is_name(entry):
+                if entry in self.sets:
+                    networks.extend(self.sets[entry].v4 + self.sets[entry].v6)
+                elif entry not in (self.data.get("address_sets") or {}):
+                    self._undefined_set(entry_path, entry)
+            else:
+                networks.extend(self._entry(entry_path, entry))
+        set_name = entries[0] if len(entries) == 1 and entries[0] in self.sets else None
+        return AddressRef(Addresses.of(networks), set_name=set_name, localhost=localhost,
+                          position=self.at(path))
+
+    # -- services and schedules ---------------------------------------------
+
+    def _services(self) -> None:
+        self.services = {name: Service(name, ports) for name, ports in BUILTIN_SERVICES.items()}
+        for name, entries in (self.data.get("services") or {}).items():
+            if name in BUILTIN_SERVICES:
+                self.key_error(("services", name),
+                               f"service {name!r} is built in and cannot be redefined")
+                continue
+            ports = []
+            for i, entry in enumerate(entries):
+                port = self._port(("services", name, i), entry)
+                if port is not None:
+                    ports.append(port)
+            self.services[name] = Service(name, tuple(sorted(set(ports))))
+
+    def _port(self, path: Path, text: str) -> Optional[PortRange]:
+        protocol, _, ports = text.partition("/")
+        low, _, high = ports.partition("-")
+        low_port, high_port = int(low), int(high or low)
+        for port in (low_port, high_port):
+            if not 1 <= port <= 65535:
+                self.error(path, f"port {port} in {text!r} is outside 1-65535")
+                return None
+        if low_port > high_port:
+            self.error(path, f"port range {text!r} ends before it starts")
+            return None
+        return PortRange(protocol, low_port, high_port)
+
+    def _rule_services(self, path: Path, names: list[str]) -> tuple[Service, ...]:
+        found = []
+        for i, name in enumerate(names):
+            if name in self.services:
+                found.append(self.services[name])
+                continue
+            message = f"unknown service {name!r}"
+            close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            self.error(path + (i,), message)
+        return tuple(found)
+
+    def _schedules(self) -> None:
+        for name, spec in (self.data.get("schedules") or {}).items():
+            if name == ALWAYS:
+                self.key_error(("schedules", name),
+                               "'always' is built in (no restriction) and cannot be redefined")
+                continue
+            days = tuple(day for day in WEEK if day in (spec.get("days") or ()))
+            hours = None
+            if "hours" in spec:
+                start, end = spec["hours"].split("-")
+                if start == end:
+                    self.error(("schedules", name, "hours"),
+                               f"hours window {spec['hours']!r} is empty: start and end are equal")
+                hours = (start, end)
+            self.schedules[name] = Schedule(name, days, hours)
+
+    def _schedule(self, path: Path, name: Optional[str]) -> Optional[Schedule]:
+        if name is None or name == ALWAYS:
+            return None
+        if name not in self.schedules:
+            if name not in (self.data.get("schedules") or {}):
+                message = f"undefined schedule {name!r}"
+                close = difflib.get_close_matches(name, list(self.schedules) + [ALWAYS],
+                                                  n=1, cutoff=0.6)
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+                self.error(path, message)
+            return None
+        return self.schedules[name]
+
+    # -- firewall and rules ---------------------------------------------------
+
+    def _firewall(self) -> Firewall:
+        spec = self.data["firewall"]
+        table = spec.get("table", DEFAULT_TABLE)
+        if table in nft_keywords():
+            self.error(("firewall", "table"),
+                       f"table name {table!r} is an nft keyword, which nft cannot take "
+                       "as a table name; choose another")
+        internal = spec.get("internal") or {}
+        verdicts = spec.get("policy") or {}
+        ssh = (spec.get("management") or {}).get("ssh")
+        return Firewall(
+            table=table,
+            external_interface=spec["external"]["interface"],
+            external_addresses=self._external_addresses(),
+            internal_interface=internal.get("interface"),
+            internal_networks=Addresses.of(self._internal_networks()),
+            input_policy=verdicts.get("input", "drop"),
+            forward_policy=verdicts.get("forward", "drop"),
+            output_policy=verdicts.get("output", "accept"),
+            ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
+                         if ssh is not None else None),
+            position=self.at(("firewall",)),
+            table_position=self.at(("firewall", "table")),
+            internal_position=self.at(("firewall", "internal")),
+        )
+
+    def _external_addresses(self) -> tuple:
+        found = []
+        for i, text in enumerate(self.data["firewall"]["external"]["addresses"]):
+            address = syntax.parse_address(text)
+            if address in found:
+                self.error(("firewall", "external", "addresses", i),
+                           f"external address {text} is listed twice")
+            else:
+                found.append(address)
+        return tuple(found)
+
+    def _internal_networks(self) -> list:
+        networks = []
+        internal = self.data["firewall"].get("internal") or {}
+        for i, text in enumerate(internal.get("networks") or ()):
+            networks.extend(self._entry(("firewall", "internal", "networks", i), text))
+        return networks
+
+    def _publish(self, index: int, spec: dict) -> Publish:
+        path: Path = ("publish", index)
+        server = spec["server"]
+        return Publish(
+            name=spec["name"],
+            server=None if server == LOCALHOST else syntax.parse_address(server),
+            external_address=syntax.parse_address(spec["external_address"]),
+            services=self._rule_services(path + ("services",), spec["services"]),
+            position=self.at(path + ("name",)),
+            server_position=self.at(path + ("server",)),
+            external_position=self.at(path + ("external_address",)),
+        )
+
+    def _outbound(self, index: int, spec: dict) -> Outbound:
+        path: Path = ("outbound", index)
+        destinations = (self._addresses(path + ("to",), spec["to"], allow_any=True)
+                        if "to" in spec else AddressRef(Addresses(), any=True))
+        return Outbound(
+            name=spec["name"],
+            sources=self._addresses(path + ("from",), spec["from"], allow_localhost=True),
+            services=self._rule_services(path + ("services",), spec["services"]),
+            destinations=destinations,
+            schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
+            position=self.at(path + ("name",)),
+        )
+
+
+def _dependency_order(uses: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Kahn's algorithm: names in an order where each comes after what it uses,
+    and the names that cannot be ordered because they sit on or behind a cycle."""
+    waiting = {name: len(set(deps)) for name, deps in uses.items()}
+    used_by: dict[str, list[str]] = {name: [] for name in uses}
+    for name, deps in uses.items():
+        for dep in set(deps):
+            used_by[dep].append(name)
+    ready = [name for name in uses if waiting[name] == 0]
+    order = []
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for user in used_by[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                ready.append(user)
+    done = set(order)
+    return order, [name for name in uses if name not in done]
+
+
+def _find_cycle(start: str, uses: dict[str, list[str]], unordered: set[str]) -> list[str]:
+    """The cycle reached from `start`, rotated to begin at its first-declared set."""
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    name = start
+    while name not in seen:
+        seen[name] = len(path)
+        path.append(name)
+        name = next(dep for dep in uses[name] if dep in unordered)
+    cycle = path[seen[name]:]
+    first = min(cycle, key=list(uses).index)
+    at = cycle.index(first)
+    return cycle[at:] + cycle[:at]

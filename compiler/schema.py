@@ -1,0 +1,137 @@
+"""Validate stage, part one: the policy's shape, by its JSON Schema.
+
+The schema (`schemas/policy.schema.json`, draft 2020-12) is the single
+statement of which keys exist and what type each value has. This module only
+turns jsonschema's findings into positioned diagnostics a person can act on:
+the unknown key itself is pointed at, with a "did you mean" when a known key
+is close, and the schema's own `x-message` texts explain patterns and formats.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from . import addresses
+from .datafiles import data_dir
+from .diagnostics import Collector, Diagnostic
+from .loader import Document
+
+_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+               bool: "a boolean", type(None): "an empty value"}
+_SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
+                 "integer": "a whole number", "boolean": "a boolean"}
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+    checker.checks("ip-address")(lambda v: not isinstance(v, str)
+                                 or addresses.parse_address(v) is not None)
+    checker.checks("ip-address-or-localhost")(
+        lambda v: not isinstance(v, str) or v == "localhost"
+        or addresses.parse_address(v) is not None)
+    checker.checks("ip-network")(lambda v: not isinstance(v, str)
+                                 or addresses.parse_network(v) is not None)
+    checker.checks("address-entry")(lambda v: not isinstance(v, str)
+                                    or addresses.is_address_entry(v))
+    return checker
+
+
+@lru_cache(maxsize=1)
+def policy_schema() -> dict:
+    text = data_dir("schemas").joinpath("policy.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(policy_schema(), format_checker=_format_checker())
+
+
+def validate_shape(document: Document) -> list[Diagnostic]:
+    """Every place where the document does not fit the schema."""
+    problems = Collector()
+    for error in _validator().iter_errors(document.data):
+        _report(document, error, problems)
+    return problems.diagnostics
+
+
+def _describe(value: Any) -> str:
+    kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)) or value is None:
+        return kind
+    return f"{kind} ({value!r})"
+
+
+def _report(document: Document, error: ValidationError, problems: Collector) -> None:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    where = document.position(path)
+    validator = error.validator
+
+    if validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        for key in instance:
+            if key in schema.get("properties", {}):
+                continue
+            message = f"unknown key {key!r}"
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            elif known:
+                message += f" (known keys: {', '.join(known)})"
+            problems.error(document.key_position(path + (key,)), message)
+        return
+    if validator == "propertyNames":
+        # jsonschema reports the mapping; find the offending key and its position
+        pattern = addresses.NAME
+        for key in instance:
+            if not pattern.fullmatch(key):
+                problems.error(document.key_position(path + (key,)),
+                               f"{key!r} {_schema_message(policy_schema()['$defs']['name'])}")
+        return
+    if validator == "required":
+        missing = [key for key in error.validator_value if key not in instance]
+        for key in missing:
+            problems.error(where, f"missing required key {key!r}")
+        return
+    if validator == "type":
+        wanted = error.validator_value
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        names = " or ".join(_SCHEMA_TYPES.get(w, w) for w in wanted)
+        problems.error(where, f"expected {names}, got {_describe(instance)}")
+        return
+    if validator == "enum":
+        allowed = [str(v) for v in error.validator_value]
+        message = f"{instance!r} is not one of: {', '.join(allowed)}"
+        close = difflib.get_close_matches(str(instance), allowed, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        problems.error(where, message)
+        return
+    if validator in ("pattern", "format"):
+        problems.error(where, f"{instance!r} {_schema_message(schema)}")
+        return
+    if validator == "const":
+        problems.error(where, schema.get("x-message", f"must be {error.validator_value!r}"))
+        return
+    if validator == "minItems":
+        problems.error(where, "the list must not be empty")
+        return
+    if validator == "uniqueItems":
+        problems.error(where, "the list has a duplicate entry")
+        return
+    if validator == "minProperties":
+        problems.error(where, schema.get("x-message", "must not be empty"))
+        return
+    problems.error(where, error.message)
+
+
+def _schema_message(schema: dict) -> str:
+    return schema.get("x-message", "is not valid here")

@@ -1,0 +1,143 @@
+"""Validate stage, part two: checks that need the whole resolved model.
+
+Each check reads the model and reports; none changes it. Together they make
+sure that every rule the ruleset will contain means what the policy says:
+no rule whose match became empty (which must never widen into "accept
+anything"), no two publishing rules on one external address and port, no
+server or source outside the internal networks, no family mixed up.
+"""
+
+from __future__ import annotations
+
+from .diagnostics import Collector, Diagnostic
+from .model import FAMILIES, AddressRef, Policy, family_of
+
+_FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}
+
+
+def check(policy: Policy) -> list[Diagnostic]:
+    problems = Collector()
+    for checker in (_unique_rule_names, _published_addresses, _internal_side,
+                    _publish_conflicts, _outbound_matches, _management):
+        checker(policy, problems)
+    return problems.diagnostics
+
+
+def _line(position) -> str:
+    return f"line {position.line}" if position else "elsewhere"
+
+
+def _unique_rule_names(policy: Policy, problems: Collector) -> None:
+    first = {}
+    for rule in policy.publish + policy.outbound:
+        if rule.name in first:
+            problems.error(rule.position, f"rule name {rule.name!r} is already used "
+                                          f"({_line(first[rule.name].position)})")
+        else:
+            first[rule.name] = rule
+
+
+def _published_addresses(policy: Policy, problems: Collector) -> None:
+    firewall = policy.firewall
+    listed = ", ".join(str(a) for a in firewall.external_addresses)
+    for rule in policy.publish:
+        if rule.external_address not in firewall.external_addresses:
+            problems.error(rule.external_position,
+                           f"external address {rule.external_address} is not one of the "
+                           f"firewall's external addresses ({listed})")
+        if rule.server is not None and rule.server.version != rule.external_address.version:
+            problems.error(rule.server_position,
+                           f"server {rule.server} is {_FAMILY_NAMES[family_of(rule.server)]} but "
+                           f"external address {rule.external_address} is "
+                           f"{_FAMILY_NAMES[family_of(rule.external_address)]}: "
+                           "a connection cannot be translated between families")
+
+
+def _internal_side(policy: Policy, problems: Collector) -> None:
+    """Servers and outbound sources must lie in the internal networks."""
+    firewall = policy.firewall
+    networks = firewall.internal_networks
+    described = ", ".join(str(n) for n in networks.v4 + networks.v6)
+    for rule in policy.publish:
+        if rule.server is None:
+            continue
+        if firewall.internal_interface is None:
+            problems.error(rule.server_position,
+                           f"server {rule.server} is internal, so firewall.internal "
+                           "(interface and networks) is required")
+        elif not any(rule.server in n for n in networks.family(family_of(rule.server))):
+            problems.error(rule.server_position,
+                           f"server {rule.server} is not in the internal networks ({described})")
+    for rule in policy.outbound:
+        sources = rule.sources.addresses
+        if not sources:
+            continue
+        if firewall.internal_interface is None:
+            problems.error(rule.sources.position,
+                           f"outbound rule {rule.name!r} has internal sources, so "
+                           "firewall.internal (interface and networks) is required")
+            continue
+        outside = [n for n in sources.v4 + sources.v6 if not networks.contains(n)]
+        if outside:
+            shown = ", ".join(str(n) for n in outside[:3]) + (" ..." if len(outside) > 3 else "")
+            problems.error(rule.sources.position,
+                           f"sources of outbound rule {rule.name!r} are not in the internal "
+                           f"networks ({described}): {shown}")
+        for family in FAMILIES:
+            if sources.family(family) and firewall.first_external(family) is None:
+                problems.error(rule.sources.position,
+                               f"outbound rule {rule.name!r} has {_FAMILY_NAMES[family]} sources "
+                               f"but the firewall has no {_FAMILY_NAMES[family]} external "
+                               "address to translate them to")
+
+
+def _publish_conflicts(policy: Policy, problems: Collector) -> None:
+    """One external address, protocol and port can be published only once."""
+    claimed = []   # (external address, port range, rule, service)
+    for rule in policy.publish:
+        for service in rule.services:
+            for port in service.ports:
+                for address, other_port, other_rule, other_service in claimed:
+                    if address != rule.external_address or not port.overlaps(other_port):
+                        continue
+                    if other_rule is rule:
+                        problems.error(rule.position,
+                                       f"publish rule {rule.name!r}: services {other_service!r} "
+                                       f"and {service.name!r} both claim {address} "
+                                       f"{port.protocol}/{max(port.low, other_port.low)}")
+                    else:
+                        problems.error(rule.position,
+                                       f"publish rule {rule.name!r} claims {address} {port} "
+                                       f"({service.name}), already published by rule "
+                                       f"{other_rule.name!r} ({_line(other_rule.position)}); "
+                                       "an external address and port can be published only once")
+                    break
+                claimed.append((rule.external_address, port, rule, service.name))
+
+
+def _usable_families(sources: AddressRef, destinations: AddressRef) -> list[str]:
+    return [f for f in FAMILIES
+            if sources.addresses.family(f) and (destinations.any or destinations.addresses.family(f))]
+
+
+def _outbound_matches(policy: Policy, problems: Collector) -> None:
+    """A rule whose addresses match nothing is an error, never a wider rule."""
+    for rule in policy.outbound:
+        if not rule.destinations.any and not rule.destinations.addresses:
+            problems.error(rule.destinations.position,
+                           f"outbound rule {rule.name!r}: `to` matches no address")
+            continue
+        if not rule.sources.localhost and not rule.sources.addresses:
+            problems.error(rule.sources.position,
+                           f"outbound rule {rule.name!r}: `from` matches no address")
+            continue
+        if rule.sources.addresses and not _usable_families(rule.sources, rule.destinations):
+            problems.error(rule.sources.position,
+                           f"outbound rule {rule.name!r} matches nothing: its sources and "
+                           "destinations have no address family in common")
+
+
+def _management(policy: Policy, problems: Collector) -> None:
+    ssh = policy.firewall.ssh_sources
+    if ssh is not None and not ssh.addresses:
+        problems.error(ssh.position, "management.ssh matches no address")
