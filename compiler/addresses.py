@@ -47,3 +47,10 @@ def is_address_entry(text: str) -> bool:
     """What may stand in an address list: address, network, range or set name."""
     return (parse_address(text) is not None or parse_network(text) is not None
             or parse_range(text) is not None or NAME.fullmatch(text) is not None)
+
+
+def network_text(network: Network) -> str:
+    """A network as nft and people write it: a plain address for a single host."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)

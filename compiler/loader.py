@@ -96,8 +96,11 @@ def parse(file: str, raw: bytes) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise PolicyError([Diagnostic(where, f"YAML syntax error: {problem}")])
+        message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
+        if exc.problem and exc.context and exc.context_mark:
+            message += (f" ({exc.context} started at line {exc.context_mark.line + 1},"
+                        f" column {exc.context_mark.column + 1})")
+        raise PolicyError([Diagnostic(where, message)])
     except yaml.YAMLError as exc:
         raise PolicyError([Diagnostic(Position(file, 1, 1), f"YAML error: {exc}")])
     except _Stop:

@@ -14,6 +14,8 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +54,11 @@ def _import_binding():
     spec = importlib.util.spec_from_file_location(
         "nftables", DEBIAN_BINDING, submodule_search_locations=[str(DEBIAN_BINDING.parent)])
     module = importlib.util.module_from_spec(spec)
+    sys.modules["nftables"] = module    # its __init__ imports its own submodule
     try:
         spec.loader.exec_module(module)
     except (ImportError, OSError):
+        del sys.modules["nftables"]
         return None
     return module
 
@@ -69,7 +73,11 @@ def _libnftables(ruleset: str) -> CheckResult:
     except OSError as exc:
         return CheckResult(False, False, "libnftables", f"libnftables cannot be loaded: {exc}")
     nft.set_dry_run(True)
-    rc, _, errors = nft.cmd(ruleset)
+    # from a file, not a buffer: nft then points its errors at the right line
+    with tempfile.NamedTemporaryFile("w", suffix=".nft", prefix="mailpubc-check-") as file:
+        file.write(ruleset)
+        file.flush()
+        rc, _, errors = nft.cmd_from_file(file.name)
     if rc != 0 and "Operation not permitted" in errors:
         return CheckResult(False, False, "libnftables",
                            "libnftables needs netlink rights (CAP_NET_ADMIN)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .addresses import network_text
 from .model import FAMILIES, AddressRef, Policy, PortRange, Service, family_of
 
 DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
@@ -78,13 +79,6 @@ class Ruleset:
     chains: tuple[Chain, ...]
 
 
-def element(network) -> str:
-    """A network as nft writes it: a plain address for a single host."""
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
-
-
 def port_text(port: PortRange) -> str:
     return str(port.low) if port.low == port.high else f"{port.low}-{port.high}"
 
@@ -134,9 +128,9 @@ class _Planner:
         if ref.set_name is not None:
             name = ref.set_name + SET_SUFFIX[family]
             self.used_sets[name] = NftSet(name, SET_TYPES[family],
-                                          tuple(element(n) for n in networks))
+                                          tuple(network_text(n) for n in networks))
             return AddressMatch(set_name=name)
-        return AddressMatch(elements=tuple(element(n) for n in networks))
+        return AddressMatch(elements=tuple(network_text(n) for n in networks))
 
     @staticmethod
     def _single(address) -> AddressMatch:
@@ -227,7 +221,7 @@ class _Planner:
             if external is None or not networks:
                 continue
             rules.append(Rule("mailpub snat internal", family, oifname=fw.external_interface,
-                              saddr=AddressMatch(elements=tuple(element(n) for n in networks)),
+                              saddr=AddressMatch(elements=tuple(network_text(n) for n in networks)),
                               verdict="snat", nat_to=str(external)))
         return rules
 

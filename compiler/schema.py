@@ -72,8 +72,11 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     instance = error.instance
-    where = document.position(path)
     validator = error.validator
+    if "propertyNames" in error.relative_schema_path:
+        where = document.key_position(path + (instance,))   # the key itself is wrong
+    else:
+        where = document.position(path)
 
     if validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
@@ -88,18 +91,13 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
                 message += f" (known keys: {', '.join(known)})"
             problems.error(document.key_position(path + (key,)), message)
         return
-    if validator == "propertyNames":
-        # jsonschema reports the mapping; find the offending key and its position
-        pattern = addresses.NAME
-        for key in instance:
-            if not pattern.fullmatch(key):
-                problems.error(document.key_position(path + (key,)),
-                               f"{key!r} {_schema_message(policy_schema()['$defs']['name'])}")
-        return
     if validator == "required":
-        missing = [key for key in error.validator_value if key not in instance]
-        for key in missing:
-            problems.error(where, f"missing required key {key!r}")
+        unknown = [key for key in instance if key not in schema.get("properties", {})]
+        for key in error.validator_value:
+            # a misspelt key is reported once, as unknown with its suggestion
+            if key not in instance and not difflib.get_close_matches(key, unknown, n=1,
+                                                                     cutoff=0.6):
+                problems.error(where, f"missing required key {key!r}")
         return
     if validator == "type":
         wanted = error.validator_value

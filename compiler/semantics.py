@@ -9,6 +9,7 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
+from .addresses import network_text
 from .diagnostics import Collector, Diagnostic
 from .model import FAMILIES, AddressRef, Policy, family_of
 
@@ -57,7 +58,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
     """Servers and outbound sources must lie in the internal networks."""
     firewall = policy.firewall
     networks = firewall.internal_networks
-    described = ", ".join(str(n) for n in networks.v4 + networks.v6)
+    described = ", ".join(network_text(n) for n in networks.v4 + networks.v6)
     for rule in policy.publish:
         if rule.server is None:
             continue
@@ -79,7 +80,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
             continue
         outside = [n for n in sources.v4 + sources.v6 if not networks.contains(n)]
         if outside:
-            shown = ", ".join(str(n) for n in outside[:3]) + (" ..." if len(outside) > 3 else "")
+            shown = ", ".join(network_text(n) for n in outside[:3]) + (" ..." if len(outside) > 3 else "")
             problems.error(rule.sources.position,
                            f"sources of outbound rule {rule.name!r} are not in the internal "
                            f"networks ({described}): {shown}")

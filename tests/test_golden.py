@@ -1,0 +1,44 @@
+"""Golden files: each golden/<case>/policy.yaml must compile to exactly its
+expected.nft, or fail with exactly its expected.err; and every expected.nft
+must itself pass nft's dry run, so no golden file can freeze a ruleset nft
+would refuse. Add a case by adding a folder; regenerate with
+tools/regen_golden.py and review the diff."""
+
+from pathlib import Path
+
+import pytest
+
+from compiler import nftcheck
+from compiler.cli import main as mailpubc
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+CASES = sorted(p for p in GOLDEN.iterdir() if (p / "policy.yaml").exists())
+RULESETS = [c for c in CASES if (c / "expected.nft").exists()]
+
+
+def test_every_case_has_exactly_one_expectation():
+    for case in CASES:
+        found = [(case / name).exists() for name in ("expected.nft", "expected.err")]
+        assert found.count(True) == 1, f"{case.name}: needs expected.nft or expected.err"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_compiles_to_expected(case, monkeypatch, capsys):
+    monkeypatch.chdir(case)
+    status = mailpubc(["--no-nft-check", "policy.yaml"])
+    out, err = capsys.readouterr()
+    if (case / "expected.nft").exists():
+        assert (status, err) == (0, "")
+        assert out == (case / "expected.nft").read_text(encoding="utf-8")
+    else:
+        assert status == 1
+        assert out == ""
+        assert err == (case / "expected.err").read_text(encoding="utf-8")
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", RULESETS, ids=[c.name for c in RULESETS])
+def test_expected_ruleset_passes_nft_dry_run(case):
+    result = nftcheck.dry_run((case / "expected.nft").read_text(encoding="utf-8"))
+    assert result.ran, f"nft dry run could not run: {result.message}"
+    assert result.ok, result.message

@@ -1,0 +1,49 @@
+"""Both ways of running nft's dry run, on a good and a bad ruleset."""
+
+import os
+import shutil
+
+import pytest
+
+from compiler import nftcheck
+from compiler.pipeline import compile_file
+
+BAD = "table inet broken {\n\tchain input {\n\t\tip daddr 10.0.0.1 tcp dport 25 acceptt\n\t}\n}\n"
+
+
+@pytest.fixture(scope="module")
+def good():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return compile_file(os.path.join(here, "..", "examples", "seed.yaml")).text
+
+
+@pytest.mark.parametrize("method", nftcheck.METHODS)
+def test_method_accepts_good_and_rejects_bad(method, good):
+    if method == "libnftables" and nftcheck._import_binding() is None:
+        pytest.skip("python-nftables is not installed (Debian: python3-nftables)")
+    if method == "nft" and shutil.which("nft") is None:
+        pytest.skip("the nft binary is not installed")
+    passed = nftcheck.dry_run(good, methods=(method,))
+    assert passed.ran and passed.ok, passed.message
+    failed = nftcheck.dry_run(BAD, methods=(method,))
+    assert failed.ran and not failed.ok
+    assert "acceptt" in failed.message
+
+
+def test_dry_run_leaves_no_table_behind(good):
+    """A dry run must not apply anything to the host it runs on."""
+    assert nftcheck.dry_run(good).ok
+    if shutil.which("nft") and os.geteuid() == 0:
+        import subprocess
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert "inet mailpub" not in tables
+
+
+def test_says_plainly_when_nothing_can_run(monkeypatch):
+    monkeypatch.setattr(nftcheck, "_import_binding", lambda: None)
+    monkeypatch.setattr(nftcheck.shutil, "which", lambda name: None)
+    monkeypatch.setattr(nftcheck.os, "access", lambda path, mode: False)
+    result = nftcheck.dry_run("table inet x { }\n")
+    assert not result.ran
+    assert "python-nftables is not installed" in result.message
+    assert "nft binary is not installed" in result.message
