@@ -8,43 +8,44 @@ policies that mean the same thing compare equal.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .addresses import Address, Network
+from .addresses import Address, Interval, interval_texts, merge
 from .diagnostics import Position
 
 FAMILIES = ("ip", "ip6")   # nft's names: `ip saddr`, `ip6 saddr`
+VERSIONS = {"ip": 4, "ip6": 6}
 VERDICTS = ("drop", "reject", "accept")
 
 
 @dataclass(frozen=True)
 class Addresses:
-    """A flattened address collection: collapsed networks per family."""
+    """A flattened address collection: merged intervals of integers per family."""
 
-    v4: tuple[ipaddress.IPv4Network, ...] = ()
-    v6: tuple[ipaddress.IPv6Network, ...] = ()
+    v4: tuple[Interval, ...] = ()
+    v6: tuple[Interval, ...] = ()
 
     @staticmethod
-    def of(networks) -> "Addresses":
-        networks = list(networks)
-        v4 = [n for n in networks if n.version == 4]
-        v6 = [n for n in networks if n.version == 6]
-        return Addresses(tuple(ipaddress.collapse_addresses(v4)),
-                         tuple(ipaddress.collapse_addresses(v6)))
+    def of(v4=(), v6=()) -> "Addresses":
+        return Addresses(merge(v4), merge(v6))
 
-    def family(self, family: str) -> tuple[Network, ...]:
+    def family(self, family: str) -> tuple[Interval, ...]:
         return self.v4 if family == "ip" else self.v6
 
     def __bool__(self) -> bool:
         return bool(self.v4 or self.v6)
 
-    def contains(self, network: Network) -> bool:
-        return any(network.subnet_of(outer) for outer in self.family(family_of(network)))
+    def contains(self, family: str, interval: Interval) -> bool:
+        first, last = interval
+        return any(low <= first and last <= high for low, high in self.family(family))
+
+    def texts(self, family: str) -> tuple[str, ...]:
+        version = VERSIONS[family]
+        return tuple(text for i in self.family(family) for text in interval_texts(version, i))
 
 
-def family_of(address: Address | Network) -> str:
+def family_of(address: Address) -> str:
     return "ip" if address.version == 4 else "ip6"
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .addresses import network_text
 from .model import FAMILIES, AddressRef, Policy, PortRange, Service, family_of
 
 DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
@@ -122,15 +121,14 @@ class _Planner:
 
     def _match(self, ref: AddressRef, family: str) -> Optional[AddressMatch]:
         """How a rule matches `ref` in `family`; None when it has no such addresses."""
-        networks = ref.addresses.family(family)
-        if not networks:
+        elements = ref.addresses.texts(family)
+        if not elements:
             return None
         if ref.set_name is not None:
             name = ref.set_name + SET_SUFFIX[family]
-            self.used_sets[name] = NftSet(name, SET_TYPES[family],
-                                          tuple(network_text(n) for n in networks))
+            self.used_sets[name] = NftSet(name, SET_TYPES[family], elements)
             return AddressMatch(set_name=name)
-        return AddressMatch(elements=tuple(network_text(n) for n in networks))
+        return AddressMatch(elements=elements)
 
     @staticmethod
     def _single(address) -> AddressMatch:
@@ -217,11 +215,11 @@ class _Planner:
             return rules
         for family in FAMILIES:
             external = fw.first_external(family)
-            networks = fw.internal_networks.family(family)
+            networks = fw.internal_networks.texts(family)
             if external is None or not networks:
                 continue
             rules.append(Rule("mailpub snat internal", family, oifname=fw.external_interface,
-                              saddr=AddressMatch(elements=tuple(network_text(n) for n in networks)),
+                              saddr=AddressMatch(elements=networks),
                               verdict="snat", nat_to=str(external)))
         return rules
 

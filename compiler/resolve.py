@@ -14,12 +14,12 @@ cannot exhaust the stack.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
 
 from . import addresses as syntax
+from .addresses import Interval
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
@@ -94,30 +94,47 @@ class _Resolver:
 
     # -- addresses ----------------------------------------------------------
 
-    def _entry(self, path: Path, text: str) -> list:
-        """One address, network or range as networks; [] after reporting a problem."""
-        address = syntax.parse_address(text)
-        if address is not None:
-            return [ipaddress.ip_network(address)]
+    def _entry(self, path: Path, text: str) -> Optional[tuple[int, Interval]]:
+        """One address, network or range as (version, interval); None after reporting."""
+        parsed = syntax.parse_int(text)
+        if parsed is not None:
+            return parsed[0], (parsed[1], parsed[1])
         network = syntax.parse_network(text)
         if network is not None:
-            if network.network_address != ipaddress.ip_address(text.split("/")[0]):
+            version, value, prefix = network
+            mask = syntax.host_mask(version, prefix)
+            if value & mask:
+                base = syntax.int_text(version, value & ~mask)
+                address = text.split("/")[0]
                 self.error(path, f"{text} has host bits set: did you mean the network "
-                                 f"{network} or the single address {text.split('/')[0]}?")
-                return []
-            return [network]
+                                 f"{base}/{prefix} or the single address {address}?")
+                return None
+            return version, (value, value | mask)
         bounds = syntax.parse_range(text)
         if bounds is not None:
-            first, last = bounds
-            if first.version != last.version:
+            version, first, last_version, last = bounds
+            if version != last_version:
                 self.error(path, f"range {text} mixes IPv4 and IPv6")
-                return []
+                return None
             if first > last:
                 self.error(path, f"range {text} ends before it starts")
-                return []
-            return list(ipaddress.summarize_address_range(first, last))
+                return None
+            return version, (first, last)
         self.error(path, f"{text!r} is not an address, network or range")
-        return []
+        return None
+
+    @staticmethod
+    def _addresses_of(entries: list) -> Addresses:
+        """Merge (version, interval) pairs and whole Addresses into one collection."""
+        v4: list[Interval] = []
+        v6: list[Interval] = []
+        for entry in entries:
+            if isinstance(entry, Addresses):
+                v4.extend(entry.v4)
+                v6.extend(entry.v6)
+            elif entry is not None:
+                (v4 if entry[0] == 4 else v6).append(entry[1])
+        return Addresses.of(v4, v6)
 
     def _address_sets(self) -> None:
         """Flatten every set once, in dependency order; report undefined names and cycles."""
@@ -145,14 +162,10 @@ class _Resolver:
                                "address sets refer to each other in a cycle: "
                                + " -> ".join(cycle + [name]))
         for name in order:
-            networks = []
-            for i, entry in enumerate(raw[name]):
-                if self._is_name(entry):
-                    networks.extend(self.sets.get(entry, Addresses()).v4)
-                    networks.extend(self.sets.get(entry, Addresses()).v6)
-                else:
-                    networks.extend(self._entry(("address_sets", name, i), entry))
-            self.sets[name] = Addresses.of(networks)
+            self.sets[name] = self._addresses_of([
+                self.sets.get(entry, Addresses()) if self._is_name(entry)
+                else self._entry(("address_sets", name, i), entry)
+                for i, entry in enumerate(raw[name])])
 
     @staticmethod
     def _is_name(text: str) -> bool:
@@ -183,20 +196,20 @@ class _Resolver:
             if len(entries) > 1:
                 self.error(path, "'any' must stand alone")
             return AddressRef(Addresses(), any=True, position=self.at(path))
-        networks: list = []
+        found: list = []
         localhost = False
         for entry, entry_path in zip(entries, entry_paths):
             if entry == LOCALHOST and allow_localhost:
                 localhost = True
             elif self._is_name(entry):
                 if entry in self.sets:
-                    networks.extend(self.sets[entry].v4 + self.sets[entry].v6)
+                    found.append(self.sets[entry])
                 elif entry not in (self.data.get("address_sets") or {}):
                     self._undefined_set(entry_path, entry)
             else:
-                networks.extend(self._entry(entry_path, entry))
+                found.append(self._entry(entry_path, entry))
         set_name = entries[0] if len(entries) == 1 and entries[0] in self.sets else None
-        return AddressRef(Addresses.of(networks), set_name=set_name, localhost=localhost,
+        return AddressRef(self._addresses_of(found), set_name=set_name, localhost=localhost,
                           position=self.at(path))
 
     # -- services and schedules ---------------------------------------------
@@ -288,7 +301,7 @@ class _Resolver:
             external_interface=spec["external"]["interface"],
             external_addresses=self._external_addresses(),
             internal_interface=internal.get("interface"),
-            internal_networks=Addresses.of(self._internal_networks()),
+            internal_networks=self._addresses_of(self._internal_networks()),
             input_policy=verdicts.get("input", "drop"),
             forward_policy=verdicts.get("forward", "drop"),
             output_policy=verdicts.get("output", "accept"),
@@ -311,11 +324,9 @@ class _Resolver:
         return tuple(found)
 
     def _internal_networks(self) -> list:
-        networks = []
         internal = self.data["firewall"].get("internal") or {}
-        for i, text in enumerate(internal.get("networks") or ()):
-            networks.extend(self._entry(("firewall", "internal", "networks", i), text))
-        return networks
+        return [self._entry(("firewall", "internal", "networks", i), text)
+                for i, text in enumerate(internal.get("networks") or ())]
 
     def _publish(self, index: int, spec: dict) -> Publish:
         path: Path = ("publish", index)

@@ -9,9 +9,9 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from .addresses import network_text
+from .addresses import interval_texts
 from .diagnostics import Collector, Diagnostic
-from .model import FAMILIES, AddressRef, Policy, family_of
+from .model import FAMILIES, VERSIONS, AddressRef, Policy, family_of
 
 _FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}
 
@@ -58,7 +58,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
     """Servers and outbound sources must lie in the internal networks."""
     firewall = policy.firewall
     networks = firewall.internal_networks
-    described = ", ".join(network_text(n) for n in networks.v4 + networks.v6)
+    described = ", ".join(networks.texts("ip") + networks.texts("ip6"))
     for rule in policy.publish:
         if rule.server is None:
             continue
@@ -66,7 +66,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
             problems.error(rule.server_position,
                            f"server {rule.server} is internal, so firewall.internal "
                            "(interface and networks) is required")
-        elif not any(rule.server in n for n in networks.family(family_of(rule.server))):
+        elif not networks.contains(family_of(rule.server), (int(rule.server), int(rule.server))):
             problems.error(rule.server_position,
                            f"server {rule.server} is not in the internal networks ({described})")
     for rule in policy.outbound:
@@ -78,9 +78,11 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
                            f"outbound rule {rule.name!r} has internal sources, so "
                            "firewall.internal (interface and networks) is required")
             continue
-        outside = [n for n in sources.v4 + sources.v6 if not networks.contains(n)]
+        outside = [text for family in FAMILIES for i in sources.family(family)
+                   if not networks.contains(family, i)
+                   for text in interval_texts(VERSIONS[family], i)]
         if outside:
-            shown = ", ".join(network_text(n) for n in outside[:3]) + (" ..." if len(outside) > 3 else "")
+            shown = ", ".join(outside[:3]) + (" ..." if len(outside) > 3 else "")
             problems.error(rule.sources.position,
                            f"sources of outbound rule {rule.name!r} are not in the internal "
                            f"networks ({described}): {shown}")

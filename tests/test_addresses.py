@@ -1,0 +1,43 @@
+"""Address arithmetic against the standard library's ipaddress, on random draws."""
+
+import ipaddress
+
+from hypothesis import given, strategies as st
+
+from compiler.addresses import BITS, interval_texts, merge, parse_int
+
+
+@st.composite
+def intervals(draw):
+    version = draw(st.sampled_from([4, 6]))
+    first = draw(st.integers(0, (1 << BITS[version]) - 1))
+    last = draw(st.integers(first, min((1 << BITS[version]) - 1, first + (1 << 40))))
+    return version, first, last
+
+
+def reference_texts(version, first, last):
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
+            for n in ipaddress.summarize_address_range(cls(first), cls(last))]
+
+
+@given(intervals())
+def test_interval_texts_is_the_exact_cidr_cover(drawn):
+    version, first, last = drawn
+    assert interval_texts(version, (first, last)) == reference_texts(version, first, last)
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=30))
+def test_merge_covers_exactly_the_same_addresses(pairs):
+    spans = [(start, start + length) for start, length in pairs]
+    merged = merge(spans)
+    covered = {a for first, last in spans for a in range(first, last + 1)}
+    assert {a for first, last in merged for a in range(first, last + 1)} == covered
+    assert all(prev[1] + 1 < nxt[0] for prev, nxt in zip(merged, merged[1:]))
+
+
+def test_parse_int_refuses_what_ipaddress_refuses():
+    for text in ["010.1.1.1", "1.2.3", "fe80::1%eth0", "1.2.3.4.5", "::g", "", " 1.2.3.4"]:
+        assert parse_int(text) is None, text
+    assert parse_int("2001:db8::1") == (6, int(ipaddress.IPv6Address("2001:db8::1")))
+    assert parse_int("192.0.2.1") == (4, int(ipaddress.IPv4Address("192.0.2.1")))
