@@ -154,13 +154,10 @@ class _Resolver:
                 else:
                     self._undefined_set(("address_sets", name, i), entry)
         order, cyclic = _dependency_order(uses)
-        unordered = set(cyclic)
-        for name in cyclic:
-            cycle = _find_cycle(name, uses, unordered)
-            if cycle[0] == name:   # report each cycle once, at its first set
-                self.key_error(("address_sets", name),
-                               "address sets refer to each other in a cycle: "
-                               + " -> ".join(cycle + [name]))
+        for cycle in _cycles(uses, cyclic):
+            self.key_error(("address_sets", cycle[0]),
+                           "address sets refer to each other in a cycle: "
+                           + " -> ".join(cycle + [cycle[0]]))
         for name in order:
             self.sets[name] = self._addresses_of([
                 self.sets.get(entry, Addresses()) if self._is_name(entry)
@@ -376,16 +373,23 @@ def _dependency_order(uses: dict[str, list[str]]) -> tuple[list[str], list[str]]
     return order, [name for name in uses if name not in done]
 
 
-def _find_cycle(start: str, uses: dict[str, list[str]], unordered: set[str]) -> list[str]:
-    """The cycle reached from `start`, rotated to begin at its first-declared set."""
-    seen: dict[str, int] = {}
-    path: list[str] = []
-    name = start
-    while name not in seen:
-        seen[name] = len(path)
-        path.append(name)
-        name = next(dep for dep in uses[name] if dep in unordered)
-    cycle = path[seen[name]:]
-    first = min(cycle, key=list(uses).index)
-    at = cycle.index(first)
-    return cycle[at:] + cycle[:at]
+def _cycles(uses: dict[str, list[str]], unordered: list[str]) -> list[list[str]]:
+    """Each cycle among the unordered names once, rotated to start at its
+    first-declared set. Every unordered name leads into a cycle, so one walk
+    from each not yet visited name finds every cycle in linear time."""
+    rank = {name: i for i, name in enumerate(uses)}
+    pending = set(unordered)
+    visited: set[str] = set()
+    cycles = []
+    for start in unordered:
+        path: dict[str, int] = {}
+        name = start
+        while name not in visited and name not in path:
+            path[name] = len(path)
+            name = next(dep for dep in uses[name] if dep in pending)
+        if name in path:   # this walk closed a new cycle
+            cycle = list(path)[path[name]:]
+            at = cycle.index(min(cycle, key=rank.__getitem__))
+            cycles.append(cycle[at:] + cycle[:at])
+        visited.update(path)
+    return cycles
