@@ -96,7 +96,6 @@ class Schedule:
 class AddressSet:
     name: str
     addresses: Addresses
-    position: Optional[Position] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,9 +130,6 @@ class Firewall:
     forward_policy: str
     output_policy: str
     ssh_sources: Optional[AddressRef]
-    position: Optional[Position] = field(default=None, compare=False)
-    table_position: Optional[Position] = field(default=None, compare=False)
-    internal_position: Optional[Position] = field(default=None, compare=False)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

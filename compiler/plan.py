@@ -90,7 +90,6 @@ class _Planner:
     def __init__(self, policy: Policy):
         self.policy = policy
         self.firewall = policy.firewall
-        self.sets_by_name = {s.name: s.addresses for s in policy.address_sets}
         self.used_sets: dict[str, NftSet] = {}
 
     def ruleset(self) -> Ruleset:

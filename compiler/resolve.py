@@ -87,8 +87,7 @@ class _Resolver:
                         for i, rule in enumerate(self.data.get("publish") or ()))
         outbound = tuple(self._outbound(i, rule)
                          for i, rule in enumerate(self.data.get("outbound") or ()))
-        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
-                                self.doc.key_position(("address_sets", name)))
+        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()))
                      for name in sorted(self.data.get("address_sets") or {}))
         return Policy(self.doc.file, firewall, sets, publish, outbound)
 
@@ -304,9 +303,6 @@ class _Resolver:
             output_policy=verdicts.get("output", "accept"),
             ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
                          if ssh is not None else None),
-            position=self.at(("firewall",)),
-            table_position=self.at(("firewall", "table")),
-            internal_position=self.at(("firewall", "internal")),
         )
 
     def _external_addresses(self) -> tuple:
