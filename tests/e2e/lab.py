@@ -1,0 +1,255 @@
+"""One scenario's lab: build it, load the compiled ruleset, judge expectations.
+
+The ruleset is made the way a user makes it: the CLI prints it
+(``python -m compiler POLICY``, or the command in MAILPUBC_E2E_CMD, e.g.
+``mailpubc`` or a wrapper that mutates the output to see the suite fail),
+and ``nft -f`` loads the file inside the firewall namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from . import netns, pki, services
+from .netns import CommandError
+from .scenario import REPO, Scenario, describe
+from .topology import BUILTIN_SERVICES, Host, Policy, Topology
+
+PROBE = Path(__file__).resolve().parent / "probe.py"
+TLS_SERVICES = {"smtps", "submission"}
+SWEEP_TIMEOUT = 0.5
+PARALLEL_PROBES = 12
+EVIDENCE = ("*.nft", "*.yaml", "*.conf", "*.log", "*.jsonl", "*.out")
+
+
+class LabError(RuntimeError):
+    """The lab could not be set up (bad policy, compiler failure, dead server)."""
+
+
+def compiler_command() -> list[str]:
+    return shlex.split(os.environ.get("MAILPUBC_E2E_CMD", "")) or [sys.executable, "-m", "compiler"]
+
+
+class Lab:
+    """The namespaces, servers and ruleset of one scenario, and its checks."""
+
+    def __init__(self, scenario: Scenario, ca: Path, evidence: Path):
+        self.scenario = scenario
+        self.ca = ca
+        self.evidence = evidence
+        try:
+            self.policy = Policy(scenario.policy)
+            self.topology = Topology(self.policy, scenario.hosts)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LabError(f"scenario {scenario.name}: cannot derive the lab: {exc!r}") from exc
+        # Short (unix socket paths) and traversable by Dovecot's mail user.
+        self.workdir = netns.scratch_dir()
+        self.workdir.chmod(0o755)
+
+    def start(self) -> None:
+        try:
+            self.topology.build()
+            cert, key = pki.issue(self.ca, self.workdir, self.topology.all_addresses())
+            for host in self.topology.hosts.values():
+                services.start(host, self.workdir, cert, key)
+            self._load_ruleset()
+        except (CommandError, ValueError, KeyError) as exc:
+            raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
+
+    def _load_ruleset(self) -> None:
+        policy_file = self.scenario.policy_file
+        if policy_file is None:
+            policy_file = self.workdir / "policy.yaml"
+            policy_file.write_text(yaml.safe_dump(self.scenario.policy, sort_keys=False))
+        compiled = _run_compiler([*compiler_command(), str(policy_file)])
+        ruleset = self.workdir / "ruleset.nft"
+        ruleset.write_text(compiled)
+        self.topology.firewall.ns.run("nft", "-f", str(ruleset))
+
+    def close(self) -> None:
+        self.topology.destroy()
+        self.evidence.mkdir(parents=True, exist_ok=True)
+        for pattern in EVIDENCE:
+            for path in self.workdir.rglob(pattern):
+                target = self.evidence / path.relative_to(self.workdir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        netns.remove_dir(self.workdir)
+
+    # -- judging ----------------------------------------------------------
+
+    def judge_all(self) -> list[str | None]:
+        """Run every expectation (in parallel, sweeps first as they take longest);
+        None or a failure message each."""
+        expectations = self.scenario.expectations
+        with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
+            order = sorted(range(len(expectations)),
+                           key=lambda i: expectations[i]["kind"] != "portsweep")
+            futures = {i: pool.submit(self._judge_safely, expectations[i]) for i in order}
+            outcomes = [futures[i].result() for i in range(len(expectations))]
+        return [None if o is None else
+                f"scenario {self.scenario.name}, expectation #{i} ({describe(e)}): {o}"
+                f" [lab files: {self.evidence}]"
+                for i, (e, o) in enumerate(zip(self.scenario.expectations, outcomes))]
+
+    def _judge_safely(self, exp: dict) -> str | None:
+        try:
+            return JUDGES[exp["kind"]](self, exp)
+        except (CommandError, KeyError, ValueError) as exc:
+            return f"could not run: {exc}"
+
+    def probe(self, source: str, request: dict, timeout: float = 60) -> dict:
+        user, password = services.ACCOUNT
+        request = dict(request, cafile=str(self.ca), account=[user, password],
+                       zone=services.ZONE, whoami_zone=services.WHOAMI_ZONE)
+        host = self.topology.host(source)
+        out = host.ns.run(sys.executable, str(PROBE), json.dumps(request), timeout=timeout)
+        return json.loads(out.stdout)
+
+    def address(self, name: str, family: int | None) -> str:
+        try:
+            return str(ipaddress.ip_address(name))
+        except ValueError:
+            return str(self.topology.host(name).address(family or 4))
+
+    def service_port(self, service: str) -> int:
+        return self.policy.ports(service)[-1][1]
+
+    def smtp_record(self, subject: str) -> tuple[Host, dict] | None:
+        """Which lab SMTP server received ``subject``, and its log entry."""
+        for host in self.topology.hosts.values():
+            log = services.smtp_log(host, self.workdir)
+            if "smtp" in host.servers and log.exists():
+                for line in log.read_text().splitlines():
+                    record = json.loads(line)
+                    if record["subject"] == subject:
+                        return host, record
+        return None
+
+
+def _run_compiler(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"compiler did not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise CommandError(f"compiler exited {proc.returncode}: {' '.join(argv)}\n{proc.stderr}")
+    return proc.stdout
+
+
+def _reach(lab: Lab, exp: dict) -> str | None:
+    target = lab.address(exp["to"], exp.get("family"))
+    if "port" in exp:
+        checks = [("tcp", int(str(exp["port"]).removeprefix("tcp/")))]
+    elif exp["service"] in BUILTIN_SERVICES:
+        checks = [(exp["service"], lab.service_port(exp["service"]))]
+    else:                       # a custom service: a TCP handshake on each port
+        checks = [("tcp", port) for proto, port in lab.policy.ports(exp["service"])
+                  if proto == "tcp"]
+        if not checks:
+            raise ValueError(f"service {exp['service']} has no TCP port to check")
+    for service, port in checks:
+        result = lab.probe(exp["from"], {"kind": "reach", "service": service,
+                                         "host": target, "port": port})
+        if result["status"] != exp["expect"]:
+            return f"expected {exp['expect']}, got {result['status']}: {result['detail']}"
+    return None
+
+
+def _deliver(lab: Lab, exp: dict) -> str | None:
+    service = exp.get("service", "smtp")
+    readers = [{"service": s, "port": lab.service_port(s)} for s in exp.get("read_with", [])]
+    result = lab.probe(exp["from"], {
+        "kind": "deliver", "service": service, "port": lab.service_port(service),
+        "host": lab.address(exp["to"], exp.get("family")), "read_with": readers})
+    if result["status"] != "open":
+        return f"delivery {result['status']}: {result['detail']}"
+    received = lab.smtp_record(result["subject"])
+    if received is None:
+        return "the message reached no lab SMTP server's log"
+    server, record = received
+    if "expect_server" in exp and server is not lab.topology.host(exp["expect_server"]):
+        return f"the message went to {server.name}, expected {exp['expect_server']}"
+    if service in TLS_SERVICES and not record["tls"]:
+        return f"the server saw no TLS on port {record['port']}"
+    if "expect_peer" in exp:
+        peer = lab.address(exp["expect_peer"], exp.get("family"))
+        if ipaddress.ip_address(record["peer"]) != ipaddress.ip_address(peer):
+            return f"the server saw the connection from {record['peer']}, expected {peer}"
+    return None
+
+
+def _snat(lab: Lab, exp: dict) -> str | None:
+    expected = str(ipaddress.ip_address(exp["expect_source"]))
+    if exp["service"] == "smtp":
+        return _deliver(lab, dict(exp, expect_peer=expected))
+    if exp["service"] != "dns":
+        raise ValueError("snat-source checks smtp or dns")
+    result = lab.probe(exp["from"], {"kind": "whoami", "port": lab.service_port("dns"),
+                                     "host": lab.address(exp["to"], exp.get("family"))})
+    if result["status"] != "open":
+        return f"DNS {result['status']}: {result['detail']}"
+    if result["addresses"] != [expected]:
+        return f"the DNS server saw queries from {result['addresses']}, expected [{expected}]"
+    return None
+
+
+def _sweep(lab: Lab, exp: dict) -> str | None:
+    first, _, last = str(exp.get("ports", "1-65535")).partition("-")
+    expected = sorted(int(p) for p in exp["expect_open"])
+    result = lab.probe(exp["from"], {
+        "kind": "sweep", "host": lab.address(exp["target"], exp.get("family")),
+        "first": int(first), "last": int(last or first), "expected": expected,
+        "timeout": SWEEP_TIMEOUT}, timeout=120)
+    if result["status"] != "open":
+        return f"sweep {result['status']}: {result['detail']}"
+    found = set(result["open"])
+    if found != set(expected):
+        return (f"open ports {sorted(found)}, expected {expected}: unexpected "
+                f"{sorted(found - set(expected))}, missing {sorted(set(expected) - found)} "
+                f"(sweep: {result['counts']})")
+    return None
+
+
+JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep}
+
+
+class Labs:
+    """Runs each scenario once, when its first test asks: builds the lab,
+    judges all its expectations, tears it down.  The tests then report the
+    outcomes one by one (or each the error that stopped the lab)."""
+
+    def __init__(self, ca: Path, evidence_root: Path):
+        self.ca = ca
+        self.evidence_root = evidence_root
+        self.current: str | None = None
+        self.outcome: list[str | None] | Exception = []
+
+    def results(self, scenario: Scenario) -> list[str | None]:
+        if scenario.name != self.current:
+            self.current, self.outcome = scenario.name, []
+            try:
+                lab = Lab(scenario, self.ca, self.evidence_root / scenario.name)
+            except LabError as exc:
+                self.outcome = exc
+            else:
+                try:
+                    lab.start()
+                    self.outcome = lab.judge_all()
+                except Exception as exc:  # noqa: BLE001 - every test of the scenario reports it
+                    self.outcome = exc
+                finally:
+                    lab.close()
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome

@@ -1,0 +1,159 @@
+"""Scenario fixtures: a policy, optional host overrides, and expectations.
+
+A scenario is ``scenarios/NAME.yaml``::
+
+    policy: golden/scenario1/policy.yaml   # path from the repository root,
+                                           # or the policy itself (a mapping)
+    policy_patch: {...}                    # optional, merged into the policy
+    hosts:                                 # optional, added to/replacing the
+      smarthost: {side: outside, addresses: [203.0.113.25], servers: [smtp]}
+    expect:
+      - {from: client, to: 198.51.100.10, service: imap, expect: open}
+      - {from: client, to: exchange, port: 22, expect: closed}
+      - {kind: smtp-deliver, from: client, to: 198.51.100.10, service: submission,
+         read_with: [imap, pop3s], expect_peer: client, expect_server: exchange}
+      - {kind: snat-source, from: exchange, to: internet, service: smtp,
+         expect_source: 198.51.100.10}
+      - {kind: portsweep, from: client, target: 198.51.100.10,
+         expect_open: [25, 110, 143]}
+
+``from``/``to``/``target`` name a host (see topology.py for the derived
+names) or give an address; ``family: 6`` picks a host's IPv6 address.
+
+Before parsing, ``${NAME}`` placeholders are replaced, so a schedule can be
+written around the time the test runs: HOURS_NOW (a window containing now),
+HOURS_LATER (a window that does not), HOURS_NOW_WRAPPING and
+HOURS_LATER_WRAPPING (the same, written as windows that cross midnight, e.g.
+"09:00-08:00" at ten o'clock), TODAY and OTHER_DAY (mon..sun).
+nft reads hours in the local time zone of the process that loads the
+ruleset, which is this one's.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+KINDS = {
+    "reach": ({"from", "to", "expect"}, {"service", "port", "family"}),
+    "smtp-deliver": ({"from", "to"}, {"service", "read_with", "expect_peer",
+                                       "expect_server", "family"}),
+    "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
+    "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario fixture is malformed."""
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    policy_file: Path | None     # the golden policy, when used unpatched
+    policy: dict
+    hosts: dict
+    expectations: list[dict]
+
+
+def time_vars(now: time.struct_time) -> dict[str, str]:
+    """Schedule placeholders for ``now``.
+
+    HOURS_LATER never crosses midnight and HOURS_NOW does only after 22:59;
+    the WRAPPING windows do (except within two hours of midnight).
+    """
+    minute = now.tm_hour * 60 + now.tm_min
+
+    def hhmm(m: int) -> str:
+        m %= 24 * 60
+        return f"{m // 60:02d}:{m % 60:02d}"
+
+    later = (minute + 120, minute + 180) if minute + 180 < 24 * 60 else (minute - 180, minute - 120)
+    return {
+        "HOURS_NOW": f"{hhmm(max(0, minute - 60))}-{hhmm(minute + 60)}",
+        "HOURS_LATER": f"{hhmm(later[0])}-{hhmm(later[1])}",
+        "HOURS_NOW_WRAPPING": f"{hhmm(minute - 60)}-{hhmm(minute - 120)}",
+        "HOURS_LATER_WRAPPING": f"{hhmm(minute + 60)}-{hhmm(minute - 60)}",
+        "TODAY": DAYS[now.tm_wday],
+        "OTHER_DAY": DAYS[(now.tm_wday + 1) % 7],
+    }
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: Path) -> Scenario:
+    text = string.Template(path.read_text()).substitute(time_vars(time.localtime()))
+    data = yaml.safe_load(text) or {}
+    where = path.name
+    unknown = set(data) - {"policy", "policy_patch", "hosts", "expect"}
+    if unknown or "policy" not in data or not data.get("expect"):
+        raise ScenarioError(f"{where}: needs 'policy' and 'expect'; unknown keys {sorted(unknown)}")
+    policy_file = None
+    policy = data["policy"]
+    if isinstance(policy, str):
+        policy_file = REPO / policy
+        if not policy_file.is_file():
+            raise ScenarioError(f"{where}: policy file {policy} does not exist")
+        policy = yaml.safe_load(policy_file.read_text())
+    if data.get("policy_patch"):
+        policy = _merge(policy, data["policy_patch"])
+        policy_file = None
+    for name, spec in (data.get("hosts") or {}).items():
+        keys = set(spec or {})
+        if "addresses" not in keys or keys - {"side", "addresses", "servers"}:
+            raise ScenarioError(f"{where}: host {name} needs 'addresses', may have "
+                                f"'side' and 'servers'; got {sorted(keys)}")
+    expectations = [_checked(e, f"{where}: expectation #{i}") for i, e in enumerate(data["expect"])]
+    return Scenario(path.stem, path, policy_file, policy, data.get("hosts") or {}, expectations)
+
+
+def _checked(exp: dict, where: str) -> dict:
+    kind = exp.get("kind", "reach")
+    if kind not in KINDS:
+        raise ScenarioError(f"{where}: unknown kind {kind!r}; kinds: {sorted(KINDS)}")
+    required, optional = KINDS[kind]
+    keys = set(exp) - {"kind"}
+    if not required <= keys or keys - required - optional:
+        raise ScenarioError(f"{where}: {kind} needs {sorted(required)}, may have "
+                            f"{sorted(optional)}; got {sorted(keys)}")
+    if kind == "reach" and ("service" in exp) == ("port" in exp):
+        raise ScenarioError(f"{where}: reach needs exactly one of service, port")
+    if kind == "reach" and exp["expect"] not in ("open", "closed"):
+        raise ScenarioError(f"{where}: expect must be open or closed")
+    return dict(exp, kind=kind)
+
+
+def describe(exp: dict) -> str:
+    """A short, unique-enough name for an expectation (test ids, messages)."""
+    kind, src = exp["kind"], exp["from"]
+    family = f" v{exp['family']}" if "family" in exp else ""
+    if kind == "reach":
+        what = exp.get("service") or f"port {exp['port']}"
+        return f"{src} -> {exp['to']}{family} {what} {exp['expect']}"
+    if kind == "smtp-deliver":
+        readers = "+".join(exp.get("read_with", [])) or "nothing"
+        return f"{src} delivers to {exp['to']}{family} via {exp.get('service', 'smtp')}, reads via {readers}"
+    if kind == "snat-source":
+        return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
+    return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
+
+
+def load_all(directory: Path = SCENARIOS) -> list[Scenario]:
+    return [load(path) for path in sorted(directory.glob("*.yaml"))]

@@ -1,0 +1,268 @@
+"""The lab network a policy describes, and building it from namespaces.
+
+The firewall namespace gets the policy's own interface names and external
+addresses.  Outside hosts share one bridge with the firewall's external side
+(every address there is a /32 or /128 with an on-link default route, as on
+an ISP link) and reach the internal networks only through the firewall.
+Inside hosts share a second bridge with the firewall's internal side and use
+the firewall as their default gateway, as docs/ruleset.md asks of a
+published server.
+
+Hosts are derived from the policy unless a scenario names them itself:
+``client`` and ``internet`` outside, one inside host per published server
+(named after the publishing rule) and per outbound source (named after the
+outbound rule; an existing host that lies in the source set is reused under
+that name), and ``plain``, an inside host in no address set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from .netns import Namespace
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Built-in services of the policy language: name -> [(proto, port)].
+BUILTIN_SERVICES = {
+    "smtp": [("tcp", 25)], "smtps": [("tcp", 465)], "submission": [("tcp", 587)],
+    "pop3": [("tcp", 110)], "pop3s": [("tcp", 995)],
+    "imap": [("tcp", 143)], "imaps": [("tcp", 993)],
+    "dns": [("udp", 53), ("tcp", 53)], "dns-zone-transfer": [("tcp", 53)],
+}
+# Which server program answers which ports.
+SERVER_PORTS = {
+    "smtp": {("tcp", 25), ("tcp", 465), ("tcp", 587)},
+    "dovecot": {("tcp", 110), ("tcp", 143), ("tcp", 993), ("tcp", 995)},
+    "dns": {("udp", 53), ("tcp", 53)},
+    "ssh": {("tcp", 22)},
+}
+CANARY_PORT = 9
+
+DEFAULT_OUTSIDE = {
+    "client": ["192.0.2.100", "2001:db8:2::100"],
+    "internet": ["203.0.113.53", "2001:db8:3::53"],
+}
+
+
+@dataclass
+class Host:
+    name: str
+    side: str                     # "outside", "inside" or "firewall"
+    addresses: list[Address]
+    servers: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    ns: Namespace | None = None
+
+    def address(self, family: int = 4) -> Address:
+        for addr in self.addresses:
+            if addr.version == family:
+                return addr
+        raise KeyError(f"host {self.name} has no IPv{family} address")
+
+
+class Policy:
+    """The parts of a policy that decide the lab's shape (read, not compiled)."""
+
+    def __init__(self, data: dict):
+        fw = data["firewall"]
+        self.table = fw.get("table", "mailpub")
+        self.ext_if = fw["external"]["interface"]
+        self.ext_addrs = [ipaddress.ip_address(a) for a in fw["external"]["addresses"]]
+        internal = fw.get("internal") or {}
+        self.int_if = internal.get("interface")
+        self.int_nets = [ipaddress.ip_network(n) for n in internal.get("networks", [])]
+        self.sets = data.get("address_sets") or {}
+        self.custom_services = data.get("services") or {}
+        self.publish = data.get("publish") or []
+        self.outbound = data.get("outbound") or []
+
+    def ports(self, service: str) -> list[tuple[str, int]]:
+        """The (proto, port) pairs of a service; a range gives its two ends."""
+        if service in BUILTIN_SERVICES:
+            return BUILTIN_SERVICES[service]
+        ports = []
+        for item in self.custom_services[service]:
+            proto, _, spec = item.partition("/")
+            low, _, high = spec.partition("-")
+            ports += [(proto, int(low))] + ([(proto, int(high))] if high else [])
+        return ports
+
+    def networks(self, spec) -> list[Network]:
+        """Resolve a rule's ``from``/``to`` or a set entry into networks."""
+        if isinstance(spec, list):
+            return [net for item in spec for net in self.networks(item)]
+        spec = str(spec)
+        if spec in self.sets:
+            return self.networks(self.sets[spec])
+        if "-" in spec and "/" not in spec:
+            low, high = (ipaddress.ip_address(s.strip()) for s in spec.split("-"))
+            return list(ipaddress.summarize_address_range(low, high))
+        return [ipaddress.ip_network(spec, strict=False)]
+
+    def listed(self) -> list[Network]:
+        """Every network some address set, server or rule source names."""
+        nets = [net for name in self.sets for net in self.networks(name)]
+        nets += [ipaddress.ip_network(p["server"]) for p in self.publish
+                 if p["server"] != "localhost"]
+        nets += [net for r in self.outbound if r["from"] != "localhost"
+                 for net in self.networks(r["from"])]
+        return nets
+
+
+def first_host(net: Network) -> Address:
+    return net.network_address + 1 if net.num_addresses > 2 else net.network_address
+
+
+def gateway(net: Network) -> Address:
+    """The firewall's own address in an internal network: its last usable one."""
+    return net[-2] if net.num_addresses > 2 else net[-1]
+
+
+class Topology:
+    """The hosts of one scenario and the namespaces that realise them."""
+
+    def __init__(self, policy: Policy, overrides: dict | None = None):
+        self.policy = policy
+        self.hosts: dict[str, Host] = {}
+        self.namespaces: list[Namespace] = []
+        gateways = [gateway(net) for net in policy.int_nets]
+        self.firewall = self._add(Host("firewall", "firewall",
+                                       policy.ext_addrs + gateways, ["ssh"]))
+        for name, spec in (overrides or {}).items():
+            side, servers = spec.get("side", "inside"), list(spec.get("servers", []))
+            if side not in ("inside", "outside") or set(servers) - set(SERVER_PORTS):
+                raise ValueError(f"host {name}: side must be inside or outside and servers "
+                                 f"among {sorted(SERVER_PORTS)}")
+            self._add(Host(name, side, [ipaddress.ip_address(a) for a in spec["addresses"]],
+                           servers))
+        for name, addrs in DEFAULT_OUTSIDE.items():
+            if name not in self.hosts:
+                servers = ["smtp", "dns"] if name == "internet" else []
+                self._add(Host(name, "outside", [ipaddress.ip_address(a) for a in addrs], servers))
+        self._derive_inside()
+
+    def _add(self, host: Host) -> Host:
+        self.hosts[host.name] = host
+        return host
+
+    def owner(self, addr: Address) -> Host | None:
+        return next((h for h in self.hosts.values() if addr in h.addresses), None)
+
+    def _derive_inside(self) -> None:
+        pol = self.policy
+        for rule in pol.publish:
+            services = set(rule["services"])
+            wanted = ["smtp", "dovecot"] + (["dns"] if services & {"dns", "dns-zone-transfer"} else [])
+            if rule["server"] == "localhost":
+                host = self.firewall
+            else:
+                addr = ipaddress.ip_address(rule["server"])
+                host = self.owner(addr) or self._add(Host(rule["name"], "inside", [addr]))
+            if host.name != rule["name"] and rule["name"] not in self.hosts:
+                host.aliases.append(rule["name"])
+            host.servers += [s for s in wanted if s not in host.servers]
+        for rule in pol.outbound:
+            if rule["from"] == "localhost" or rule["name"] in self.hosts:
+                continue
+            nets = [n for n in pol.networks(rule["from"])
+                    if any(n.subnet_of(i) for i in pol.int_nets if i.version == n.version)]
+            existing = next((h for h in self.hosts.values() if h.side == "inside"
+                             and any(a in n for a in h.addresses for n in nets)), None)
+            if existing:
+                existing.aliases.append(rule["name"])
+            elif nets:
+                first = {}
+                for net in nets:
+                    first.setdefault(net.version, first_host(net))
+                self._add(Host(rule["name"], "inside", list(first.values())))
+        if "plain" not in self.hosts and pol.int_nets:
+            self._add(Host("plain", "inside", [self._unlisted(net) for net in pol.int_nets]))
+
+    def _unlisted(self, net: Network) -> Address:
+        taken = [n for n in self.policy.listed() if n.version == net.version]
+        used = {a for h in self.hosts.values() for a in h.addresses}
+        for offset in range(3, 200):
+            addr = net[-offset]
+            if addr not in used and not any(addr in n for n in taken):
+                return addr
+        raise ValueError(f"no address in {net} lies outside every address set")
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts.values():
+            if name == host.name or name in host.aliases:
+                return host
+        raise KeyError(f"no host named {name!r}; hosts: {self.names()}")
+
+    def names(self) -> list[str]:
+        return [n for h in self.hosts.values() for n in [h.name, *h.aliases]]
+
+    def all_addresses(self) -> list[Address]:
+        return [a for h in self.hosts.values() for a in h.addresses]
+
+    # -- building ---------------------------------------------------------
+
+    def build(self) -> None:
+        """Create namespaces, links, addresses and routes for every host."""
+        pol = self.policy
+        self._switch = self._namespace("sw")
+        for bridge in ("wan", "lan"):
+            self._switch.ip("link", "add", bridge, "type", "bridge", "mcast_snooping", "0")
+            self._switch.ip("link", "set", bridge, "up")
+
+        fw = self.firewall
+        fw.ns = self._namespace("fw")
+        fw.ns.sysctl("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+        self._plug(fw.ns, pol.ext_if, "wan", "fw-ext")
+        for addr in pol.ext_addrs:
+            fw.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev", pol.ext_if, "nodad")
+        for family in {a.version for a in pol.ext_addrs}:
+            fw.ns.ip(f"-{family}", "route", "add", "default", "dev", pol.ext_if)
+        if pol.int_nets:
+            self._plug(fw.ns, pol.int_if, "lan", "fw-int")
+            for net in pol.int_nets:
+                fw.ns.ip("addr", "add", f"{gateway(net)}/{net.prefixlen}", "dev", pol.int_if, "nodad")
+
+        for index, host in enumerate(h for h in self.hosts.values() if h is not fw):
+            host.ns = self._namespace(f"h{index}")
+            self._plug(host.ns, "eth0", "wan" if host.side == "outside" else "lan", f"p{index}")
+            if host.side == "outside":
+                self._outside_addresses(host)
+            else:
+                self._inside_addresses(host)
+
+    def _namespace(self, name: str) -> Namespace:
+        ns = Namespace(name)
+        self.namespaces.append(ns)
+        return ns
+
+    def destroy(self) -> None:
+        for ns in reversed(self.namespaces):
+            ns.delete()
+
+    def _plug(self, ns: Namespace, ifname: str, bridge: str, port: str) -> None:
+        self._switch.ip("link", "add", port, "type", "veth", "peer", "name", ifname,
+                        "netns", ns.name)
+        self._switch.ip("link", "set", port, "master", bridge, "up")
+        ns.ip("link", "set", ifname, "up")
+
+    def _outside_addresses(self, host: Host) -> None:
+        pol = self.policy
+        for addr in host.addresses:
+            host.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev", "eth0", "nodad")
+        for family in {a.version for a in host.addresses}:
+            host.ns.ip(f"-{family}", "route", "add", "default", "dev", "eth0")
+            via = [a for a in pol.ext_addrs if a.version == family]
+            for net in (n for n in pol.int_nets if n.version == family and via):
+                host.ns.ip(f"-{family}", "route", "add", str(net), "via", str(via[0]),
+                           "dev", "eth0", "onlink")
+
+    def _inside_addresses(self, host: Host) -> None:
+        for addr in host.addresses:
+            net = next((n for n in self.policy.int_nets if addr in n), None)
+            if net is None:
+                raise ValueError(f"inside host {host.name} address {addr} is in no internal network")
+            host.ns.ip("addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0", "nodad")
+            host.ns.ip(f"-{addr.version}", "route", "replace", "default", "via", str(gateway(net)))
