@@ -3,7 +3,9 @@
 The ruleset is made the way a user makes it: the CLI prints it
 (``python -m compiler POLICY``, or the command in MAILPUBC_E2E_CMD, e.g.
 ``mailpubc`` or a wrapper that mutates the output to see the suite fail),
-and ``nft -f`` loads the file inside the firewall namespace.
+and ``nft -f`` loads the file inside the firewall namespace.  The lab's
+shape and the services' ports come from the compiler's model of the same
+file, so the tests hold no second reading of the policy language.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from compiler.diagnostics import PolicyError
+from compiler.model import PortRange
+from compiler.pipeline import compile_file
+from compiler.resolve import BUILTIN_SERVICES
+
 from . import netns, pki, services
 from .netns import CommandError
 from .scenario import REPO, Scenario, describe
-from .topology import BUILTIN_SERVICES, Host, Policy, Topology
+from .topology import Host, Topology
 
 PROBE = Path(__file__).resolve().parent / "probe.py"
 TLS_SERVICES = {"smtps", "submission"}
@@ -47,14 +54,20 @@ class Lab:
         self.scenario = scenario
         self.ca = ca
         self.evidence = evidence
-        try:
-            self.policy = Policy(scenario.policy)
-            self.topology = Topology(self.policy, scenario.hosts)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LabError(f"scenario {scenario.name}: cannot derive the lab: {exc!r}") from exc
         # Short (unix socket paths) and traversable by Dovecot's mail user.
         self.workdir = netns.scratch_dir()
         self.workdir.chmod(0o755)
+        self.policy_file = scenario.policy_file
+        if self.policy_file is None:
+            self.policy_file = self.workdir / "policy.yaml"
+            self.policy_file.write_text(yaml.safe_dump(scenario.policy, sort_keys=False))
+        try:
+            self.policy = compile_file(str(self.policy_file)).policy
+            self.topology = Topology(self.policy, scenario.hosts)
+        except (PolicyError, KeyError, TypeError, ValueError) as exc:
+            self._keep_evidence()
+            raise LabError(f"scenario {scenario.name}: cannot derive the lab: {exc!r}"
+                           f" [lab files: {evidence}]") from exc
 
     def start(self) -> None:
         try:
@@ -67,17 +80,17 @@ class Lab:
             raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
 
     def _load_ruleset(self) -> None:
-        policy_file = self.scenario.policy_file
-        if policy_file is None:
-            policy_file = self.workdir / "policy.yaml"
-            policy_file.write_text(yaml.safe_dump(self.scenario.policy, sort_keys=False))
-        compiled = _run_compiler([*compiler_command(), str(policy_file)])
+        compiled = _run_compiler([*compiler_command(), str(self.policy_file)])
         ruleset = self.workdir / "ruleset.nft"
         ruleset.write_text(compiled)
         self.topology.firewall.ns.run("nft", "-f", str(ruleset))
 
     def close(self) -> None:
         self.topology.destroy()
+        self._keep_evidence()
+
+    def _keep_evidence(self) -> None:
+        """Copy the lab's files to the evidence folder and remove the workdir."""
         self.evidence.mkdir(parents=True, exist_ok=True)
         for pattern in EVIDENCE:
             for path in self.workdir.rglob(pattern):
@@ -122,8 +135,19 @@ class Lab:
         except ValueError:
             return str(self.topology.host(name).address(family or 4))
 
+    def service_ports(self, service: str) -> tuple[PortRange, ...]:
+        """A built-in service's ports, or those of a custom one as a rule uses it
+        (the model keeps custom services only inside the rules)."""
+        if service in BUILTIN_SERVICES:
+            return BUILTIN_SERVICES[service]
+        for rule in (*self.policy.publish, *self.policy.outbound):
+            for used in rule.services:
+                if used.name == service:
+                    return used.ports
+        raise KeyError(f"service {service!r} is neither built in nor used by a rule")
+
     def service_port(self, service: str) -> int:
-        return self.policy.ports(service)[-1][1]
+        return self.service_ports(service)[-1].high
 
     def smtp_record(self, subject: str) -> tuple[Host, dict] | None:
         """Which lab SMTP server received ``subject``, and its log entry."""
@@ -154,8 +178,8 @@ def _reach(lab: Lab, exp: dict) -> str | None:
     elif exp["service"] in BUILTIN_SERVICES:
         checks = [(exp["service"], lab.service_port(exp["service"]))]
     else:                       # a custom service: a TCP handshake on each port
-        checks = [("tcp", port) for proto, port in lab.policy.ports(exp["service"])
-                  if proto == "tcp"]
+        checks = [("tcp", port) for ports in lab.service_ports(exp["service"])
+                  if ports.protocol == "tcp" for port in sorted({ports.low, ports.high})]
         if not checks:
             raise ValueError(f"service {exp['service']} has no TCP port to check")
     for service, port in checks:

@@ -8,7 +8,8 @@ Inside hosts share a second bridge with the firewall's internal side and use
 the firewall as their default gateway, as docs/ruleset.md asks of a
 published server.
 
-Hosts are derived from the policy unless a scenario names them itself:
+Hosts are derived from the compiled policy (``compiler.model.Policy``, the
+compiler's own reading of it) unless a scenario names them itself:
 ``client`` and ``internet`` outside, one inside host per published server
 (named after the publishing rule) and per outbound source (named after the
 outbound rule; an existing host that lies in the source set is reused under
@@ -20,18 +21,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from compiler.model import FAMILIES, Addresses, Policy
+
 from .netns import Namespace
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Built-in services of the policy language: name -> [(proto, port)].
-BUILTIN_SERVICES = {
-    "smtp": [("tcp", 25)], "smtps": [("tcp", 465)], "submission": [("tcp", 587)],
-    "pop3": [("tcp", 110)], "pop3s": [("tcp", 995)],
-    "imap": [("tcp", 143)], "imaps": [("tcp", 993)],
-    "dns": [("udp", 53), ("tcp", 53)], "dns-zone-transfer": [("tcp", 53)],
-}
 # Which server program answers which ports.
 SERVER_PORTS = {
     "smtp": {("tcp", 25), ("tcp", 465), ("tcp", 587)},
@@ -63,53 +59,20 @@ class Host:
         raise KeyError(f"host {self.name} has no IPv{family} address")
 
 
-class Policy:
-    """The parts of a policy that decide the lab's shape (read, not compiled)."""
+def networks(addresses: Addresses) -> list[Network]:
+    """The model's merged intervals as the fewest networks (IPv4 first), the
+    form ``ip`` and membership tests take."""
+    return [ipaddress.ip_network(text) for family in FAMILIES for text in addresses.texts(family)]
 
-    def __init__(self, data: dict):
-        fw = data["firewall"]
-        self.table = fw.get("table", "mailpub")
-        self.ext_if = fw["external"]["interface"]
-        self.ext_addrs = [ipaddress.ip_address(a) for a in fw["external"]["addresses"]]
-        internal = fw.get("internal") or {}
-        self.int_if = internal.get("interface")
-        self.int_nets = [ipaddress.ip_network(n) for n in internal.get("networks", [])]
-        self.sets = data.get("address_sets") or {}
-        self.custom_services = data.get("services") or {}
-        self.publish = data.get("publish") or []
-        self.outbound = data.get("outbound") or []
 
-    def ports(self, service: str) -> list[tuple[str, int]]:
-        """The (proto, port) pairs of a service; a range gives its two ends."""
-        if service in BUILTIN_SERVICES:
-            return BUILTIN_SERVICES[service]
-        ports = []
-        for item in self.custom_services[service]:
-            proto, _, spec = item.partition("/")
-            low, _, high = spec.partition("-")
-            ports += [(proto, int(low))] + ([(proto, int(high))] if high else [])
-        return ports
-
-    def networks(self, spec) -> list[Network]:
-        """Resolve a rule's ``from``/``to`` or a set entry into networks."""
-        if isinstance(spec, list):
-            return [net for item in spec for net in self.networks(item)]
-        spec = str(spec)
-        if spec in self.sets:
-            return self.networks(self.sets[spec])
-        if "-" in spec and "/" not in spec:
-            low, high = (ipaddress.ip_address(s.strip()) for s in spec.split("-"))
-            return list(ipaddress.summarize_address_range(low, high))
-        return [ipaddress.ip_network(spec, strict=False)]
-
-    def listed(self) -> list[Network]:
-        """Every network some address set, server or rule source names."""
-        nets = [net for name in self.sets for net in self.networks(name)]
-        nets += [ipaddress.ip_network(p["server"]) for p in self.publish
-                 if p["server"] != "localhost"]
-        nets += [net for r in self.outbound if r["from"] != "localhost"
-                 for net in self.networks(r["from"])]
-        return nets
+def common(a: Addresses, b: Addresses) -> Addresses:
+    """The addresses in both ``a`` and ``b``: the part of a rule's sources in the
+    internal networks, where an inside host can stand in for the rule."""
+    def overlap(family: str) -> list[tuple[int, int]]:
+        return [(max(low, first), min(high, last))
+                for low, high in a.family(family) for first, last in b.family(family)
+                if max(low, first) <= min(high, last)]
+    return Addresses.of(overlap("ip"), overlap("ip6"))
 
 
 def first_host(net: Network) -> Address:
@@ -126,11 +89,12 @@ class Topology:
 
     def __init__(self, policy: Policy, overrides: dict | None = None):
         self.policy = policy
+        self.internal = networks(policy.firewall.internal_networks)
         self.hosts: dict[str, Host] = {}
         self.namespaces: list[Namespace] = []
-        gateways = [gateway(net) for net in policy.int_nets]
+        gateways = [gateway(net) for net in self.internal]
         self.firewall = self._add(Host("firewall", "firewall",
-                                       policy.ext_addrs + gateways, ["ssh"]))
+                                       [*policy.firewall.external_addresses, *gateways], ["ssh"]))
         for name, spec in (overrides or {}).items():
             side, servers = spec.get("side", "inside"), list(spec.get("servers", []))
             if side not in ("inside", "outside") or set(servers) - set(SERVER_PORTS):
@@ -154,35 +118,41 @@ class Topology:
     def _derive_inside(self) -> None:
         pol = self.policy
         for rule in pol.publish:
-            services = set(rule["services"])
+            services = {service.name for service in rule.services}
             wanted = ["smtp", "dovecot"] + (["dns"] if services & {"dns", "dns-zone-transfer"} else [])
-            if rule["server"] == "localhost":
+            if rule.server is None:
                 host = self.firewall
             else:
-                addr = ipaddress.ip_address(rule["server"])
-                host = self.owner(addr) or self._add(Host(rule["name"], "inside", [addr]))
-            if host.name != rule["name"] and rule["name"] not in self.hosts:
-                host.aliases.append(rule["name"])
+                host = self.owner(rule.server) or self._add(Host(rule.name, "inside", [rule.server]))
+            if host.name != rule.name and rule.name not in self.hosts:
+                host.aliases.append(rule.name)
             host.servers += [s for s in wanted if s not in host.servers]
         for rule in pol.outbound:
-            if rule["from"] == "localhost" or rule["name"] in self.hosts:
+            if rule.name in self.hosts:
                 continue
-            nets = [n for n in pol.networks(rule["from"])
-                    if any(n.subnet_of(i) for i in pol.int_nets if i.version == n.version)]
+            # "localhost" has no addresses, so it derives no host.
+            nets = networks(common(rule.sources.addresses, pol.firewall.internal_networks))
             existing = next((h for h in self.hosts.values() if h.side == "inside"
                              and any(a in n for a in h.addresses for n in nets)), None)
             if existing:
-                existing.aliases.append(rule["name"])
+                existing.aliases.append(rule.name)
             elif nets:
                 first = {}
                 for net in nets:
                     first.setdefault(net.version, first_host(net))
-                self._add(Host(rule["name"], "inside", list(first.values())))
-        if "plain" not in self.hosts and pol.int_nets:
-            self._add(Host("plain", "inside", [self._unlisted(net) for net in pol.int_nets]))
+                self._add(Host(rule.name, "inside", list(first.values())))
+        if "plain" not in self.hosts and self.internal:
+            self._add(Host("plain", "inside", [self._unlisted(net) for net in self.internal]))
+
+    def _listed(self) -> list[Network]:
+        """Every network some address set, server or rule source names."""
+        pol = self.policy
+        nets = [net for named in pol.address_sets for net in networks(named.addresses)]
+        nets += [ipaddress.ip_network(p.server) for p in pol.publish if p.server is not None]
+        return nets + [net for r in pol.outbound for net in networks(r.sources.addresses)]
 
     def _unlisted(self, net: Network) -> Address:
-        taken = [n for n in self.policy.listed() if n.version == net.version]
+        taken = [n for n in self._listed() if n.version == net.version]
         used = {a for h in self.hosts.values() for a in h.addresses}
         for offset in range(3, 200):
             addr = net[-offset]
@@ -206,7 +176,7 @@ class Topology:
 
     def build(self) -> None:
         """Create namespaces, links, addresses and routes for every host."""
-        pol = self.policy
+        config = self.policy.firewall
         self._switch = self._namespace("sw")
         for bridge in ("wan", "lan"):
             self._switch.ip("link", "add", bridge, "type", "bridge", "mcast_snooping", "0")
@@ -215,15 +185,17 @@ class Topology:
         fw = self.firewall
         fw.ns = self._namespace("fw")
         fw.ns.sysctl("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-        self._plug(fw.ns, pol.ext_if, "wan", "fw-ext")
-        for addr in pol.ext_addrs:
-            fw.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev", pol.ext_if, "nodad")
-        for family in {a.version for a in pol.ext_addrs}:
-            fw.ns.ip(f"-{family}", "route", "add", "default", "dev", pol.ext_if)
-        if pol.int_nets:
-            self._plug(fw.ns, pol.int_if, "lan", "fw-int")
-            for net in pol.int_nets:
-                fw.ns.ip("addr", "add", f"{gateway(net)}/{net.prefixlen}", "dev", pol.int_if, "nodad")
+        self._plug(fw.ns, config.external_interface, "wan", "fw-ext")
+        for addr in config.external_addresses:
+            fw.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev",
+                     config.external_interface, "nodad")
+        for family in {a.version for a in config.external_addresses}:
+            fw.ns.ip(f"-{family}", "route", "add", "default", "dev", config.external_interface)
+        if self.internal:
+            self._plug(fw.ns, config.internal_interface, "lan", "fw-int")
+            for net in self.internal:
+                fw.ns.ip("addr", "add", f"{gateway(net)}/{net.prefixlen}", "dev",
+                         config.internal_interface, "nodad")
 
         for index, host in enumerate(h for h in self.hosts.values() if h is not fw):
             host.ns = self._namespace(f"h{index}")
@@ -249,19 +221,18 @@ class Topology:
         ns.ip("link", "set", ifname, "up")
 
     def _outside_addresses(self, host: Host) -> None:
-        pol = self.policy
         for addr in host.addresses:
             host.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev", "eth0", "nodad")
         for family in {a.version for a in host.addresses}:
             host.ns.ip(f"-{family}", "route", "add", "default", "dev", "eth0")
-            via = [a for a in pol.ext_addrs if a.version == family]
-            for net in (n for n in pol.int_nets if n.version == family and via):
+            via = [a for a in self.policy.firewall.external_addresses if a.version == family]
+            for net in (n for n in self.internal if n.version == family and via):
                 host.ns.ip(f"-{family}", "route", "add", str(net), "via", str(via[0]),
                            "dev", "eth0", "onlink")
 
     def _inside_addresses(self, host: Host) -> None:
         for addr in host.addresses:
-            net = next((n for n in self.policy.int_nets if addr in n), None)
+            net = next((n for n in self.internal if addr in n), None)
             if net is None:
                 raise ValueError(f"inside host {host.name} address {addr} is in no internal network")
             host.ns.ip("addr", "add", f"{addr}/{net.prefixlen}", "dev", "eth0", "nodad")
