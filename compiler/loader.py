@@ -25,6 +25,7 @@ from .diagnostics import Collector, Diagnostic, PolicyError, Position
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+MAX_ALIASED = 100_000     # values that aliases may add: ample for sharing lists
 
 Path = tuple[Union[str, int], ...]
 
@@ -83,7 +84,7 @@ def parse(file: str, raw: bytes) -> Document:
     except UnicodeDecodeError as exc:
         before = raw[:exc.start]
         line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8")) + 1   # in characters
         raise PolicyError([Diagnostic(
             Position(file, line, col),
             f"policy is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")])
@@ -94,21 +95,30 @@ def parse(file: str, raw: bytes) -> Document:
         for event in yaml.parse(text, Loader=_Loader):
             builder.feed(event)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
-        message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
-        if exc.problem and exc.context and exc.context_mark:
-            message += (f" ({exc.context} started at line {exc.context_mark.line + 1},"
-                        f" column {exc.context_mark.column + 1})")
-        raise PolicyError([Diagnostic(where, message)])
-    except yaml.YAMLError as exc:
-        raise PolicyError([Diagnostic(Position(file, 1, 1), f"YAML error: {exc}")])
+        raise PolicyError([_syntax_error(file, text, exc)])
+    except yaml.reader.ReaderError as exc:
+        before = text[:exc.position]
+        where = Position(file, before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
+        raise PolicyError([Diagnostic(
+            where, f"control character U+{exc.character:04X} is not allowed in YAML")])
     except _Stop:
         pass
     builder.problems.raise_if_any()
     if builder.documents == 0 or builder.root is None:
         raise PolicyError([Diagnostic(Position(file, 1, 1), "policy is empty")])
     return Document(file, builder.root, builder.positions, builder.key_positions)
+
+
+def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
+    if mark is not None and text[mark.index:mark.index + 1] == "\t":
+        return Diagnostic(where, "YAML syntax error: a tab cannot indent YAML; indent with spaces")
+    message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
+    if exc.problem and exc.context and exc.context_mark:
+        message += (f" ({exc.context} started at line {exc.context_mark.line + 1},"
+                    f" column {exc.context_mark.column + 1})")
+    return Diagnostic(where, message)
 
 
 class _Stop(Exception):
@@ -139,6 +149,7 @@ class _Builder:
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.nodes = 0
+        self.aliased = 0
         self.documents = 0
         self.root: Any = None
 
@@ -209,6 +220,10 @@ class _Builder:
         if event.anchor not in self.anchors:
             self._fatal(event.start_mark, f"unknown YAML alias *{event.anchor}")
         value, size = self.anchors[event.anchor]
+        self.aliased += size
+        if self.aliased > MAX_ALIASED:
+            self._fatal(event.start_mark,
+                        f"YAML aliases expand to more than {MAX_ALIASED} values")
         self._count(event.start_mark, size)
         if self._child_path() is None:
             self._fatal(event.start_mark, "a mapping key must be a plain value")
@@ -246,6 +261,9 @@ class _Builder:
         return text
 
     def _key(self, key: str, position: Position) -> None:
+        if key == "<<":
+            self.problems.error(position, "YAML merge keys ('<<') are not supported; "
+                                          "write the keys out")
         top = self.stack[-1]
         if key in top.first_key_line:
             self.problems.error(

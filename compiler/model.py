@@ -130,6 +130,7 @@ class Firewall:
     forward_policy: str
     output_policy: str
     ssh_sources: Optional[AddressRef]
+    internal_interface_position: Optional[Position] = field(default=None, compare=False)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

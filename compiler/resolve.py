@@ -45,8 +45,9 @@ DEFAULT_TABLE = "mailpub"
 
 @lru_cache(maxsize=1)
 def nft_keywords() -> frozenset[str]:
-    text = resources.files("compiler").joinpath("nft_keywords.txt").read_text()
-    return frozenset(line for line in text.split() if line and not line.startswith("#"))
+    lines = resources.files("compiler").joinpath("nft_keywords.txt").read_text().splitlines()
+    return frozenset(line.strip() for line in lines
+                     if line.strip() and not line.startswith("#"))
 
 
 def resolve(document: Document) -> tuple[Optional[Policy], list]:
@@ -222,7 +223,7 @@ class _Resolver:
                 port = self._port(("services", name, i), entry)
                 if port is not None:
                     ports.append(port)
-            self.services[name] = Service(name, tuple(sorted(set(ports))))
+            self.services[name] = Service(name, _merge_ports(ports))
 
     def _port(self, path: Path, text: str) -> Optional[PortRange]:
         protocol, _, ports = text.partition("/")
@@ -303,6 +304,7 @@ class _Resolver:
             output_policy=verdicts.get("output", "accept"),
             ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
                          if ssh is not None else None),
+            internal_interface_position=self.at(("firewall", "internal", "interface")),
         )
 
     def _external_addresses(self) -> tuple:
@@ -346,6 +348,19 @@ class _Resolver:
             schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
             position=self.at(path + ("name",)),
         )
+
+
+def _merge_ports(ports: list[PortRange]) -> tuple[PortRange, ...]:
+    """A service's ports with overlapping and adjacent ranges of one protocol
+    joined: a service is a set of ports, however it was written."""
+    merged: list[PortRange] = []
+    for port in sorted(ports):
+        last = merged[-1] if merged else None
+        if last and last.protocol == port.protocol and port.low <= last.high + 1:
+            merged[-1] = PortRange(last.protocol, last.low, max(last.high, port.high))
+        else:
+            merged.append(port)
+    return tuple(merged)
 
 
 def _dependency_order(uses: dict[str, list[str]]) -> tuple[list[str], list[str]]:

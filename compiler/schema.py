@@ -48,24 +48,34 @@ def policy_schema() -> dict:
     return json.loads(text)
 
 
-def _inline_references(node: Any, definitions: dict) -> Any:
-    """The schema with each local `$ref` replaced by its definition: the same
-    meaning, validated three times faster (a reference is looked up on every
-    use, and a policy may hold tens of thousands of addresses)."""
+def _for_python(node: Any, definitions: dict) -> Any:
+    """The schema as Python's jsonschema should run it, with the same meaning:
+
+    - each local `$ref` replaced by its definition, which validates three
+      times faster (a reference is looked up on every use, and a policy may
+      hold tens of thousands of addresses);
+    - each pattern's final `$` made `\\Z`: in the schema's ECMA regex, `$` is
+      the end of the text, but Python's also matches before a final newline,
+      which would let "eth0\\n" pass as an interface name.
+    """
     if isinstance(node, dict):
         reference = node.get("$ref", "")
         if len(node) == 1 and reference.startswith("#/$defs/"):
-            return _inline_references(definitions[reference[len("#/$defs/"):]], definitions)
-        return {key: _inline_references(value, definitions) for key, value in node.items()}
+            return _for_python(definitions[reference[len("#/$defs/"):]], definitions)
+        converted = {key: _for_python(value, definitions) for key, value in node.items()}
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+            converted["pattern"] = pattern[:-1] + "\\Z"
+        return converted
     if isinstance(node, list):
-        return [_inline_references(value, definitions) for value in node]
+        return [_for_python(value, definitions) for value in node]
     return node
 
 
 @lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
     schema = policy_schema()
-    return Draft202012Validator(_inline_references(schema, schema["$defs"]),
+    return Draft202012Validator(_for_python(schema, schema["$defs"]),
                                 format_checker=_format_checker())
 
 
@@ -78,9 +88,12 @@ def validate_shape(document: Document) -> list[Diagnostic]:
 
 
 def _describe(value: Any) -> str:
+    """A value as the user wrote it in YAML, not as Python spells it."""
     kind = _TYPE_NAMES.get(type(value), type(value).__name__)
     if isinstance(value, (dict, list)) or value is None:
         return kind
+    if isinstance(value, bool):
+        return f"{kind} ({str(value).lower()})"
     return f"{kind} ({value!r})"
 
 
@@ -123,7 +136,8 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
         return
     if validator == "enum":
         allowed = [str(v) for v in error.validator_value]
-        message = f"{instance!r} is not one of: {', '.join(allowed)}"
+        shown = repr(instance) if isinstance(instance, str) else _describe(instance)
+        message = f"{shown} is not one of: {', '.join(allowed)}"
         close = difflib.get_close_matches(str(instance), allowed, n=1, cutoff=0.6)
         if close:
             message += f"; did you mean {close[0]!r}?"
@@ -139,7 +153,12 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
         problems.error(where, "the list must not be empty")
         return
     if validator == "uniqueItems":
-        problems.error(where, "the list has a duplicate entry")
+        seen = []
+        for index, item in enumerate(instance):
+            if item in seen:
+                problems.error(document.position(path + (index,)), f"{item!r} is listed twice")
+            else:
+                seen.append(item)
         return
     if validator == "minProperties":
         problems.error(where, schema.get("x-message", "must not be empty"))

@@ -18,7 +18,7 @@ _FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
-    for checker in (_unique_rule_names, _published_addresses, _internal_side,
+    for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management):
         checker(policy, problems)
     return problems.diagnostics
@@ -26,6 +26,15 @@ def check(policy: Policy) -> list[Diagnostic]:
 
 def _line(position) -> str:
     return f"line {position.line}" if position else "elsewhere"
+
+
+def _distinct_interfaces(policy: Policy, problems: Collector) -> None:
+    """Rules tell inside from outside by interface; one interface cannot be both."""
+    firewall = policy.firewall
+    if firewall.internal_interface == firewall.external_interface:
+        problems.error(firewall.internal_interface_position,
+                       f"the internal interface {firewall.internal_interface!r} is also the "
+                       "external interface; they must differ")
 
 
 def _unique_rule_names(policy: Policy, problems: Collector) -> None:

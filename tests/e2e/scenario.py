@@ -38,9 +38,10 @@ from pathlib import Path
 
 import yaml
 
+from compiler.resolve import WEEK
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 KINDS = {
     "reach": ({"from", "to", "expect"}, {"service", "port", "family"}),
@@ -83,8 +84,8 @@ def time_vars(now: time.struct_time) -> dict[str, str]:
         "HOURS_LATER": f"{hhmm(later[0])}-{hhmm(later[1])}",
         "HOURS_NOW_WRAPPING": f"{hhmm(minute - 60)}-{hhmm(minute - 120)}",
         "HOURS_LATER_WRAPPING": f"{hhmm(minute + 60)}-{hhmm(minute - 60)}",
-        "TODAY": DAYS[now.tm_wday],
-        "OTHER_DAY": DAYS[(now.tm_wday + 1) % 7],
+        "TODAY": WEEK[now.tm_wday],
+        "OTHER_DAY": WEEK[(now.tm_wday + 1) % 7],
     }
 
 

@@ -1,0 +1,367 @@
+"""Fail-closed checker: does the ruleset the kernel holds allow only what the
+policy allows?
+
+`load(text)` loads a compiled ruleset into a fresh network namespace with
+`nft -f` and reads it back with `nft -j list ruleset`, so the checks judge
+nft's own view of the rules, never the compiler's text. `check(listing,
+policy)` compares that view with the compiler's model of the policy
+(`compile_file(...).policy`, the statement of what the policy allows) and
+returns every problem found; an empty list means fail-closed:
+
+- input and forward drop unless the policy says accept (reject: drop plus
+  the two final reject rules), output likewise;
+- every accept in input/forward/output is either one of the fixed rules of
+  docs/ruleset.md (conntrack established/related, loopback, neighbour
+  discovery with hop limit 255, ICMP errors) or is inside one thing the
+  policy allows: a published service (its address and port; the forward
+  accept also its original address and port), an outbound rule (its sources
+  or destinations, ports and schedule), management ssh (a source, tcp/22);
+- nothing accepts by port alone or on `ct status`; no jumps;
+- every DNAT matches the external interface, one external address of the
+  firewall and a port, and translates to the server that publishes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tempfile
+import uuid
+
+from compiler.model import Policy, PortRange
+from compiler.plan import DAY_NAMES
+from e2e.netns import Namespace
+
+FILTER_CHAINS = ("input", "forward", "output")
+BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
+               "output": "filter", "postrouting": "nat"}
+ND_TYPES = {"nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"}
+ICMP_ERRORS = {"destination-unreachable", "time-exceeded", "parameter-problem"}
+ICMPV6_ERRORS = ICMP_ERRORS | {"packet-too-big"}
+VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
+INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
+
+
+def load(text: str) -> dict:
+    """`nft -f` the ruleset in a fresh namespace; nft's JSON listing of it.
+
+    Both in UTC: nft turns `meta hour` into UTC on loading and back on
+    listing, and nft 1.0.6 lists hours wrongly west of UTC (America/Los_Angeles:
+    "08:00"-"18:00" loads right but lists as != "1193040:28:16"-"08:00")."""
+    with tempfile.NamedTemporaryFile("w", suffix=".nft", encoding="utf-8") as ruleset:
+        ruleset.write(text)
+        ruleset.flush()
+        namespace = Namespace(f"fc-{uuid.uuid4().hex[:8]}")
+        try:
+            namespace.run("env", "TZ=UTC", "nft", "-f", ruleset.name)
+            listing = namespace.run("env", "TZ=UTC", "nft", "-j", "list", "ruleset").stdout
+            return json.loads(listing)
+        finally:
+            namespace.delete()
+
+
+# -- nft's JSON, made comparable ---------------------------------------------------
+
+class Rule:
+    """One listed rule: its matches as (key, op, value) and its statements."""
+
+    def __init__(self, raw: dict):
+        self.chain = raw["chain"]
+        self.comment = raw.get("comment", "")
+        self.matches: list[tuple[str, str, object]] = []
+        self.statements: list[tuple[str, object]] = []
+        for expr in raw["expr"]:
+            (name, value), = expr.items()
+            if name == "match":
+                self.matches.append((_key(value["left"]), value["op"], value["right"]))
+            else:
+                self.statements.append((name, value))
+        self.verdict = next((n for n, _ in reversed(self.statements) if n in VERDICTS), None)
+
+    def keys(self) -> set[str]:
+        return {key for key, _, _ in self.matches}
+
+    def positive(self, key: str) -> list:
+        """The values this rule requires `key` to have (negated matches narrow
+        a rule but never pin it down)."""
+        return [value for k, op, value in self.matches if k == key and op in ("==", "in")]
+
+    def __str__(self) -> str:
+        shown = " ".join(f"{k} {op} {json.dumps(v)}" for k, op, v in self.matches)
+        return f"{self.chain}: {shown} {self.verdict} (comment {self.comment!r})"
+
+
+def _key(left: dict) -> str:
+    """`ip saddr`, `tcp dport`, `ct original ip daddr`, `iifname`, ... as nft writes them."""
+    if "payload" in left:
+        return f"{left['payload']['protocol']} {left['payload']['field']}"
+    if "meta" in left:
+        return left["meta"]["key"]
+    if "ct" in left:
+        ct = left["ct"]
+        return f"ct {ct['dir']} {ct['key']}" if ct.get("dir") else f"ct {ct['key']}"
+    return json.dumps(left, sort_keys=True)
+
+
+def _items(value) -> list:
+    """Elements of a set or list value, or the value itself."""
+    if isinstance(value, dict) and "set" in value:
+        return [x for item in value["set"] for x in _items(item)]
+    if isinstance(value, list):
+        return [x for item in value for x in _items(item)]
+    if isinstance(value, dict) and "elem" in value:
+        return _items(value["elem"]["val"])
+    return [value]
+
+
+def _intervals(value, sets: dict) -> list[tuple[int, int]]:
+    """Addresses as (first, last) integers, named sets resolved."""
+    found = []
+    for item in _items(value):
+        if isinstance(item, str) and item.startswith("@"):
+            found += _intervals(sets[item[1:]].get("elem", []), sets)
+        elif isinstance(item, str):
+            found.append((int(ipaddress.ip_address(item)),) * 2)
+        elif "prefix" in item:
+            network = ipaddress.ip_network(f"{item['prefix']['addr']}/{item['prefix']['len']}")
+            found.append((int(network.network_address), int(network.broadcast_address)))
+        elif "range" in item:
+            first, last = item["range"]
+            found.append((int(ipaddress.ip_address(first)), int(ipaddress.ip_address(last))))
+        else:
+            raise ValueError(f"unknown address value: {item}")
+    return found
+
+
+def _ports(value) -> list[tuple[int, int]]:
+    found = []
+    for item in _items(value):
+        if isinstance(item, dict) and "range" in item:
+            found.append(tuple(item["range"]))
+        else:
+            found.append((int(item), int(item)))
+    return found
+
+
+def _within(inner: list[tuple[int, int]], outer) -> bool:
+    """Every interval of `inner` inside one merged interval of `outer`."""
+    merged: list[list[int]] = []
+    for first, last in sorted(outer):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return bool(inner) and all(any(a <= lo and hi <= b for a, b in merged) for lo, hi in inner)
+
+
+# -- what the policy allows ----------------------------------------------------
+
+class Allowance:
+    """One thing the policy allows, as the constraints an accept must keep."""
+
+    def __init__(self, chain, ports, family=None, saddr=None, daddr=None,
+                 original_daddr=None, iifname=None, oifname=None, schedule=None):
+        self.chain, self.ports, self.family = chain, ports, family
+        self.saddr, self.daddr, self.original_daddr = saddr, daddr, original_daddr
+        self.iifname, self.oifname, self.schedule = iifname, oifname, schedule
+
+    def admits(self, rule: Rule, sets: dict) -> bool:
+        if rule.chain != self.chain or not self._port_inside(rule):
+            return False
+        for key, allowed in (("saddr", self.saddr), ("daddr", self.daddr),
+                             ("ct original daddr", self.original_daddr)):
+            if allowed is None:
+                continue
+            full = (f"ct original {self.family} daddr" if key.startswith("ct")
+                    else f"{self.family} {key}")
+            if not any(_within(_intervals(v, sets), allowed) for v in rule.positive(full)):
+                return False
+        for key, wanted in (("iifname", self.iifname), ("oifname", self.oifname)):
+            if wanted is not None and not any(_items(v) == [wanted] for v in rule.positive(key)):
+                return False
+        return self._in_schedule(rule)
+
+    def _port_inside(self, rule: Rule) -> bool:
+        """One tcp/udp dport match inside one allowed port range (and, for a
+        published server, the original port inside the same range)."""
+        dports = [(k.split()[0], v) for k, op, v in rule.matches
+                  if k in ("tcp dport", "udp dport") and op == "=="]
+        for protocol, value in dports:
+            for port in self.ports:
+                span = [(port.low, port.high)]
+                inside = port.protocol == protocol and _within(_ports(value), span)
+                if inside and self.original_daddr is not None:
+                    inside = any(_within(_ports(v), span)
+                                 for v in rule.positive("ct original proto-dst"))
+                if inside:
+                    return True
+        return False
+
+    def _in_schedule(self, rule: Rule) -> bool:
+        if self.schedule is None:
+            return True
+        days, hours = self.schedule.days, self.schedule.hours
+        if days and not any(set(_items(v)) <= {DAY_NAMES[d] for d in days}
+                            for v in rule.positive("day")):
+            return False
+        if hours:
+            listed = [(op, [h[:5] for h in v["range"]]) for k, op, v in rule.matches
+                      if k == "hour" and isinstance(v, dict) and "range" in v]
+            start, end = hours
+            # nft lists a window that crosses midnight as its complement
+            if ("==", [start, end]) not in listed and ("!=", [end, start]) not in listed:
+                return False
+        return True
+
+
+def allowances(policy: Policy) -> list[Allowance]:
+    """Everything the policy lets through a filter chain, from the compiler's model."""
+    fw = policy.firewall
+    found = []
+    for rule in policy.publish:
+        family = "ip" if rule.external_address.version == 4 else "ip6"
+        external = [(int(rule.external_address),) * 2]
+        ports = tuple(p for s in rule.services for p in s.ports)
+        if rule.server is None:
+            found.append(Allowance("input", ports, family, daddr=external))
+        else:
+            found.append(Allowance("forward", ports, family,
+                                   daddr=[(int(rule.server),) * 2], original_daddr=external))
+    for rule in policy.outbound:
+        ports = tuple(p for s in rule.services for p in s.ports)
+        to = rule.destinations
+        for family in ("ip", "ip6"):
+            sources = rule.sources.addresses.family(family)
+            daddr = None if to.any else to.addresses.family(family)
+            if sources and daddr != ():
+                found.append(Allowance("forward", ports, family, saddr=sources, daddr=daddr,
+                                       iifname=fw.internal_interface, schedule=rule.schedule))
+            if rule.sources.localhost and not to.any and daddr:
+                found.append(Allowance("output", ports, family, daddr=daddr,
+                                       schedule=rule.schedule))
+        if rule.sources.localhost and to.any:
+            found.append(Allowance("output", ports,
+                                   oifname=fw.external_interface, schedule=rule.schedule))
+    if fw.ssh_sources is not None:
+        for family in ("ip", "ip6"):
+            sources = fw.ssh_sources.addresses.family(family)
+            if sources:
+                found.append(Allowance("input", (PortRange("tcp", 22, 22),),
+                                       family, saddr=sources))
+    return found
+
+
+# -- the checks ------------------------------------------------------------------
+
+def _fixed(rule: Rule) -> bool:
+    """One of the accepts docs/ruleset.md lists as unconditional."""
+    keys = rule.keys()
+    values = {k: {json.dumps(x) if isinstance(x, dict) else x
+                  for v in rule.positive(k) for x in _items(v)} for k in keys}
+    if keys == {"ct state"}:
+        return bool(values["ct state"]) and values["ct state"] <= {"established", "related"}
+    if rule.chain not in ("input", "output"):
+        return False
+    if keys == {"iif" if rule.chain == "input" else "oif"}:
+        return values.get("iif", values.get("oif")) == {"lo"}
+    if keys == {"icmpv6 type", "ip6 hoplimit"}:
+        return values["icmpv6 type"] <= ND_TYPES and values["ip6 hoplimit"] == {255}
+    if keys == {"icmp type"}:
+        return values["icmp type"] <= ICMP_ERRORS
+    if keys == {"icmpv6 type"}:
+        return values["icmpv6 type"] <= ICMPV6_ERRORS
+    return False
+
+
+def _chain_problems(chains: dict, rules: list[Rule], policy: Policy) -> list[str]:
+    problems = []
+    for name, kind in BASE_CHAINS.items():
+        chain = chains.get(name)
+        if chain is None or chain.get("type") != kind or chain.get("hook") != name:
+            problems.append(f"chain {name}: missing, or not a {kind} chain on hook {name}")
+    for name in FILTER_CHAINS:
+        verdict = getattr(policy.firewall, f"{name}_policy")
+        listed = chains.get(name, {}).get("policy")
+        if listed != ("accept" if verdict == "accept" else "drop"):
+            problems.append(f"chain {name}: policy {listed}, but the policy says {verdict}")
+        if verdict == "reject":
+            last = [r.statements for r in rules if r.chain == name][-2:]
+            if last != [[("reject", {"type": "tcp reset"})],
+                        [("reject", {"type": "icmpx", "expr": "admin-prohibited"})]]:
+                problems.append(f"chain {name}: the policy says reject, but the chain does "
+                                "not end with the tcp reset and icmpx reject rules")
+    for name in chains:
+        if name not in BASE_CHAINS:
+            problems.append(f"chain {name}: not one of the chains docs/ruleset.md lists")
+    return problems
+
+
+def _accept_problems(rule: Rule, allowed: list[Allowance], sets: dict) -> list[str]:
+    if _fixed(rule):
+        return []
+    keys = rule.keys()
+    problems = []
+    if any("status" in k for k in keys):
+        problems.append(f"accepts on ct status (e.g. everything DNATed): {rule}")
+    ports = {k for k in keys if k.endswith(("dport", "sport", "proto-dst", "proto-src"))}
+    addresses = {k for k in keys if k.endswith(("saddr", "daddr"))}
+    if ports and not addresses and not keys & INTERFACE_KEYS:
+        problems.append(f"accepts by port alone: {rule}")
+    if not any(a.admits(rule, sets) for a in allowed):
+        problems.append(f"accept that the policy does not allow: {rule}")
+    return problems
+
+
+def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
+    fw = policy.firewall
+    externals = {int(a) for a in fw.external_addresses}
+    target = int(ipaddress.ip_address(dict(rule.statements)[rule.verdict]["addr"]))
+    if rule.verdict == "snat":
+        ok = (rule.chain == "postrouting" and target in externals
+              and any(_items(v) == [fw.external_interface] for v in rule.positive("oifname"))
+              and any(k.endswith("saddr") for k in rule.keys()))
+        return [] if ok else [f"SNAT not bound to the external interface and address: {rule}"]
+    problems = []
+    if rule.chain != "prerouting":
+        problems.append(f"DNAT outside prerouting: {rule}")
+    if not any(_items(v) == [fw.external_interface] for v in rule.positive("iifname")):
+        problems.append(f"DNAT without the external interface: {rule}")
+    bound = [d[0][0] for k in ("ip daddr", "ip6 daddr") for d in
+             (_intervals(v, sets) for v in rule.positive(k))
+             if len(d) == 1 and d[0][0] == d[0][1] and d[0][0] in externals]
+    if not bound:
+        problems.append(f"DNAT not bound to one external address of the firewall: {rule}")
+    dports = [(k.split()[0], _ports(v)) for k, op, v in rule.matches
+              if k in ("tcp dport", "udp dport") and op == "=="]
+    if not dports:
+        problems.append(f"DNAT without a port: {rule}")
+    if not problems and not any(
+            p.server is not None and int(p.server) == target
+            and int(p.external_address) in bound
+            and any(port.protocol == protocol and _within(ports, [(port.low, port.high)])
+                    for protocol, ports in dports for s in p.services for port in s.ports)
+            for p in policy.publish):
+        problems.append(f"DNAT that no publish rule asks for: {rule}")
+    return problems
+
+
+def check(listing: dict, policy: Policy) -> list[str]:
+    """Every way the listed ruleset allows more than `policy`; [] when fail-closed."""
+    items = [next(iter(entry.items())) for entry in listing["nftables"]]
+    tables = [(t["family"], t["name"]) for kind, t in items if kind == "table"]
+    if tables != [("inet", policy.firewall.table)]:
+        return [f"expected exactly table inet {policy.firewall.table}, found {tables}"]
+    sets = {s["name"]: s for kind, s in items if kind == "set"}
+    chains = {c["name"]: c for kind, c in items if kind == "chain"}
+    rules = [Rule(r) for kind, r in items if kind == "rule"]
+    problems = _chain_problems(chains, rules, policy)
+    allowed = allowances(policy)
+    for rule in rules:
+        others = {n for n, _ in rule.statements} - VERDICTS - {"counter", "log", "limit"}
+        if others:
+            problems.append(f"unexpected statement {sorted(others)}: {rule}")
+        if rule.verdict == "accept" and rule.chain in FILTER_CHAINS:
+            problems += _accept_problems(rule, allowed, sets)
+        elif rule.verdict in ("dnat", "snat"):
+            problems += _nat_problems(rule, policy, sets)
+    return problems

@@ -1,0 +1,548 @@
+"""Hypothesis strategies for mailpub policies.
+
+`policies()` draws VALID policies across the whole language (the contract in
+docs/policy-language.md): nested address sets of both families with ranges,
+built-in and custom services, localhost and internal servers, several
+external addresses, outbound rules with from/to/schedule, management.ssh,
+every verdict, custom table names. Validity is kept by construction, not by
+filtering, so a draw the compiler refuses is a compiler bug.
+
+`mutants()` breaks valid policies (delete, duplicate, retype, rename or
+corrupt a key or value; inject quotes, semicolons, braces, newlines,
+non-ASCII; YAML 1.1 traps) and returns YAML text that may or may not still
+be valid: the compiler must either compile it or say cleanly why not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import yaml
+from hypothesis import strategies as st
+
+from compiler.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
+
+NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
+INTERFACE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
+VERDICTS = ("drop", "reject", "accept")
+RESERVED = {"localhost", "any", "always"} | set(BUILTIN_SERVICES)
+# Words nft uses elsewhere (libnftables' token strings) that it still takes as
+# a table name: the edge of compiler/nft_keywords.txt.
+TABLE_WORDS = ("filter", "nat", "mailpub", "Inet", "ACCEPT", "daddr", "dport", "saddr",
+               "original", "reply", "state", "status", "to", "in", "out", "version",
+               "name", "week", "second", "minute", "string", "zone", "echo", "proto-dst")
+EXTERNAL_V4 = [ipaddress.ip_network(n) for n in ("198.51.100.0/24", "203.0.113.0/24")]
+EXTERNAL_V6 = [ipaddress.ip_network("2001:db8:100::/64")]
+# Injected into strings by mutants: what could end a quoted nft string, a
+# statement or a block, or fool a pattern check.
+HOSTILE = ['"', "'", ";", "{", "}", "\n", "\r", "\t", " ", "#", "\\", "ä", "\u202e",
+           "\u0000", "\ufeff", "$(id)", " accept", "\n}", "*", "@", "/"]
+# What a comment may hold: anything printable, and control characters.
+COMMENT_TEXT = ([h for h in HOSTILE if h.isprintable() or h == "\t"]
+                + ["é", "€", "\U0001f4e7", " publish:", " - x"]) * 4 + ["\x00", "\x1b"]
+# Plain scalars that YAML 1.1 would read as something else.
+TRAPS = ["0755", "010", "22:25", "1:30", "on", "off", "yes", "no", "y", "n", "~", "null",
+         "true", "False", "1.0", "1e3", ".inf", "0x1F", "0o17", "+1", "-1", "0", "65536"]
+
+names = st.from_regex(NAME, fullmatch=True)
+interface_names = st.from_regex(INTERFACE, fullmatch=True)
+table_names = st.one_of(names, st.sampled_from(TABLE_WORDS)).filter(
+    lambda n: n not in nft_keywords())
+
+
+@contextmanager
+def policy_file(text: str):
+    """The policy in a temporary file, as the compiler reads it (hypothesis
+    tests cannot use pytest's function-scoped tmp_path)."""
+    with tempfile.TemporaryDirectory(prefix="mailpubc-test-") as folder:
+        path = os.path.join(folder, "policy.yaml")
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        yield path
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A drawn policy: its data and the YAML text a test writes to a file."""
+
+    data: dict
+    text: str
+
+
+# -- addresses --------------------------------------------------------------
+
+def _hosts(network) -> st.SearchStrategy:
+    return st.integers(0, network.num_addresses - 1).map(lambda i: network.network_address + i)
+
+
+def _subnets(network, low: int | None = None, high: int | None = None) -> st.SearchStrategy:
+    """A strict network inside `network`, of prefix length `low`..`high`."""
+    def at(prefix):
+        step = 2 ** (network.max_prefixlen - prefix)
+        return st.integers(0, 2 ** (prefix - network.prefixlen) - 1).map(
+            lambda k: ipaddress.ip_network((int(network.network_address) + k * step, prefix)))
+    low = network.prefixlen if low is None else low
+    high = network.max_prefixlen if high is None else high
+    return st.integers(low, high).flatmap(at)
+
+
+@st.composite
+def _entry_in(draw, network) -> tuple[str, list]:
+    """One address-list entry inside `network`: address, CIDR or range; with its networks."""
+    kind = draw(st.sampled_from(["address", "network", "range"]))
+    if kind == "address":
+        address = draw(_hosts(network))
+        text = address.exploded if address.version == 6 and draw(st.booleans()) else str(address)
+        return text, [ipaddress.ip_network(address)]
+    if kind == "network":
+        subnet = draw(_subnets(network))
+        return str(subnet), [subnet]
+    first, last = sorted([draw(_hosts(network)), draw(_hosts(network))])
+    return f"{first}-{last}", list(ipaddress.summarize_address_range(first, last))
+
+
+anywhere_v4 = _subnets(ipaddress.ip_network("0.0.0.0/0"), 8, 32)
+anywhere_v6 = _subnets(ipaddress.ip_network("::/0"), 16, 128)
+
+
+def _families(networks) -> set[int]:
+    return {n.version for n in networks}
+
+
+# -- the policy ---------------------------------------------------------------
+
+@st.composite
+def _firewall(draw) -> dict:
+    v4 = draw(st.lists(st.one_of(*(_hosts(n) for n in EXTERNAL_V4)), max_size=3, unique=True))
+    v6 = draw(st.lists(_hosts(EXTERNAL_V6[0]), max_size=2, unique=True))
+    if not v4 and not v6:
+        v4 = [draw(_hosts(EXTERNAL_V4[0]))]
+    external = draw(st.permutations(v4 + v6))
+    interfaces = [draw(interface_names), draw(interface_names)]
+    if interfaces[1] == interfaces[0]:
+        interfaces[1] = interfaces[0][:14] + ("x" if interfaces[0][-1] != "x" else "y")
+    firewall = {"external": {"interface": interfaces[0],
+                             "addresses": [str(a) for a in external]}}
+    if draw(st.booleans()):
+        firewall["table"] = draw(table_names)
+    if draw(st.integers(0, 3)):   # mostly with an internal side
+        families = draw(st.sampled_from([[4], [6], [4, 6]]))
+        networks = []
+        for family in families:
+            outer = ipaddress.ip_network("10.0.0.0/8" if family == 4 else "fd00::/8")
+            networks += draw(st.lists(_subnets(outer, *((8, 28) if family == 4 else (32, 120))),
+                                      min_size=1, max_size=2))
+        firewall["internal"] = {"interface": interfaces[1],
+                                "networks": [str(n) for n in networks]}
+    verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
+                                    st.sampled_from(VERDICTS)))
+    if verdicts or draw(st.booleans()):
+        firewall["policy"] = verdicts
+    return firewall
+
+
+@st.composite
+def _address_sets(draw, internal: list) -> dict[str, tuple[list, list, bool]]:
+    """Sets in dependency order: name -> (entries, flattened networks, internal?).
+    Internal sets hold only addresses of the internal networks (and other
+    internal sets), so that they can be an outbound rule's sources."""
+    sets: dict[str, tuple[list, list, bool]] = {}
+    for name in draw(st.lists(names.filter(lambda n: n not in RESERVED), max_size=6,
+                              unique=True)):
+        is_internal = bool(internal) and draw(st.booleans())
+        pools = internal if is_internal else [anywhere_v4, anywhere_v6] + internal
+        entries, networks = [], []
+        for _ in range(draw(st.integers(0, 4))):
+            usable = [n for n, s in sets.items() if s[2] or not is_internal]
+            if usable and draw(st.integers(0, 3)) == 0:
+                ref = draw(st.sampled_from(usable))
+                entries.append(ref)
+                networks += sets[ref][1]
+                continue
+            pool = draw(st.sampled_from(pools))
+            network = draw(pool) if isinstance(pool, st.SearchStrategy) else pool
+            text, found = draw(_entry_in(network))
+            entries.append(text)
+            networks += found
+        sets[name] = (entries, networks, is_internal)
+    return sets
+
+
+def _services(draw) -> dict[str, list[str]]:
+    custom = {}
+    for name in draw(st.lists(names.filter(lambda n: n not in RESERVED), max_size=3,
+                              unique=True)):
+        ports = []
+        for _ in range(draw(st.integers(1, 3))):
+            protocol = draw(st.sampled_from(["tcp", "udp"]))
+            low = draw(st.integers(1, 65535))
+            if draw(st.booleans()):
+                width = draw(st.sampled_from([1, 10, 1000]))
+                high = draw(st.integers(low, min(65535, low + width)))
+                ports.append(f"{protocol}/{low}-{high}")
+            else:
+                ports.append(f"{protocol}/{low}")
+        custom[name] = ports
+    return custom
+
+
+def _port_ranges(spec: list[str]) -> list[tuple[str, int, int]]:
+    found = []
+    for text in spec:
+        protocol, _, ports = text.partition("/")
+        low, _, high = ports.partition("-")
+        found.append((protocol, int(low), int(high or low)))
+    return found
+
+
+def _overlap(a, b) -> bool:
+    return a[0] == b[0] and a[1] <= b[2] and b[1] <= a[2]
+
+
+@st.composite
+def policies(draw) -> Draw:
+    """A valid policy and its YAML text."""
+    firewall = draw(_firewall())
+    externals = [ipaddress.ip_address(a) for a in firewall["external"]["addresses"]]
+    ext_families = {a.version for a in externals}
+    internal = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("networks", [])]
+    sets = draw(_address_sets(internal))
+    custom = _services(draw)
+    ports = {name: [(p, low, high) for p, low, high in _port_ranges(spec)]
+             for name, spec in custom.items()}
+    ports.update({name: [(r.protocol, r.low, r.high) for r in ranges]
+                  for name, ranges in BUILTIN_SERVICES.items()})
+    schedules = {}
+    for name in draw(st.lists(names.filter(lambda n: n not in RESERVED), max_size=3,
+                              unique=True)):
+        spec = {}
+        if draw(st.booleans()):
+            spec["days"] = draw(st.lists(st.sampled_from(WEEK), min_size=1, unique=True))
+        if not spec or draw(st.booleans()):
+            start = draw(st.integers(0, 24 * 60 - 1))
+            end = (start + draw(st.integers(1, 24 * 60 - 1))) % (24 * 60)
+            spec["hours"] = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+        schedules[name] = spec
+    drawn = draw(st.lists(names, max_size=8, unique=True))
+    rule_names = iter(drawn + [n for n in (f"rule-{i}" for i in range(8)) if n not in drawn])
+
+    publish, claimed = [], []
+    for _ in range(draw(st.integers(0, 3))):
+        external = draw(st.sampled_from(externals))
+        servers = [n for n in internal if n.version == external.version]
+        server = ("localhost" if not servers or draw(st.booleans())
+                  else str(draw(_hosts(draw(st.sampled_from(servers))))))
+        chosen, mine = [], []
+        for service in draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
+                                     unique=True)):
+            new = [(external,) + p for p in ports[service]]
+            if any(_overlap(a[1:], b[1:]) for i, a in enumerate(new) for b in new[:i]):
+                continue    # a service that claims a port twice cannot be published
+            if any(a[0] == b[0] and _overlap(a[1:], b[1:]) for a in new for b in claimed + mine):
+                continue
+            chosen.append(service)
+            mine += new
+        if chosen:
+            claimed += mine
+            exploded = external.version == 6 and draw(st.booleans())   # same address, other text
+            address = external.exploded if exploded else str(external)
+            publish.append({"name": next(rule_names), "server": server,
+                            "external_address": address, "services": chosen})
+
+    outbound = []
+    internal_sets = [n for n, s in sets.items() if s[2] and s[1]]
+    any_sets = [n for n, s in sets.items() if s[1]]
+    for _ in range(draw(st.integers(0, 3))):
+        sources, source_nets = [], []
+        if draw(st.booleans()) or not internal:
+            sources.append("localhost")
+        for _ in range(draw(st.integers(0 if sources else 1, 2)) if internal else 0):
+            if internal_sets and draw(st.booleans()):
+                name = draw(st.sampled_from(internal_sets))
+                sources.append(name)
+                source_nets += sets[name][1]
+            else:
+                text, found = draw(_entry_in(draw(st.sampled_from(internal))))
+                sources.append(text)
+                source_nets += found
+        destinations, dest_nets = "any", []
+        if draw(st.booleans()):
+            destinations = []
+            for _ in range(draw(st.integers(1, 2))):
+                if any_sets and draw(st.booleans()):
+                    name = draw(st.sampled_from(any_sets))
+                    destinations.append(name)
+                    dest_nets += sets[name][1]
+                else:
+                    pool = draw(st.sampled_from([anywhere_v4, anywhere_v6]))
+                    text, found = draw(_entry_in(draw(pool)))
+                    destinations.append(text)
+                    dest_nets += found
+        families = _families(source_nets)
+        if not families <= ext_families:
+            continue                 # no external address to translate them to
+        if families and destinations != "any" and not families & _families(dest_nets):
+            continue                 # sources and destinations share no family
+        rule = {"name": next(rule_names),
+                "from": sources[0] if len(sources) == 1 and draw(st.booleans()) else sources,
+                "services": draw(st.lists(st.sampled_from(sorted(ports)), min_size=1,
+                                          max_size=4, unique=True))}
+        if destinations != "any" or draw(st.booleans()):
+            rule["to"] = destinations
+        if draw(st.booleans()):
+            rule["schedule"] = draw(st.sampled_from(sorted(schedules) + ["always"]))
+        outbound.append(rule)
+
+    ssh_pool = any_sets + [None]
+    if draw(st.booleans()):
+        ssh = []
+        for _ in range(draw(st.integers(1, 3))):
+            name = draw(st.sampled_from(ssh_pool))
+            if name is None:
+                pool = draw(st.sampled_from([anywhere_v4, anywhere_v6]))
+                name = draw(_entry_in(draw(pool)))[0]
+            ssh.append(name)
+        firewall["management"] = {"ssh": ssh}
+
+    data = {"version": 1, "firewall": firewall}
+    optional = {"address_sets": {n: s[0] for n, s in sets.items()}, "services": custom,
+                "publish": publish, "outbound": outbound, "schedules": schedules}
+    for key, value in optional.items():
+        if value or draw(st.booleans()):
+            data[key] = value
+    data = _shuffled(data, draw(st.randoms(use_true_random=False)))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1 << 16,
+                          default_flow_style=draw(st.sampled_from([False, None, True])))
+    return Draw(data, text)
+
+
+def _shuffled(node, rng: random.Random):
+    """The same data with every mapping's keys in another order (meaning is unchanged)."""
+    if isinstance(node, dict):
+        items = list(node.items())
+        rng.shuffle(items)
+        return {k: _shuffled(v, rng) for k, v in items}
+    if isinstance(node, list):
+        return [_shuffled(v, rng) for v in node]
+    return node
+
+
+# -- mutants --------------------------------------------------------------------
+
+class Raw(str):
+    """A scalar written plain, exactly as given (for YAML 1.1 traps)."""
+
+
+class Pairs(list):
+    """A mapping as a list of (key, value) pairs, so that it can hold duplicate keys."""
+
+
+def _tree(node):
+    if isinstance(node, dict):
+        return Pairs([k, _tree(v)] for k, v in node.items())
+    if isinstance(node, list):
+        return [_tree(v) for v in node]
+    return node
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]*(:[A-Za-z0-9_./-]+)*")
+_RESOLVED = re.compile(r"[-+]?[0-9]+|~|null|Null|NULL|true|True|TRUE|false|False|FALSE")
+
+
+def _scalar(value, rng: random.Random) -> str:
+    if isinstance(value, Raw):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if _PLAIN.fullmatch(value) and not _RESOLVED.fullmatch(value) and rng.random() < 0.7:
+        return value
+    return json.dumps(value, ensure_ascii=rng.random() < 0.5)
+
+
+def emit(node, rng: random.Random, indent: int = 0) -> list[str]:
+    """Block-style YAML lines for a tree of Pairs, lists and scalars."""
+    pad = " " * indent
+    if isinstance(node, Pairs):
+        if not node:
+            return [pad + "{}"]
+        lines = []
+        for key, value in node:
+            head = pad + _scalar(key, rng) + ":"
+            if isinstance(value, (Pairs, list)) and value:
+                lines.append(head)
+                lines += emit(value, rng, indent + 2)
+            else:
+                lines.append(head + " " + emit(value, rng)[0].strip())
+        return lines
+    if isinstance(node, list):
+        if not node:
+            return [pad + "[]"]
+        lines = []
+        for value in node:
+            inner = emit(value, rng, indent + 2)
+            lines.append(pad + "- " + inner[0][indent + 2:])
+            lines += inner[1:]
+        return lines
+    return [pad + _scalar(node, rng)]
+
+
+def _places(node, path=()):
+    """Every (container, index) in a tree: where a mutation can act."""
+    found = []
+    if isinstance(node, (Pairs, list)):
+        for i, item in enumerate(node):
+            found.append((node, i, path))
+            child = item[1] if isinstance(node, Pairs) else item
+            found += _places(child, path + (i,))
+    return found
+
+
+def _typo(text: str, rng: random.Random) -> str:
+    if not text:
+        return "x"
+    i = rng.randrange(len(text))
+    choice = rng.randrange(4)
+    if choice == 0:
+        return text[:i] + text[i + 1:]
+    if choice == 1:
+        return text[:i] + rng.choice("abcdefghijklmnopqrstuvwxyz_-0") + text[i:]
+    if choice == 2 and len(text) > 1:
+        i = min(i, len(text) - 2)
+        return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+    return text.upper() if text.islower() else text.lower()
+
+
+def _inject(text: str, rng: random.Random) -> str:
+    """A hostile piece at the end, the start or inside: the end is where a
+    pattern anchored with `$` is weakest."""
+    at = rng.choice([len(text), len(text), 0, rng.randrange(len(text) + 1)])
+    piece = "\n" if rng.random() < 0.2 else rng.choice(HOSTILE)
+    return text[:at] + piece + text[at:]
+
+
+def _corrupt(value, rng: random.Random):
+    """A nearby wrong value: the mistakes people make, and some nonsense."""
+    if isinstance(value, str):
+        options = [
+            lambda v: _typo(v, rng),
+            lambda v: _inject(v, rng),
+            lambda v: v + "/" + str(rng.choice([0, 8, 24, 33, 64, 129])),
+            lambda v: v.replace(".", "..", 1) if "." in v else v + ".256",
+            lambda v: v + "-" + v,
+            lambda v: v * rng.choice([2, 40]),
+            lambda v: "",
+            lambda v: rng.choice(["tcp/0", "udp/65536", "tcp/9-1", "sctp/1", "tcp/1-65535",
+                                  "24:00-01:00", "08:00-08:00", "localhost", "any", "always",
+                                  "inet", "filter", "smtp", "lo", "fe80::1%eth0",
+                                  "::ffff:10.0.0.1", "0.0.0.0/0", "::/0", "10.0.0.1-10.0.0.0"]),
+        ]
+        return rng.choice(options)(value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return rng.choice([0, 2, -1, 10 ** 30, Raw("01"), str(value)])
+    return rng.choice(["", None, 1])
+
+
+_RETYPES = [lambda: None, lambda: 0, lambda: 1, lambda: True, lambda: "text", lambda: [],
+            lambda: ["a"], lambda: Pairs(), lambda: Pairs([["a", 1]]), lambda: [[]],
+            lambda: Raw("0755"), lambda: Raw("22:25"), lambda: Raw("on"), lambda: Raw("no")]
+
+
+# Keys whose values the ruleset prints (as names, strings or addresses).
+PRINTED = {"name", "table", "interface", "hours", "server", "external_address"}
+_KINDS = ["inject"] * 3 + ["corrupt"] * 3 + ["trap", "delete", "duplicate", "retype", "rename"]
+
+
+def mutate(tree, rng: random.Random) -> str:
+    """Apply one mutation to `tree` in place; returns what was done (for reports).
+    Mostly aimed at scalars, where a mistake gets past the YAML and the schema."""
+    places = _places(tree)
+    if not places:
+        return "nothing to mutate"
+    leaves = [p for p in places if isinstance(_value(p), (str, int))]
+    named = [p for p in leaves if isinstance(p[0], Pairs) and p[0][p[1]][0] in PRINTED]
+    pool = rng.choice([named, named, leaves, leaves, places])
+    container, i, path = rng.choice(pool or places)
+    is_map = isinstance(container, Pairs)
+    key, value = (container[i][0], container[i][1]) if is_map else (None, container[i])
+    kind = rng.choice(_KINDS)
+
+    def put(new):
+        if is_map:
+            container[i][1] = new
+        else:
+            container[i] = new
+
+    if kind == "delete":
+        del container[i]
+    elif kind == "duplicate":
+        copy = [key, _tree_copy(value)] if is_map else _tree_copy(value)
+        container.insert(rng.randrange(len(container) + 1), copy)
+    elif kind == "retype":
+        put(rng.choice(_RETYPES)())
+    elif kind == "rename" and is_map:
+        container[i][0] = _typo(str(key), rng)
+    elif kind == "inject" and is_map and rng.random() < 0.3:
+        container[i][0] = _inject(str(key), rng)
+    elif kind == "inject" and isinstance(value, str):
+        put(_inject(value, rng))
+    elif kind in ("corrupt", "inject", "rename"):
+        put(_corrupt(value, rng) if isinstance(value, (str, int)) else rng.choice(_RETYPES)())
+    else:
+        put(Raw(rng.choice(TRAPS)))
+    return f"{kind} at {path + (i,)}"
+
+
+def _value(place):
+    container, i, _ = place
+    return container[i][1] if isinstance(container, Pairs) else container[i]
+
+
+def _comment(lines: list[str], rng: random.Random) -> str:
+    """Put a YAML comment with hostile text on a line of its own or after a value."""
+    text = "#" + "".join(rng.choice(COMMENT_TEXT) for _ in range(rng.randint(1, 4)))
+    at = rng.randrange(len(lines) + 1)
+    if at < len(lines) and rng.random() < 0.5:
+        lines[at] += " " + text
+    else:
+        lines.insert(at, text)
+    return f"comment at line {at + 1}"
+
+
+def _tree_copy(node):
+    if isinstance(node, Pairs):
+        return Pairs([k, _tree_copy(v)] for k, v in node)
+    if isinstance(node, list):
+        return [_tree_copy(v) for v in node]
+    return node
+
+
+@dataclass(frozen=True)
+class Mutant:
+    text: str
+    mutations: tuple[str, ...]
+
+
+@st.composite
+def mutants(draw) -> Mutant:
+    """A valid policy with 1-3 mutations, as YAML text."""
+    base = draw(policies())
+    rng = draw(st.randoms(use_true_random=True))
+    tree = _tree(base.data)
+    done = [mutate(tree, rng) for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3])))]
+    lines = emit(tree, rng)
+    if draw(st.integers(0, 3)) == 0:
+        done.append(_comment(lines, rng))
+    return Mutant("\n".join(lines) + "\n", tuple(done))

@@ -1,0 +1,120 @@
+"""The bad-input corpus: malformed policies and exactly what mailpubc must say.
+
+- tests/corpus/NAME.yaml is a policy, NAME.err the exact standard error
+  (the file named as the test passes it: `NAME.yaml`, run from the corpus
+  folder). Adding a case is adding the two files. A NAME.xfail file marks a
+  reported compiler bug: it holds the reason, NAME.err holds what the fixed
+  compiler should print, and the case must fail until then (strict xfail).
+- tests/corpus/generated/recipes.yaml describes inputs that cannot be
+  committed (alias bombs, 10,000-deep nesting, 100 MB, bytes that are not
+  UTF-8, an empty file); each is built at run time and run through the real
+  CLI under a memory limit and a timeout that kills it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compiler.cli import main as mailpubc
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+ROOT = CORPUS.parent.parent
+RECIPES = yaml.safe_load((CORPUS / "generated" / "recipes.yaml").read_text(encoding="utf-8"))
+MEMORY_LIMIT = 512 * 1024 * 1024     # address space of the CLI process
+TIME_LIMIT = 60                      # seconds before the CLI is killed
+
+
+def _case(path: Path):
+    xfail = path.with_suffix(".xfail")
+    marks = ([pytest.mark.xfail(strict=True, reason=xfail.read_text(encoding="utf-8").strip())]
+             if xfail.exists() else [])
+    return pytest.param(path.stem, marks=marks, id=path.stem)
+
+
+CASES = [_case(p) for p in sorted(CORPUS.glob("*.yaml"))]
+
+
+def test_every_case_has_its_expected_stderr():
+    stray = [p.name for p in CORPUS.iterdir()
+             if p.is_file() and not p.with_suffix(".yaml").exists()]
+    missing = [p.name for p in CORPUS.glob("*.yaml") if not p.with_suffix(".err").exists()]
+    assert (missing, stray) == ([], [])
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_policy_gives_exactly_the_expected_errors(name, monkeypatch, capsys):
+    monkeypatch.chdir(CORPUS)
+    status = mailpubc(["--no-nft-check", f"{name}.yaml"])
+    out, err = capsys.readouterr()
+    assert err == (CORPUS / f"{name}.err").read_text(encoding="utf-8")
+    assert (status, out) == (1, "")
+
+
+# -- generated inputs -----------------------------------------------------------
+
+def build(recipe: dict) -> bytes | int:
+    """The file's bytes from its recipe (or, for `size`, its length in bytes)."""
+    if "bytes" in recipe:
+        return recipe["bytes"].encode("latin-1")
+    if "text" in recipe:
+        return recipe["text"].encode(recipe["encoding"])
+    if "alias_bomb" in recipe:
+        width, depth = recipe["alias_bomb"]["width"], recipe["alias_bomb"]["depth"]
+        lines = ["version: 1", "a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
+        lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]"
+                  for i in range(1, depth)]
+        return ("\n".join(lines) + "\n").encode()
+    if "nest" in recipe:
+        nest = recipe["nest"]
+        return ("version: 1\n" + nest.get("head", "x: ") + nest["open"] * nest["depth"] + "1"
+                + nest["close"] * nest["depth"] + "\n").encode()
+    if "size" in recipe:
+        return recipe["size"]["megabytes"] * 1024 * 1024
+    raise ValueError(f"unknown recipe: {recipe}")
+
+
+def _limits() -> None:
+    """In the child: cap memory, and CPU as a second line behind the timeout."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CPU, (TIME_LIMIT, TIME_LIMIT))
+
+
+def _environment() -> dict:
+    """This checkout's compiler, and no MAILPUBC_DEBUG (which shows tracebacks)."""
+    env = {k: v for k, v in os.environ.items() if k != "MAILPUBC_DEBUG"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _generated(name: str):
+    recipe = RECIPES[name]
+    marks = [pytest.mark.xfail(strict=True, reason=recipe["xfail"])] if "xfail" in recipe else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [_generated(n) for n in RECIPES])
+def test_hostile_input_ends_cleanly_within_limits(name, tmp_path):
+    recipe = RECIPES[name]
+    path = tmp_path / f"{name}.yaml"
+    content = build(recipe)
+    if isinstance(content, int):      # sparse: a policy's start, then holes
+        path.write_bytes(b"version: 1\nfirewall:\n")
+        with open(path, "r+b") as stream:
+            stream.truncate(content)
+    else:
+        path.write_bytes(content)
+    run = subprocess.run([sys.executable, "-m", "compiler", path.name], cwd=tmp_path,
+                         capture_output=True, text=True, errors="replace",
+                         timeout=TIME_LIMIT, preexec_fn=_limits, env=_environment())
+    assert "Traceback" not in run.stderr
+    assert re.fullmatch(recipe["expect"], run.stderr), run.stderr
+    assert (run.returncode, run.stdout) == (1, "")

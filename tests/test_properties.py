@@ -1,0 +1,133 @@
+"""Property tests (hypothesis): the compiler on policies it has never seen.
+
+- every valid policy compiles, nft's dry run accepts the result, and it
+  compiles to the same bytes twice (in one process, and across processes with
+  different hash seeds);
+- every mutated policy either compiles (and nft accepts it) or fails with
+  positioned one-line diagnostics, in process and through the real CLI.
+
+Examples per property come from the hypothesis profile (tests/conftest.py):
+500 in CI, `HYPOTHESIS_PROFILE=long` for 20000. The CLI and cross-process
+checks start processes, so they run on a smaller sample of the same draws.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler import nftcheck
+from compiler.diagnostics import PolicyError
+from compiler.pipeline import compile_file
+from compiler.render import UnsafeText
+from compiler.resolve import nft_keywords
+from strategies import mutants, policies, policy_file
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESS_SAMPLE = max(30, settings().max_examples // 16)
+# Big composite draws: generating one takes longer than hypothesis expects.
+SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def assert_clean_diagnostics(lines: list[str], path: str, text: str) -> None:
+    """Each line is FILE:LINE:COL: error: MESSAGE, pointing inside the file."""
+    assert lines, "an invalid policy must say why"
+    source = text.split("\n")
+    pattern = re.compile(rf"^{re.escape(path)}:(\d+):(\d+): error: .+$")
+    for line in lines:
+        match = pattern.fullmatch(line)
+        assert match, f"not a diagnostic: {line!r}"
+        row, col = int(match.group(1)), int(match.group(2))
+        assert 1 <= row <= len(source), f"line {row} is outside the file: {line!r}"
+        assert 1 <= col <= len(source[row - 1]) + 1, f"column {col} is outside line {row}: {line!r}"
+
+
+def _in_process(text: str) -> None:
+    """Compile `text`: either nft accepts the result, or the errors are clean."""
+    with policy_file(text) as path:
+        try:
+            compiled = compile_file(path)
+        except UnsafeText as error:
+            raise AssertionError(f"the renderer refused what the checks passed: {error}")
+        except PolicyError as error:
+            assert_clean_diagnostics([str(d) for d in error.diagnostics], path, text)
+            return
+    result = nftcheck.dry_run(compiled.text)
+    assert result.ran, f"nft dry run could not run: {result.message}"
+    assert result.ok, f"nft rejects what the compiler accepted:\n{result.message}\n{compiled.text}"
+
+
+@settings(suppress_health_check=SLOW_DRAWS)
+@given(policies())
+def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
+    with policy_file(draw.text) as path:
+        first = compile_file(path)      # a PolicyError here is a compiler bug
+        second = compile_file(path)
+    assert first.text == second.text
+    assert first.policy.firewall.table == draw.data["firewall"].get("table", "mailpub")
+    result = nftcheck.dry_run(first.text)
+    assert result.ran, f"nft dry run could not run: {result.message}"
+    assert result.ok, f"nft rejects a valid policy's ruleset:\n{result.message}\n{first.text}"
+
+
+@settings(max_examples=max(3, PROCESS_SAMPLE // 10), suppress_health_check=SLOW_DRAWS)
+@given(st.lists(policies(), min_size=10, max_size=10))
+def test_same_bytes_across_processes_and_hash_seeds(draws):
+    """Python randomises str hashes per process: set order must not leak into the output."""
+    with tempfile.TemporaryDirectory(prefix="mailpubc-prop-") as folder:
+        paths = []
+        for i, draw in enumerate(draws):
+            paths.append(os.path.join(folder, f"p{i}.yaml"))
+            Path(paths[-1]).write_text(draw.text, encoding="utf-8")
+        script = ("import sys\nfrom compiler.pipeline import compile_file\n"
+                  "for p in sys.argv[1:]: sys.stdout.write(compile_file(p).text + '\\0')\n")
+        outputs = []
+        for seed in ("1", "4242"):
+            run = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
+                                 text=True, timeout=120, cwd=ROOT,
+                                 env={**os.environ, "PYTHONHASHSEED": seed})
+            assert run.returncode == 0, run.stderr
+            outputs.append(run.stdout)
+        assert outputs[0] == outputs[1]
+        assert outputs[0] == "".join(compile_file(p).text + "\0" for p in paths)
+
+
+@settings(suppress_health_check=SLOW_DRAWS)
+@given(mutants())
+def test_mutated_policy_compiles_or_fails_cleanly(mutant):
+    _in_process(mutant.text)
+
+
+@settings(max_examples=PROCESS_SAMPLE, suppress_health_check=SLOW_DRAWS)
+@given(mutants())
+def test_cli_on_mutated_policy_exits_0_or_1_with_clean_output(mutant):
+    with policy_file(mutant.text) as path:
+        run = subprocess.run([sys.executable, "-m", "compiler", path], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT)
+    assert "Traceback" not in run.stderr
+    assert run.returncode in (0, 1), f"exit {run.returncode}: {run.stderr}"
+    if run.returncode == 0:
+        assert run.stdout.startswith("# Generated by mailpubc") and run.stderr == ""
+    else:
+        assert run.stdout == ""
+        assert_clean_diagnostics(run.stderr.splitlines(), path, mutant.text)
+
+
+def test_every_word_the_compiler_refuses_as_table_name_is_refused_by_nft():
+    """The valid-policy strategy avoids the compiler's keyword list, so the list
+    itself must not refuse names nft takes (a wrong 'is an nft keyword' error)."""
+    taken = []
+    for word in sorted(nft_keywords()):
+        ruleset = f"table inet {word}\ndelete table inet {word}\ntable inet {word} {{\n}}\n"
+        result = nftcheck.dry_run(ruleset)
+        assert result.ran, result.message
+        if result.ok:
+            taken.append(word)
+    assert taken == []
