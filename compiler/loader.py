@@ -112,6 +112,9 @@ def parse(file: str, raw: bytes) -> Document:
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
+    if "maximum nesting depth" in (exc.problem or ""):
+        # newer libyaml stops deep flow nesting itself, scanning ahead of our count
+        return Diagnostic(where, f"policy is nested more than {MAX_DEPTH} levels deep")
     if mark is not None and text[mark.index:mark.index + 1] == "\t":
         return Diagnostic(where, "YAML syntax error: a tab cannot indent YAML; indent with spaces")
     message = f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}"
