@@ -28,6 +28,7 @@ import json
 import tempfile
 import uuid
 
+from compiler.addresses import merge
 from compiler.model import Policy, PortRange
 from compiler.plan import DAY_NAMES
 from e2e.netns import Namespace
@@ -145,12 +146,7 @@ def _ports(value) -> list[tuple[int, int]]:
 
 def _within(inner: list[tuple[int, int]], outer) -> bool:
     """Every interval of `inner` inside one merged interval of `outer`."""
-    merged: list[list[int]] = []
-    for first, last in sorted(outer):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
+    merged = merge(outer)
     return bool(inner) and all(any(a <= lo and hi <= b for a, b in merged) for lo, hi in inner)
 
 
