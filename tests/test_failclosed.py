@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICIES = (sorted(p for p in (ROOT / "golden").glob("*/policy.yaml")
                    if (p.parent / "expected.nft").exists())
             + sorted((ROOT / "examples").glob("*.yaml")))
-FUZZ_EXAMPLES = max(50, settings().max_examples // 10)
+FUZZ_EXAMPLES = settings().max_examples   # every draw, as many as the other properties
 
 # Everything a policy can ask for, with a reject and two drop policies.
 BASE = """\
