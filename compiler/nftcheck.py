@@ -4,8 +4,9 @@ Preferred is libnftables through python-nftables with dry run set: the same
 parser and evaluation as `nft -f`, in process, touching nothing. Debian ships
 that binding for its own Python only, so when it cannot be imported normally
 it is loaded from Debian's folder (it is a pure-Python ctypes wrapper). The
-fallback is the `nft` binary with `-c`. A dry run needs netlink rights: as a
-user without them it runs in a private network namespace (`unshare -rn`).
+fallback is the `nft` binary with `-c`. A dry run needs netlink rights
+(CAP_NET_ADMIN): without them it runs in a private network namespace of a
+new user namespace (`unshare -rn`), where it has them.
 """
 
 from __future__ import annotations
@@ -89,20 +90,21 @@ def _binary(ruleset: str) -> CheckResult:
         (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
         return CheckResult(False, False, "nft", "the nft binary is not installed")
-    command = [nft, "-c", "-f", "-"]
-    method = "nft -c"
-    if os.geteuid() != 0:
-        unshare = shutil.which("unshare")
-        if unshare is None:
-            return CheckResult(False, False, method,
-                               "not root, and unshare is missing for a private namespace")
-        command = [unshare, "-rn"] + command
-        method = "nft -c in a private network namespace"
-    try:
-        run = subprocess.run(command, input=ruleset, capture_output=True, text=True,
-                             timeout=TIMEOUT_SECONDS)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return CheckResult(False, False, method, f"nft could not run: {exc}")
-    if run.returncode != 0 and "Operation not permitted" in run.stderr:
-        return CheckResult(False, False, method, f"nft could not run: {run.stderr.strip()}")
-    return CheckResult(True, run.returncode == 0, method, run.stderr.strip())
+    attempts = [("nft -c", [nft, "-c", "-f", "-"])]
+    unshare = shutil.which("unshare")
+    if unshare is not None:
+        attempts.append(("nft -c in a private network namespace",
+                         [unshare, "-rn", nft, "-c", "-f", "-"]))
+    reasons = []
+    for method, command in attempts:
+        try:
+            run = subprocess.run(command, input=ruleset, capture_output=True, text=True,
+                                 timeout=TIMEOUT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reasons.append(f"{method} could not run: {exc}")
+            continue
+        if run.returncode != 0 and "Operation not permitted" in run.stderr:
+            reasons.append(f"{method} has no netlink rights")
+            continue
+        return CheckResult(True, run.returncode == 0, method, run.stderr.strip())
+    return CheckResult(False, False, "nft", "; ".join(reasons))

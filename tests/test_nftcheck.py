@@ -1,7 +1,10 @@
 """Both ways of running nft's dry run, on a good and a bad ruleset."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -34,7 +37,6 @@ def test_dry_run_leaves_no_table_behind(good):
     """A dry run must not apply anything to the host it runs on."""
     assert nftcheck.dry_run(good).ok
     if shutil.which("nft") and os.geteuid() == 0:
-        import subprocess
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
         assert "inet mailpub" not in tables
 
@@ -47,3 +49,20 @@ def test_says_plainly_when_nothing_can_run(monkeypatch):
     assert not result.ran
     assert "python-nftables is not installed" in result.message
     assert "nft binary is not installed" in result.message
+
+
+def test_without_netlink_rights_the_check_runs_in_a_private_namespace(good):
+    """As a user without CAP_NET_ADMIN (here: root with it dropped), libnftables
+    and plain `nft -c` are refused; the check must still run, via unshare -rn."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"):
+        pytest.skip("needs root, setpriv and unshare to drop CAP_NET_ADMIN")
+    script = ("import json, sys; from compiler import nftcheck; "
+              "print(json.dumps([nftcheck.dry_run(t).__dict__ for t in sys.argv[1:]]))")
+    run = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--",
+                          sys.executable, "-c", script, good, BAD],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    passed, failed = json.loads(run.stdout)
+    assert passed == {"ran": True, "ok": True, "method": "nft -c in a private network namespace",
+                      "message": ""}
+    assert failed["ran"] and not failed["ok"] and "acceptt" in failed["message"]
