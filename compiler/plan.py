@@ -164,26 +164,31 @@ class _Planner:
             schedule = rule.schedule
             days = tuple(DAY_NAMES[d] for d in schedule.days) if schedule else ()
             hours = schedule.hours if schedule else None
+            # per family, the addresses of internal sources and of destinations
+            # (None: any); a family that lacks either side gets no rule
+            routed = []
+            for family in FAMILIES:
+                saddr = self._match(rule.sources, family)
+                if saddr is None:
+                    continue
+                daddr = None if rule.destinations.any else self._match(rule.destinations, family)
+                if rule.destinations.any or daddr is not None:
+                    routed.append((family, saddr, daddr))
+            local = []
+            if rule.sources.localhost:
+                local = [(None, None)] if rule.destinations.any else [
+                    (family, daddr) for family in FAMILIES
+                    if (daddr := self._match(rule.destinations, family)) is not None]
             for service, port in _ports(rule.services, skip_repeats=True):
                 comment = f"mailpub outbound {rule.name} {service.name}"
                 common = dict(protocol=port.protocol, dport=port_text(port), days=days, hours=hours)
-                for family in FAMILIES:
-                    saddr = self._match(rule.sources, family)
-                    daddr = None if rule.destinations.any else self._match(rule.destinations, family)
-                    if saddr is not None and (rule.destinations.any or daddr is not None):
-                        forward.append(Rule(comment, family, iifname=fw.internal_interface,
-                                            oifname=fw.external_interface, saddr=saddr,
-                                            daddr=daddr, **common))
-                if not rule.sources.localhost:
-                    continue
-                if rule.destinations.any:
-                    output.append(Rule(comment, oifname=fw.external_interface, **common))
-                    continue
-                for family in FAMILIES:
-                    daddr = self._match(rule.destinations, family)
-                    if daddr is not None:
-                        output.append(Rule(comment, family, oifname=fw.external_interface,
-                                           daddr=daddr, **common))
+                for family, saddr, daddr in routed:
+                    forward.append(Rule(comment, family, iifname=fw.internal_interface,
+                                        oifname=fw.external_interface, saddr=saddr,
+                                        daddr=daddr, **common))
+                for family, daddr in local:
+                    output.append(Rule(comment, family, oifname=fw.external_interface,
+                                       daddr=daddr, **common))
         return forward, output
 
     def _management(self) -> list[Rule]:

@@ -83,3 +83,16 @@ def test_a_long_cycle_is_reported_once(tmp_path):
     assert len(cycles) == 1
     assert cycles[0].message.startswith("address sets refer to each other in a cycle: s0 -> s1 -> ")
     assert cycles[0].position.line == 6
+
+
+def test_a_rule_emitted_in_one_family_defines_only_that_familys_set(tmp_path):
+    """IPv4 sources to a dual-stack smart host: the rule exists for IPv4 only,
+    and no IPv6 set is defined that nothing would use."""
+    text = POLICY.replace("  relays: [10.1.0.25, 10.1.0.26]\n",
+                          "  relays: [10.1.0.25, 10.1.0.26]\n"
+                          '  smarthost: [203.0.113.25, "2001:db8::25"]\n'
+                          ).replace("from: relays,", "from: relays, to: smarthost,")
+    compiled = compile_text(tmp_path, text)
+    assert [s.name for s in compiled.ruleset.sets] == ["relays_v4", "smarthost_v4"]
+    assert "ip saddr @relays_v4 ip daddr @smarthost_v4 tcp dport 25 accept" in compiled.text
+    assert "ip6" not in compiled.text.split("chain forward")[1].split("chain output")[0]
