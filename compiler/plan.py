@@ -34,7 +34,7 @@ class AddressMatch:
 
 @dataclass(frozen=True)
 class Rule:
-    comment: str
+    origin: tuple[str, ...]                 # its comment: ("publish", "exchange", "smtp")
     family: Optional[str] = None            # "ip" or "ip6" when the rule matches addresses
     iifname: Optional[str] = None
     oifname: Optional[str] = None
@@ -143,16 +143,16 @@ class _Planner:
             family = family_of(rule.external_address)
             external = str(rule.external_address)
             for service, port in _ports(rule.services):
-                comment = f"mailpub publish {rule.name} {service.name}"
+                origin = ("publish", rule.name, service.name)
                 dport = port_text(port)
                 if rule.server is None:
-                    input_.append(Rule(comment, family, daddr=self._single(external),
+                    input_.append(Rule(origin, family, daddr=self._single(external),
                                        protocol=port.protocol, dport=dport))
                     continue
-                prerouting.append(Rule(comment, family, iifname=fw.external_interface,
+                prerouting.append(Rule(origin, family, iifname=fw.external_interface,
                                        daddr=self._single(external), protocol=port.protocol,
                                        dport=dport, verdict="dnat", nat_to=str(rule.server)))
-                forward.append(Rule(comment, family, oifname=fw.internal_interface,
+                forward.append(Rule(origin, family, oifname=fw.internal_interface,
                                     daddr=self._single(rule.server), protocol=port.protocol,
                                     dport=dport, original_daddr=external, original_dport=dport))
         return prerouting, forward, input_
@@ -180,14 +180,14 @@ class _Planner:
                     (family, daddr) for family in FAMILIES
                     if (daddr := self._match(rule.destinations, family)) is not None]
             for service, port in _ports(rule.services, skip_repeats=True):
-                comment = f"mailpub outbound {rule.name} {service.name}"
+                origin = ("outbound", rule.name, service.name)
                 common = dict(protocol=port.protocol, dport=port_text(port), days=days, hours=hours)
                 for family, saddr, daddr in routed:
-                    forward.append(Rule(comment, family, iifname=fw.internal_interface,
+                    forward.append(Rule(origin, family, iifname=fw.internal_interface,
                                         oifname=fw.external_interface, saddr=saddr,
                                         daddr=daddr, **common))
                 for family, daddr in local:
-                    output.append(Rule(comment, family, oifname=fw.external_interface,
+                    output.append(Rule(origin, family, oifname=fw.external_interface,
                                        daddr=daddr, **common))
         return forward, output
 
@@ -199,7 +199,7 @@ class _Planner:
         for family in FAMILIES:
             saddr = self._match(sources, family)
             if saddr is not None:
-                rules.append(Rule("mailpub management ssh", family, saddr=saddr,
+                rules.append(Rule(("management", "ssh"), family, saddr=saddr,
                                   protocol=SSH.protocol, dport=port_text(SSH)))
         return rules
 
@@ -212,7 +212,7 @@ class _Planner:
             if rule.server is None or rule.server in seen:
                 continue
             seen.add(rule.server)
-            rules.append(Rule(f"mailpub snat {rule.name}", family_of(rule.server),
+            rules.append(Rule(("snat", rule.name), family_of(rule.server),
                               oifname=fw.external_interface, saddr=self._single(rule.server),
                               verdict="snat", nat_to=str(rule.external_address)))
         if fw.internal_interface is None:
@@ -222,7 +222,7 @@ class _Planner:
             networks = fw.internal_networks.texts(family)
             if external is None or not networks:
                 continue
-            rules.append(Rule("mailpub snat internal", family, oifname=fw.external_interface,
+            rules.append(Rule(("snat", "internal"), family, oifname=fw.external_interface,
                               saddr=AddressMatch(elements=networks),
                               verdict="snat", nat_to=str(external)))
         return rules
