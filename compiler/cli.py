@@ -20,7 +20,7 @@ from .diagnostics import PolicyError
 from .pipeline import compile_file
 from .render import UnsafeText
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 3   # 2, wrong usage, is argparse's
 
 
 class InternalError(Exception):
