@@ -82,11 +82,9 @@ def parse(file: str, raw: bytes) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = raw[:exc.start]
-        line = before.count(b"\n") + 1
-        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8")) + 1   # in characters
+        valid = raw[:exc.start].decode("utf-8")   # columns count characters, not bytes
         raise PolicyError([Diagnostic(
-            Position(file, line, col),
+            _position_at(file, valid, len(valid)),
             f"policy is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")])
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -97,16 +95,21 @@ def parse(file: str, raw: bytes) -> Document:
     except yaml.MarkedYAMLError as exc:
         raise PolicyError([_syntax_error(file, text, exc)])
     except yaml.reader.ReaderError as exc:
-        before = text[:exc.position]
-        where = Position(file, before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
         raise PolicyError([Diagnostic(
-            where, f"control character U+{exc.character:04X} is not allowed in YAML")])
+            _position_at(file, text, exc.position),
+            f"control character U+{exc.character:04X} is not allowed in YAML")])
     except _Stop:
         pass
     builder.problems.raise_if_any()
     if builder.documents == 0 or builder.root is None:
         raise PolicyError([Diagnostic(Position(file, 1, 1), "policy is empty")])
     return Document(file, builder.root, builder.positions, builder.key_positions)
+
+
+def _position_at(file: str, text: str, offset: int) -> Position:
+    """The line and column of character `offset` in `text`."""
+    before = text[:offset]
+    return Position(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:

@@ -16,7 +16,6 @@ from .diagnostics import Position
 
 FAMILIES = ("ip", "ip6")   # nft's names: `ip saddr`, `ip6 saddr`
 VERSIONS = {"ip": 4, "ip6": 6}
-VERDICTS = ("drop", "reject", "accept")
 
 
 @dataclass(frozen=True)

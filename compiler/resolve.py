@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Optional
 
 from . import addresses as syntax
-from .addresses import Interval
+from .addresses import Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
@@ -353,14 +353,8 @@ class _Resolver:
 def _merge_ports(ports: list[PortRange]) -> tuple[PortRange, ...]:
     """A service's ports with overlapping and adjacent ranges of one protocol
     joined: a service is a set of ports, however it was written."""
-    merged: list[PortRange] = []
-    for port in sorted(ports):
-        last = merged[-1] if merged else None
-        if last and last.protocol == port.protocol and port.low <= last.high + 1:
-            merged[-1] = PortRange(last.protocol, last.low, max(last.high, port.high))
-        else:
-            merged.append(port)
-    return tuple(merged)
+    return tuple(PortRange(protocol, low, high) for protocol in ("tcp", "udp")
+                 for low, high in merge((p.low, p.high) for p in ports if p.protocol == protocol))
 
 
 def _dependency_order(uses: dict[str, list[str]]) -> tuple[list[str], list[str]]:
