@@ -28,10 +28,11 @@ import yaml
 from hypothesis import strategies as st
 
 from compiler.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
+from compiler.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
 INTERFACE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
-VERDICTS = ("drop", "reject", "accept")
+VERDICTS = policy_schema()["$defs"]["verdict"]["enum"]
 RESERVED = {"localhost", "any", "always"} | set(BUILTIN_SERVICES)
 # Words nft uses elsewhere (libnftables' token strings) that it still takes as
 # a table name: the edge of compiler/nft_keywords.txt.

@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import re
 import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli import run_mailpubc
 import yaml
 
 from compiler.cli import main as mailpubc
@@ -112,9 +112,8 @@ def test_hostile_input_ends_cleanly_within_limits(name, tmp_path):
             stream.truncate(content)
     else:
         path.write_bytes(content)
-    run = subprocess.run([sys.executable, "-m", "compiler", path.name], cwd=tmp_path,
-                         capture_output=True, text=True, errors="replace",
-                         timeout=TIME_LIMIT, preexec_fn=_limits, env=_environment())
+    run = run_mailpubc(path.name, cwd=tmp_path, errors="replace", timeout=TIME_LIMIT,
+                       preexec_fn=_limits, env=_environment())
     assert "Traceback" not in run.stderr
     assert re.fullmatch(recipe["expect"], run.stderr), run.stderr
     assert (run.returncode, run.stdout) == (1, "")

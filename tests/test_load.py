@@ -3,12 +3,12 @@ kernel: it loads into an empty network namespace, loading it again replaces
 the first load in one transaction, other tables are left alone, and a load
 that fails leaves the previous ruleset in place."""
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+from cli import run_mailpubc
 
 from e2e.netns import CommandError, Namespace, prerequisites
 
@@ -26,8 +26,7 @@ def namespace():
 
 
 def compiled(policy: Path) -> str:
-    run = subprocess.run([sys.executable, "-m", "compiler", str(policy)],
-                         capture_output=True, text=True, timeout=120)
+    run = run_mailpubc(policy)
     assert run.returncode == 0, run.stderr
     return run.stdout
 

@@ -28,6 +28,7 @@ from compiler.diagnostics import PolicyError
 from compiler.pipeline import compile_file
 from compiler.render import UnsafeText
 from compiler.resolve import nft_keywords
+from cli import run_mailpubc
 from strategies import mutants, policies, policy_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,8 +110,7 @@ def test_mutated_policy_compiles_or_fails_cleanly(mutant):
 @given(mutants())
 def test_cli_on_mutated_policy_exits_0_or_1_with_clean_output(mutant):
     with policy_file(mutant.text) as path:
-        run = subprocess.run([sys.executable, "-m", "compiler", path], capture_output=True,
-                             text=True, timeout=120, cwd=ROOT)
+        run = run_mailpubc(path, cwd=ROOT)
     assert "Traceback" not in run.stderr
     assert run.returncode in (0, 1), f"exit {run.returncode}: {run.stderr}"
     if run.returncode == 0:
