@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import strategies as st
 
+from compiler.model import PortRange
 from compiler.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
 from compiler.schema import policy_schema
 
@@ -194,17 +195,13 @@ def _services(draw) -> dict[str, list[str]]:
     return custom
 
 
-def _port_ranges(spec: list[str]) -> list[tuple[str, int, int]]:
+def _port_ranges(spec: list[str]) -> list[PortRange]:
     found = []
     for text in spec:
         protocol, _, ports = text.partition("/")
         low, _, high = ports.partition("-")
-        found.append((protocol, int(low), int(high or low)))
+        found.append(PortRange(protocol, int(low), int(high or low)))
     return found
-
-
-def _overlap(a, b) -> bool:
-    return a[0] == b[0] and a[1] <= b[2] and b[1] <= a[2]
 
 
 @st.composite
@@ -216,10 +213,8 @@ def policies(draw) -> Draw:
     internal = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("networks", [])]
     sets = draw(_address_sets(internal))
     custom = _services(draw)
-    ports = {name: [(p, low, high) for p, low, high in _port_ranges(spec)]
-             for name, spec in custom.items()}
-    ports.update({name: [(r.protocol, r.low, r.high) for r in ranges]
-                  for name, ranges in BUILTIN_SERVICES.items()})
+    ports = {name: _port_ranges(spec) for name, spec in custom.items()}
+    ports.update(BUILTIN_SERVICES)
     schedules = {}
     for name in draw(st.lists(names.filter(lambda n: n not in RESERVED), max_size=3,
                               unique=True)):
@@ -243,10 +238,9 @@ def policies(draw) -> Draw:
         chosen, mine = [], []
         for service in draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
                                      unique=True)):
-            new = [(external,) + p for p in ports[service]]
-            if any(_overlap(a[1:], b[1:]) for i, a in enumerate(new) for b in new[:i]):
-                continue    # a service that claims a port twice cannot be published
-            if any(a[0] == b[0] and _overlap(a[1:], b[1:]) for a in new for b in claimed + mine):
+            new = [(external, port) for port in ports[service]]
+            if any(address == other and port.overlaps(taken)
+                   for address, port in new for other, taken in claimed + mine):
                 continue
             chosen.append(service)
             mine += new
