@@ -13,11 +13,8 @@ import ipaddress
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from compiler import loader, nftcheck, plan, render, resolve, schema, semantics  # noqa: E402
+from mailpubc import loader, nftcheck, plan, render, resolve, schema, semantics
 
 
 def make_policy(n: int) -> str:

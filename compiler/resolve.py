@@ -45,7 +45,7 @@ DEFAULT_TABLE = "mailpub"
 
 @lru_cache(maxsize=1)
 def nft_keywords() -> frozenset[str]:
-    lines = resources.files("compiler").joinpath("nft_keywords.txt").read_text().splitlines()
+    lines = resources.files("mailpubc").joinpath("nft_keywords.txt").read_text().splitlines()
     return frozenset(line.strip() for line in lines
                      if line.strip() and not line.startswith("#"))
 

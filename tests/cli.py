@@ -5,6 +5,6 @@ import sys
 
 
 def run_mailpubc(*args, timeout: float = 120, **options) -> subprocess.CompletedProcess:
-    """`python -m compiler ARGS` with output captured as text; `options` go to subprocess.run."""
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)],
+    """`python -m mailpubc ARGS` with output captured as text; `options` go to subprocess.run."""
+    return subprocess.run([sys.executable, "-m", "mailpubc", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, **options)

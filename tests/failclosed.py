@@ -28,9 +28,9 @@ import json
 import tempfile
 import uuid
 
-from compiler.addresses import merge
-from compiler.model import Policy, PortRange
-from compiler.plan import DAY_NAMES
+from mailpubc.addresses import merge
+from mailpubc.model import Policy, PortRange
+from mailpubc.plan import DAY_NAMES
 from e2e.netns import Namespace
 
 FILTER_CHAINS = ("input", "forward", "output")

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import strategies as st
 
-from compiler.model import PortRange
-from compiler.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
-from compiler.schema import policy_schema
+from mailpubc.model import PortRange
+from mailpubc.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
+from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
 INTERFACE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"

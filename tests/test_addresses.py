@@ -4,7 +4,7 @@ import ipaddress
 
 from hypothesis import given, strategies as st
 
-from compiler.addresses import BITS, interval_texts, merge, parse_int
+from mailpubc.addresses import BITS, interval_texts, merge, parse_int
 
 
 @st.composite

@@ -23,7 +23,7 @@ import pytest
 from cli import run_mailpubc
 import yaml
 
-from compiler.cli import main as mailpubc
+from mailpubc.cli import main as mailpubc
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 ROOT = CORPUS.parent.parent

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import failclosed
-from compiler.pipeline import compile_file
+from mailpubc.pipeline import compile_file
 from e2e.netns import prerequisites
 from strategies import policies, policy_file
 

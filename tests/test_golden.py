@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import nftcheck
-from compiler.cli import main as mailpubc
+from mailpubc import nftcheck
+from mailpubc.cli import main as mailpubc
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p for p in GOLDEN.iterdir() if (p / "policy.yaml").exists())

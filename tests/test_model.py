@@ -2,8 +2,8 @@
 
 import pytest
 
-from compiler.diagnostics import PolicyError
-from compiler.pipeline import compile_file
+from mailpubc.diagnostics import PolicyError
+from mailpubc.pipeline import compile_file
 
 POLICY = """\
 version: 1

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from compiler import nftcheck
-from compiler.pipeline import compile_file
+from mailpubc import nftcheck
+from mailpubc.pipeline import compile_file
 
 BAD = "table inet broken {\n\tchain input {\n\t\tip daddr 10.0.0.1 tcp dport 25 acceptt\n\t}\n}\n"
 
@@ -56,7 +56,7 @@ def test_without_netlink_rights_the_check_runs_in_a_private_namespace(good):
     and plain `nft -c` are refused; the check must still run, via unshare -rn."""
     if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"):
         pytest.skip("needs root, setpriv and unshare to drop CAP_NET_ADMIN")
-    script = ("import json, sys; from compiler import nftcheck; "
+    script = ("import json, sys; from mailpubc import nftcheck; "
               "print(json.dumps([nftcheck.dry_run(t).__dict__ for t in sys.argv[1:]]))")
     run = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--",
                           sys.executable, "-c", script, good, BAD],

@@ -23,11 +23,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import nftcheck
-from compiler.diagnostics import PolicyError
-from compiler.pipeline import compile_file
-from compiler.render import UnsafeText
-from compiler.resolve import nft_keywords
+from mailpubc import nftcheck
+from mailpubc.diagnostics import PolicyError
+from mailpubc.pipeline import compile_file
+from mailpubc.render import UnsafeText
+from mailpubc.resolve import nft_keywords
 from cli import run_mailpubc
 from strategies import mutants, policies, policy_file
 
@@ -87,7 +87,7 @@ def test_same_bytes_across_processes_and_hash_seeds(draws):
         for i, draw in enumerate(draws):
             paths.append(os.path.join(folder, f"p{i}.yaml"))
             Path(paths[-1]).write_text(draw.text, encoding="utf-8")
-        script = ("import sys\nfrom compiler.pipeline import compile_file\n"
+        script = ("import sys\nfrom mailpubc.pipeline import compile_file\n"
                   "for p in sys.argv[1:]: sys.stdout.write(compile_file(p).text + '\\0')\n")
         outputs = []
         for seed in ("1", "4242"):

@@ -4,8 +4,8 @@
 Golden files are a contract: run this only after a deliberate change, then
 read `git diff golden/` line by line before committing it.
 
-    python3 tools/regen_golden.py            # every case
-    python3 tools/regen_golden.py CASE...    # some cases
+    .venv/bin/python tools/regen_golden.py            # every case
+    .venv/bin/python tools/regen_golden.py CASE...    # some cases
 """
 
 import contextlib
@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from compiler.cli import main as mailpubc  # noqa: E402
+from mailpubc.cli import main as mailpubc  # the installed package (.venv)
 
 
 def regenerate(case: Path) -> str:

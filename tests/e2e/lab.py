@@ -1,7 +1,7 @@
 """One scenario's lab: build it, load the compiled ruleset, judge expectations.
 
 The ruleset is made the way a user makes it: the CLI prints it
-(``python -m compiler POLICY``, or the command in MAILPUBC_E2E_CMD, e.g.
+(``python -m mailpubc POLICY``, or the command in MAILPUBC_E2E_CMD, e.g.
 ``mailpubc`` or a wrapper that mutates the output to see the suite fail),
 and ``nft -f`` loads the file inside the firewall namespace.  The lab's
 shape and the services' ports come from the compiler's model of the same
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from compiler.diagnostics import PolicyError
-from compiler.model import PortRange
-from compiler.pipeline import compile_file
-from compiler.resolve import BUILTIN_SERVICES
+from mailpubc.diagnostics import PolicyError
+from mailpubc.model import PortRange
+from mailpubc.pipeline import compile_file
+from mailpubc.resolve import BUILTIN_SERVICES
 
 from . import netns, pki, services
 from .netns import CommandError
@@ -44,7 +44,7 @@ class LabError(RuntimeError):
 
 
 def compiler_command() -> list[str]:
-    return shlex.split(os.environ.get("MAILPUBC_E2E_CMD", "")) or [sys.executable, "-m", "compiler"]
+    return shlex.split(os.environ.get("MAILPUBC_E2E_CMD", "")) or [sys.executable, "-m", "mailpubc"]
 
 
 class Lab:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from compiler.resolve import WEEK
+from mailpubc.resolve import WEEK
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

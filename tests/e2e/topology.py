@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from compiler.model import FAMILIES, Addresses, Policy
+from mailpubc.model import FAMILIES, Addresses, Policy
 
 from .netns import Namespace
 
