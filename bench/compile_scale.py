@@ -14,7 +14,8 @@ import sys
 import tempfile
 import time
 
-from mailpubc import loader, nftcheck, plan, render, resolve, schema, semantics
+from mailpubc import loader, nftcheck, plan, resolve, schema, semantics
+from mailpubc.generate import text as generate_text
 
 
 def make_policy(n: int) -> str:
@@ -70,8 +71,8 @@ def measure(n: int) -> None:
         stages.append(("semantics", t))
         t, ruleset = best_of(3, lambda: plan.plan(policy))
         stages.append(("plan", t))
-        t, text = best_of(3, lambda: render.render(ruleset))
-        stages.append(("render", t))
+        t, text = best_of(3, lambda: generate_text.generate(ruleset))
+        stages.append(("generate", t))
         total = sum(t for _, t in stages)
         t_nft, result = best_of(1, lambda: nftcheck.dry_run(text))
         figures = " ".join(f"{name}={t * 1000:.0f}ms" for name, t in stages)

@@ -97,20 +97,24 @@ def int_text(version: int, value: int) -> str:
     return str(ipaddress.IPv6Address(value))
 
 
-def interval_texts(version: int, interval: Interval) -> list[str]:
-    """An interval as the fewest networks that cover it exactly, as nft and
-    people write them: a plain address for a single host."""
+def interval_blocks(version: int, interval: Interval) -> list[tuple[int, int]]:
+    """An interval as the fewest aligned networks that cover it exactly, as
+    (first address, prefix length) pairs."""
     first, last = interval
-    if first == last:
-        return [int_text(version, first)]
-    texts = []
+    blocks = []
     while first <= last:
         # the largest aligned block that starts at `first` and ends by `last`
         size = first & -first if first else 1 << BITS[version]
         while size > last - first + 1:
             size >>= 1
-        prefix = BITS[version] - size.bit_length() + 1
-        texts.append(int_text(version, first) if size == 1
-                     else f"{int_text(version, first)}/{prefix}")
+        blocks.append((first, BITS[version] - size.bit_length() + 1))
         first += size
-    return texts
+    return blocks
+
+
+def interval_texts(version: int, interval: Interval) -> list[str]:
+    """An interval as networks, as nft and people write them: a plain
+    address for a single host."""
+    return [int_text(version, first) if prefix == BITS[version]
+            else f"{int_text(version, first)}/{prefix}"
+            for first, prefix in interval_blocks(version, interval)]

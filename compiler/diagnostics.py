@@ -2,7 +2,8 @@
 
 Each stage collects its problems into a list of Diagnostic instead of raising
 on the first one, so that the user sees every error in one run, sorted by
-where it is.
+where it is. A diagnostic is an error (the policy cannot compile) or a
+warning (it compiles, but probably does not do what was meant).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Collector:
 
     def error(self, position: Position, message: str) -> None:
         self.diagnostics.append(Diagnostic(position, message))
+
+    def warning(self, position: Position, message: str) -> None:
+        self.diagnostics.append(Diagnostic(position, message, "warning"))
 
     def raise_if_any(self) -> None:
         if self.diagnostics:

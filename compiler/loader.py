@@ -65,20 +65,21 @@ class Document:
 
 def load(file: str) -> Document:
     """Read and parse a policy file, or raise PolicyError."""
-    start = Position(file, 1, 1)
     try:
         with open(file, "rb") as stream:
             raw = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise PolicyError([Diagnostic(start, f"cannot read policy: {exc.strerror}")])
-    if len(raw) > MAX_FILE_BYTES:
-        raise PolicyError([Diagnostic(
-            start, f"policy file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+        raise PolicyError([Diagnostic(Position(file, 1, 1), f"cannot read policy: {exc.strerror}")])
     return parse(file, raw)
 
 
 def parse(file: str, raw: bytes) -> Document:
-    """Parse policy bytes; `file` is only used in positions."""
+    """Parse policy bytes (at most MAX_FILE_BYTES of them are looked at, so a
+    caller reads MAX_FILE_BYTES + 1); `file` is only used in positions."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError([Diagnostic(
+            Position(file, 1, 1),
+            f"policy file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -13,9 +13,7 @@ from typing import Optional
 
 from .addresses import Address, Interval, interval_texts, merge
 from .diagnostics import Position
-
-FAMILIES = ("ip", "ip6")   # nft's names: `ip saddr`, `ip6 saddr`
-VERSIONS = {"ip": 4, "ip6": 6}
+from .vocab import FAMILIES, VERSIONS, PortRange  # noqa: F401  (re-exported for the model's users)
 
 
 @dataclass(frozen=True)
@@ -61,21 +59,6 @@ class AddressRef:
     localhost: bool = False
     any: bool = False
     position: Optional[Position] = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, order=True)
-class PortRange:
-    protocol: str          # "tcp" or "udp"
-    low: int
-    high: int
-
-    def overlaps(self, other: "PortRange") -> bool:
-        return (self.protocol == other.protocol
-                and self.low <= other.high and other.low <= self.high)
-
-    def __str__(self) -> str:
-        ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
-        return f"{self.protocol}/{ports}"
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ class CheckResult:
     message: str    # nft's complaints, or why it did not run
 
 
-def dry_run(ruleset: str, methods: tuple[str, ...] = METHODS) -> CheckResult:
-    """Check `ruleset` with the first method that can run."""
+def dry_run(ruleset: str, methods: tuple[str, ...] = METHODS, json: bool = False) -> CheckResult:
+    """Check `ruleset` (libnftables JSON when `json`) with the first method that can run."""
     reasons = []
     for method in methods:
-        result = _libnftables(ruleset) if method == "libnftables" else _binary(ruleset)
+        result = _libnftables(ruleset, json) if method == "libnftables" else _binary(ruleset, json)
         if result.ran:
             return result
         reasons.append(result.message)
@@ -64,7 +64,7 @@ def _import_binding():
     return module
 
 
-def _libnftables(ruleset: str) -> CheckResult:
+def _libnftables(ruleset: str, json: bool) -> CheckResult:
     binding = _import_binding()
     if binding is None:
         return CheckResult(False, False, "libnftables",
@@ -74,6 +74,7 @@ def _libnftables(ruleset: str) -> CheckResult:
     except OSError as exc:
         return CheckResult(False, False, "libnftables", f"libnftables cannot be loaded: {exc}")
     nft.set_dry_run(True)
+    nft.set_json_output(json)     # libnftables then parses its input as JSON too
     # from a file, not a buffer: nft then points its errors at the right line
     with tempfile.NamedTemporaryFile("w", suffix=".nft", prefix="mailpubc-check-") as file:
         file.write(ruleset)
@@ -85,16 +86,17 @@ def _libnftables(ruleset: str) -> CheckResult:
     return CheckResult(True, rc == 0, "libnftables", errors.strip())
 
 
-def _binary(ruleset: str) -> CheckResult:
+def _binary(ruleset: str, json: bool) -> CheckResult:
     nft = shutil.which("nft") or next(
         (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
         return CheckResult(False, False, "nft", "the nft binary is not installed")
-    attempts = [("nft -c", [nft, "-c", "-f", "-"])]
+    check = [nft, "-j", "-c", "-f", "-"] if json else [nft, "-c", "-f", "-"]
+    attempts = [("nft -c", check)]
     unshare = shutil.which("unshare")
     if unshare is not None:
         attempts.append(("nft -c in a private network namespace",
-                         [unshare, "-rn", nft, "-c", "-f", "-"]))
+                         [unshare, "-rn", *check]))
     reasons = []
     for method, command in attempts:
         try:

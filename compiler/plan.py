@@ -1,74 +1,174 @@
-"""Plan stage: the policy model -> the ruleset as data (chains, sets, rules).
+"""Plan stage: the policy model -> the ruleset as typed data.
 
-This is where every decision about the ruleset is made: which chain a rule
-goes to, what it matches, which family it is emitted in, which set it uses.
-The templates only print what is decided here, and tests and later tools
-(`explain`, `diff`) can read the same plan.
+Every decision about the ruleset is made here: which chains exist, which
+rules each holds and in what order, what each rule matches, which family it
+is emitted in, which named set it uses, what it translates to. Fixed rules
+(conntrack, loopback, neighbour discovery, ICMP errors, the reject tail) are
+plan data like every other rule. The generators (`generate/text.py`,
+`generate/json.py`) only print a plan, and `explain`, `diff` and the tests
+read the same plan.
 
-The one rule that matters most: a match is never left out to make a rule
-fit. A rule that would have no addresses in a family is not emitted in that
-family (semantics has already rejected rules empty in every family).
+A rule is its origin (the policy rule, service and position it comes from),
+its matches and its statements. Matches hold numbers and intervals, never
+formatted text.
+
+The rule that matters most: a match is never left out to make a rule fit. A
+rule that would have no addresses in a family is not emitted in that family
+(semantics has already rejected rules empty in every family).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional, Union
 
-from .model import FAMILIES, AddressRef, Policy, PortRange, Service, family_of
+from .addresses import Address, Interval
+from .diagnostics import Position
+from .model import AddressRef, Policy, Schedule, Service, family_of
+from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
+                    PortRange, nft_day)
 
-DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
-             "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
-SET_TYPES = {"ip": "ipv4_addr", "ip6": "ipv6_addr"}
-SET_SUFFIX = {"ip": "_v4", "ip6": "_v6"}
-SSH = PortRange("tcp", 22, 22)
+# -- where a rule comes from ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Origin:
+    """Why a rule exists: `kind` is publish, outbound, management, snat, fixed
+    (the rules every ruleset has) or policy (a chain's reject tail); `name` is
+    the policy rule's name (or what the fixed rule does, or the chain)."""
+
+    kind: str
+    name: str
+    service: Optional[str] = None
+    position: Optional[Position] = field(default=None, compare=False)
+
+
+# -- matches ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InterfaceMatch:
+    kind: ClassVar[str] = "interface"
+    direction: str              # "iif" or "oif"
+    name: str
+    by_index: bool = False      # `iif "lo"` (an index, for lo) instead of `iifname "eth0"`
 
 
 @dataclass(frozen=True)
 class AddressMatch:
-    """Addresses as one rule matches them: a named set, or elements written inline."""
+    """Addresses as a rule matches them: a named set, or intervals written inline."""
 
+    kind: ClassVar[str] = "address"
+    family: str                 # "ip" or "ip6"
+    field: str                  # "saddr" or "daddr"
+    intervals: tuple[Interval, ...] = ()
     set_name: Optional[str] = None
-    elements: tuple[str, ...] = ()
+    original: bool = False      # `ct original ip daddr`: the address before DNAT
 
 
 @dataclass(frozen=True)
+class PortMatch:
+    kind: ClassVar[str] = "port"
+    protocol: str               # "tcp" or "udp"
+    low: int
+    high: int
+    original: bool = False      # `ct original proto-dst`: the port before DNAT
+
+
+@dataclass(frozen=True)
+class ProtocolMatch:
+    kind: ClassVar[str] = "protocol"
+    protocol: str               # `meta l4proto tcp`
+
+
+@dataclass(frozen=True)
+class IcmpTypeMatch:
+    kind: ClassVar[str] = "icmp"
+    protocol: str               # "icmp" or "icmpv6"
+    types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HopLimitMatch:
+    kind: ClassVar[str] = "hoplimit"
+    value: int                  # `ip6 hoplimit 255`
+
+
+@dataclass(frozen=True)
+class ConntrackMatch:
+    kind: ClassVar[str] = "conntrack"
+    states: tuple[str, ...]     # `ct state established,related`
+
+
+@dataclass(frozen=True)
+class DayMatch:
+    kind: ClassVar[str] = "day"
+    days: tuple[int, ...]       # nft's day numbers, 0 = Sunday
+
+
+@dataclass(frozen=True)
+class HourMatch:
+    kind: ClassVar[str] = "hour"
+    first: int                  # first and last second of the day, inclusive
+    last: int
+
+
+Match = Union[InterfaceMatch, AddressMatch, PortMatch, ProtocolMatch, IcmpTypeMatch,
+              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch]
+
+
+# -- statements -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Nat:
+    kind: ClassVar[str] = "nat"
+    type: str                   # "dnat" or "snat"
+    family: str
+    address: Address
+    port: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: ClassVar[str] = "verdict"
+    verdict: str                        # accept, drop or reject
+    reject_type: Optional[str] = None   # `reject with tcp reset`, `reject with icmpx type CODE`
+    reject_code: Optional[str] = None
+
+
+Statement = Union[Nat, Verdict]
+
+
+# -- the ruleset --------------------------------------------------------------------
+
+@dataclass(frozen=True)
 class Rule:
-    origin: tuple[str, ...]                 # its comment: ("publish", "exchange", "smtp")
-    family: Optional[str] = None            # "ip" or "ip6" when the rule matches addresses
-    iifname: Optional[str] = None
-    oifname: Optional[str] = None
-    saddr: Optional[AddressMatch] = None
-    daddr: Optional[AddressMatch] = None
-    protocol: Optional[str] = None          # "tcp" or "udp"
-    dport: Optional[str] = None             # "25" or "2000-2010"
-    original_daddr: Optional[str] = None    # `ct original ip daddr`: the address before DNAT
-    original_dport: Optional[str] = None    # `ct original proto-dst`
-    days: tuple[str, ...] = ()              # nft day names
-    hours: Optional[tuple[str, str]] = None
-    verdict: str = "accept"                 # accept, dnat or snat
-    nat_to: Optional[str] = None
+    origin: Origin
+    matches: tuple[Match, ...]
+    statements: tuple[Statement, ...]
 
 
 @dataclass(frozen=True)
 class NftSet:
     name: str
-    type: str
-    elements: tuple[str, ...]
+    family: str
+    intervals: tuple[Interval, ...]
+    flags: tuple[str, ...] = ("interval",)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """What makes a chain a base chain; regular chains (jump targets) have none."""
+
+    type: str                   # "filter" or "nat"
+    hook: str                   # prerouting, input, forward, output, postrouting
+    priority: str               # dstnat, filter, srcnat
+    policy: str                 # accept or drop: what nft takes as a chain policy
 
 
 @dataclass(frozen=True)
 class Chain:
     name: str
-    type: str                  # "filter" or "nat"
-    priority: str
-    policy: str                # the chain policy nft takes: "accept" or "drop"
-    reject: bool = False       # end with reject rules (the policy said `reject`)
-    conntrack: bool = False    # established/related accept, invalid drop
-    loopback: Optional[str] = None   # "iif" or "oif"
-    neighbour_discovery: bool = False
-    icmp_errors: bool = False
-    rules: tuple[Rule, ...] = ()
+    hook: Optional[Hook]
+    rules: tuple[Rule, ...]
 
 
 @dataclass(frozen=True)
@@ -78,12 +178,33 @@ class Ruleset:
     chains: tuple[Chain, ...]
 
 
-def port_text(port: PortRange) -> str:
-    return str(port.low) if port.low == port.high else f"{port.low}-{port.high}"
+ACCEPT = Verdict("accept")
+DROP = Verdict("drop")
 
 
 def plan(policy: Policy) -> Ruleset:
     return _Planner(policy).ruleset()
+
+
+def _fixed(name: str, *matches: Match, verdict: Verdict = ACCEPT) -> Rule:
+    return Rule(Origin("fixed", name), matches, (verdict,))
+
+
+# The rules every ruleset has (docs/ruleset.md says why each is there).
+NEIGHBOUR_RULE = _fixed("neighbour discovery", IcmpTypeMatch("icmpv6", NEIGHBOUR_DISCOVERY),
+                        HopLimitMatch(255))
+CONNTRACK_RULES = (_fixed("replies", ConntrackMatch(("established", "related"))),
+                   _fixed("invalid", ConntrackMatch(("invalid",)), verdict=DROP))
+ICMP_ERROR_RULES = (_fixed("icmp errors", IcmpTypeMatch("icmp", ICMP_ERRORS)),
+                    _fixed("icmpv6 errors", IcmpTypeMatch("icmpv6", ICMPV6_ERRORS)))
+
+
+def _reject_tail(chain: str) -> tuple[Rule, ...]:
+    """What `reject` adds before the chain's drop policy: a TCP reset for TCP,
+    ICMP administratively prohibited for the rest."""
+    origin = Origin("policy", chain)
+    return (Rule(origin, (ProtocolMatch("tcp"),), (Verdict("reject", "tcp reset"),)),
+            Rule(origin, (), (Verdict("reject", "icmpx", "admin-prohibited"),)))
 
 
 class _Planner:
@@ -97,41 +218,50 @@ class _Planner:
         prerouting, forward_publish, input_publish = self._publishing()
         forward_out, output_out = self._outbound()
         chains = (
-            Chain("prerouting", "nat", "dstnat", "accept", rules=tuple(prerouting)),
-            self._filter_chain("input", fw.input_policy, loopback="iif",
-                               rules=input_publish + self._management()),
-            self._filter_chain("forward", fw.forward_policy, rules=forward_publish + forward_out),
-            self._filter_chain("output", fw.output_policy, loopback="oif", rules=output_out),
-            Chain("postrouting", "nat", "srcnat", "accept", rules=tuple(self._snat())),
+            Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"), tuple(prerouting)),
+            self._filter_chain("input", fw.input_policy, input_publish + self._management()),
+            self._filter_chain("forward", fw.forward_policy, forward_publish + forward_out),
+            self._filter_chain("output", fw.output_policy, output_out),
+            Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
+                  tuple(self._snat())),
         )
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
         return Ruleset(fw.table, sets, chains)
 
     @staticmethod
-    def _filter_chain(name: str, verdict: str, rules: list[Rule],
-                      loopback: Optional[str] = None) -> Chain:
-        host = loopback is not None    # input and output: the firewall's own traffic
-        return Chain(name, "filter", "filter",
-                     policy="accept" if verdict == "accept" else "drop",
-                     reject=verdict == "reject", conntrack=True, loopback=loopback,
-                     neighbour_discovery=host, icmp_errors=host, rules=tuple(rules))
+    def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:
+        """Input and output (the firewall's own traffic) also take neighbour
+        discovery, loopback and ICMP errors; forward only conntrack."""
+        host = name != "forward"
+        fixed = []
+        if host:
+            fixed.append(NEIGHBOUR_RULE)
+        fixed.extend(CONNTRACK_RULES)
+        if host:
+            direction = "iif" if name == "input" else "oif"
+            fixed.append(_fixed("loopback", InterfaceMatch(direction, "lo", by_index=True)))
+            fixed.extend(ICMP_ERROR_RULES)
+        tail = _reject_tail(name) if verdict == "reject" else ()
+        hook = Hook("filter", name, "filter", "accept" if verdict == "accept" else "drop")
+        return Chain(name, hook, tuple(fixed) + tuple(rules) + tail)
 
     # -- address matches ------------------------------------------------------
 
-    def _match(self, ref: AddressRef, family: str) -> Optional[AddressMatch]:
+    def _match(self, ref: AddressRef, family: str, field_: str) -> Optional[AddressMatch]:
         """How a rule matches `ref` in `family`; None when it has no such addresses."""
-        elements = ref.addresses.texts(family)
-        if not elements:
+        intervals = ref.addresses.family(family)
+        if not intervals:
             return None
         if ref.set_name is not None:
             name = ref.set_name + SET_SUFFIX[family]
-            self.used_sets[name] = NftSet(name, SET_TYPES[family], elements)
-            return AddressMatch(set_name=name)
-        return AddressMatch(elements=elements)
+            self.used_sets[name] = NftSet(name, family, intervals)
+            return AddressMatch(family, field_, set_name=name)
+        return AddressMatch(family, field_, intervals)
 
     @staticmethod
-    def _single(address) -> AddressMatch:
-        return AddressMatch(elements=(str(address),))
+    def _single(address: Address, field_: str, original: bool = False) -> AddressMatch:
+        value = int(address)
+        return AddressMatch(family_of(address), field_, ((value, value),), original=original)
 
     # -- rules ------------------------------------------------------------------
 
@@ -140,68 +270,73 @@ class _Planner:
         fw = self.firewall
         prerouting, forward, input_ = [], [], []
         for rule in self.policy.publish:
-            family = family_of(rule.external_address)
-            external = str(rule.external_address)
             for service, port in _ports(rule.services):
-                origin = ("publish", rule.name, service.name)
-                dport = port_text(port)
+                origin = Origin("publish", rule.name, service.name, rule.position)
+                external = self._single(rule.external_address, "daddr")
+                dport = PortMatch(port.protocol, port.low, port.high)
                 if rule.server is None:
-                    input_.append(Rule(origin, family, daddr=self._single(external),
-                                       protocol=port.protocol, dport=dport))
+                    input_.append(Rule(origin, (external, dport), (ACCEPT,)))
                     continue
-                prerouting.append(Rule(origin, family, iifname=fw.external_interface,
-                                       daddr=self._single(external), protocol=port.protocol,
-                                       dport=dport, verdict="dnat", nat_to=str(rule.server)))
-                forward.append(Rule(origin, family, oifname=fw.internal_interface,
-                                    daddr=self._single(rule.server), protocol=port.protocol,
-                                    dport=dport, original_daddr=external, original_dport=dport))
+                family = family_of(rule.server)
+                prerouting.append(Rule(
+                    origin, (InterfaceMatch("iif", fw.external_interface), external, dport),
+                    (Nat("dnat", family, rule.server),)))
+                forward.append(Rule(
+                    origin,
+                    (InterfaceMatch("oif", fw.internal_interface),
+                     self._single(rule.server, "daddr"), dport,
+                     self._single(rule.external_address, "daddr", original=True),
+                     PortMatch(port.protocol, port.low, port.high, original=True)),
+                    (ACCEPT,)))
         return prerouting, forward, input_
 
     def _outbound(self) -> tuple[list[Rule], list[Rule]]:
         fw = self.firewall
         forward, output = [], []
         for rule in self.policy.outbound:
-            schedule = rule.schedule
-            days = tuple(DAY_NAMES[d] for d in schedule.days) if schedule else ()
-            hours = schedule.hours if schedule else None
+            times = _time_matches(rule.schedule)
             # per family, the addresses of internal sources and of destinations
             # (None: any); a family that lacks either side gets no rule
             routed = []
             for family in FAMILIES:
-                saddr = self._match(rule.sources, family)
+                saddr = self._match(rule.sources, family, "saddr")
                 if saddr is None:
                     continue
-                daddr = None if rule.destinations.any else self._match(rule.destinations, family)
+                daddr = (None if rule.destinations.any
+                         else self._match(rule.destinations, family, "daddr"))
                 if rule.destinations.any or daddr is not None:
-                    routed.append((family, saddr, daddr))
+                    routed.append((saddr, daddr))
             local = []
             if rule.sources.localhost:
-                local = [(None, None)] if rule.destinations.any else [
-                    (family, daddr) for family in FAMILIES
-                    if (daddr := self._match(rule.destinations, family)) is not None]
-            for service, port in _ports(rule.services, skip_repeats=True):
-                origin = ("outbound", rule.name, service.name)
-                common = dict(protocol=port.protocol, dport=port_text(port), days=days, hours=hours)
-                for family, saddr, daddr in routed:
-                    forward.append(Rule(origin, family, iifname=fw.internal_interface,
-                                        oifname=fw.external_interface, saddr=saddr,
-                                        daddr=daddr, **common))
-                for family, daddr in local:
-                    output.append(Rule(origin, family, oifname=fw.external_interface,
-                                       daddr=daddr, **common))
+                local = [None] if rule.destinations.any else [
+                    daddr for family in FAMILIES
+                    if (daddr := self._match(rule.destinations, family, "daddr")) is not None]
+            for service, port in _ports(rule.services):
+                origin = Origin("outbound", rule.name, service.name, rule.position)
+                dport = PortMatch(port.protocol, port.low, port.high)
+                for saddr, daddr in routed:
+                    addresses = (saddr,) if daddr is None else (saddr, daddr)
+                    for time in times:
+                        forward.append(Rule(
+                            origin, (InterfaceMatch("iif", fw.internal_interface),
+                                     InterfaceMatch("oif", fw.external_interface),
+                                     *addresses, dport, *time), (ACCEPT,)))
+                for daddr in local:
+                    addresses = () if daddr is None else (daddr,)
+                    for time in times:
+                        output.append(Rule(
+                            origin, (InterfaceMatch("oif", fw.external_interface),
+                                     *addresses, dport, *time), (ACCEPT,)))
         return forward, output
 
     def _management(self) -> list[Rule]:
         sources = self.firewall.ssh_sources
         if sources is None:
             return []
-        rules = []
-        for family in FAMILIES:
-            saddr = self._match(sources, family)
-            if saddr is not None:
-                rules.append(Rule(("management", "ssh"), family, saddr=saddr,
-                                  protocol=SSH.protocol, dport=port_text(SSH)))
-        return rules
+        origin = Origin("management", "ssh", position=sources.position)
+        return [Rule(origin, (saddr, PortMatch(SSH.protocol, SSH.low, SSH.high)), (ACCEPT,))
+                for family in FAMILIES
+                if (saddr := self._match(sources, family, "saddr")) is not None]
 
     def _snat(self) -> list[Rule]:
         """Published servers leave as their published address; the rest of the
@@ -212,29 +347,51 @@ class _Planner:
             if rule.server is None or rule.server in seen:
                 continue
             seen.add(rule.server)
-            rules.append(Rule(("snat", rule.name), family_of(rule.server),
-                              oifname=fw.external_interface, saddr=self._single(rule.server),
-                              verdict="snat", nat_to=str(rule.external_address)))
+            rules.append(Rule(
+                Origin("snat", rule.name, position=rule.position),
+                (InterfaceMatch("oif", fw.external_interface), self._single(rule.server, "saddr")),
+                (Nat("snat", family_of(rule.server), rule.external_address),)))
         if fw.internal_interface is None:
             return rules
         for family in FAMILIES:
             external = fw.first_external(family)
-            networks = fw.internal_networks.texts(family)
+            networks = fw.internal_networks.family(family)
             if external is None or not networks:
                 continue
-            rules.append(Rule(("snat", "internal"), family, oifname=fw.external_interface,
-                              saddr=AddressMatch(elements=networks),
-                              verdict="snat", nat_to=str(external)))
+            rules.append(Rule(
+                Origin("snat", "internal"),
+                (InterfaceMatch("oif", fw.external_interface),
+                 AddressMatch(family, "saddr", networks)),
+                (Nat("snat", family, external),)))
         return rules
 
 
-def _ports(services: tuple[Service, ...], skip_repeats: bool = False):
-    """(service, port) pairs in policy order; with skip_repeats, a port already
-    covered by an earlier service of the same rule is not repeated."""
-    seen = set()
+def _time_matches(schedule: Optional[Schedule]) -> list[tuple[Match, ...]]:
+    """The time matches of one rule per window of its schedule; one rule
+    without time matches when it has none."""
+    if schedule is None:
+        return [()]
+    matches: list[Match] = []
+    if schedule.days:
+        matches.append(DayMatch(tuple(nft_day(day) for day in schedule.days)))
+    if schedule.hours:
+        first, last = (_seconds(text) for text in schedule.hours)
+        matches.append(HourMatch(first, last))
+    return [tuple(matches)]
+
+
+def _seconds(text: str) -> int:
+    hours, minutes = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60
+
+
+def _ports(services: tuple[Service, ...]):
+    """(service, port) pairs in policy order; a port already covered by an
+    earlier service of the same rule is not repeated."""
+    seen: set[PortRange] = set()
     for service in services:
         for port in service.ports:
-            if skip_repeats and port in seen:
+            if port in seen:
                 continue
             seen.add(port)
             yield service, port

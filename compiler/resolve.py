@@ -24,19 +24,8 @@ from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
                     PortRange, Publish, Schedule, Service)
+from .vocab import BUILTIN_SERVICES, WEEK
 
-BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {
-    "smtp": (PortRange("tcp", 25, 25),),
-    "smtps": (PortRange("tcp", 465, 465),),
-    "submission": (PortRange("tcp", 587, 587),),
-    "pop3": (PortRange("tcp", 110, 110),),
-    "pop3s": (PortRange("tcp", 995, 995),),
-    "imap": (PortRange("tcp", 143, 143),),
-    "imaps": (PortRange("tcp", 993, 993),),
-    "dns": (PortRange("udp", 53, 53), PortRange("tcp", 53, 53)),
-    "dns-zone-transfer": (PortRange("tcp", 53, 53),),
-}
-WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LOCALHOST = "localhost"
 ANY = "any"
 ALWAYS = "always"

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from .addresses import interval_texts
 from .diagnostics import Collector, Diagnostic
-from .model import FAMILIES, VERSIONS, AddressRef, Policy, family_of
-
-_FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}
+from .model import AddressRef, Policy, family_of
+from .vocab import FAMILIES, FAMILY_NAMES, VERSIONS
 
 
 def check(policy: Policy) -> list[Diagnostic]:
@@ -57,9 +56,9 @@ def _published_addresses(policy: Policy, problems: Collector) -> None:
                            f"firewall's external addresses ({listed})")
         if rule.server is not None and rule.server.version != rule.external_address.version:
             problems.error(rule.server_position,
-                           f"server {rule.server} is {_FAMILY_NAMES[family_of(rule.server)]} but "
+                           f"server {rule.server} is {FAMILY_NAMES[family_of(rule.server)]} but "
                            f"external address {rule.external_address} is "
-                           f"{_FAMILY_NAMES[family_of(rule.external_address)]}: "
+                           f"{FAMILY_NAMES[family_of(rule.external_address)]}: "
                            "a connection cannot be translated between families")
 
 
@@ -98,8 +97,8 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
         for family in FAMILIES:
             if sources.family(family) and firewall.first_external(family) is None:
                 problems.error(rule.sources.position,
-                               f"outbound rule {rule.name!r} has {_FAMILY_NAMES[family]} sources "
-                               f"but the firewall has no {_FAMILY_NAMES[family]} external "
+                               f"outbound rule {rule.name!r} has {FAMILY_NAMES[family]} sources "
+                               f"but the firewall has no {FAMILY_NAMES[family]} external "
                                "address to translate them to")
 
 

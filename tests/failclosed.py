@@ -5,7 +5,7 @@ policy allows?
 `nft -f` and reads it back with `nft -j list ruleset`, so the checks judge
 nft's own view of the rules, never the compiler's text. `check(listing,
 policy)` compares that view with the compiler's model of the policy
-(`compile_file(...).policy`, the statement of what the policy allows) and
+(`compile_path(...).policy`, the statement of what the policy allows) and
 returns every problem found; an empty list means fail-closed:
 
 - input and forward drop unless the policy says accept (reject: drop plus
@@ -30,15 +30,13 @@ import uuid
 
 from mailpubc.addresses import merge
 from mailpubc.model import Policy, PortRange
-from mailpubc.plan import DAY_NAMES
+from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, NFT_DAY_NAMES,
+                            nft_day)
 from e2e.netns import Namespace
 
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
-ND_TYPES = {"nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"}
-ICMP_ERRORS = {"destination-unreachable", "time-exceeded", "parameter-problem"}
-ICMPV6_ERRORS = ICMP_ERRORS | {"packet-too-big"}
 VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 
@@ -197,7 +195,7 @@ class Allowance:
         if self.schedule is None:
             return True
         days, hours = self.schedule.days, self.schedule.hours
-        if days and not any(set(_items(v)) <= {DAY_NAMES[d] for d in days}
+        if days and not any(set(_items(v)) <= {NFT_DAY_NAMES[nft_day(d)] for d in days}
                             for v in rule.positive("day")):
             return False
         if hours:
@@ -261,11 +259,11 @@ def _fixed(rule: Rule) -> bool:
     if keys == {"iif" if rule.chain == "input" else "oif"}:
         return values.get("iif", values.get("oif")) == {"lo"}
     if keys == {"icmpv6 type", "ip6 hoplimit"}:
-        return values["icmpv6 type"] <= ND_TYPES and values["ip6 hoplimit"] == {255}
+        return values["icmpv6 type"] <= set(NEIGHBOUR_DISCOVERY) and values["ip6 hoplimit"] == {255}
     if keys == {"icmp type"}:
-        return values["icmp type"] <= ICMP_ERRORS
+        return values["icmp type"] <= set(ICMP_ERRORS)
     if keys == {"icmpv6 type"}:
-        return values["icmpv6 type"] <= ICMPV6_ERRORS
+        return values["icmpv6 type"] <= set(ICMPV6_ERRORS)
     return False
 
 

@@ -89,3 +89,45 @@ def test_installed_layout_compiles_outside_the_source_tree(tmp_path):
     """Templates and schema are found from any working directory."""
     run = run_mailpubc("--no-nft-check", EXAMPLE, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+
+
+def test_output_into_a_missing_folder_is_a_usage_error(tmp_path):
+    target = tmp_path / "missing" / "rules.nft"
+    run = run_mailpubc("-o", target, EXAMPLE)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == f"mailpubc: cannot write {target}: No such file or directory\n"
+    assert not target.parent.exists()
+
+
+def test_version():
+    run = run_mailpubc("--version")
+    assert run.returncode == 0
+    assert run.stdout.startswith("mailpubc ") and run.stdout.strip() != "mailpubc"
+
+
+def test_policy_from_standard_input_compiles_the_same():
+    from_file = run_mailpubc("--no-nft-check", EXAMPLE)
+    from_stdin = run_mailpubc("--no-nft-check", "-", input=EXAMPLE.read_text())
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout == from_file.stdout
+
+
+def test_errors_from_standard_input_say_stdin():
+    run = run_mailpubc("-", input=INVALID.read_text())
+    assert (run.returncode, run.stdout) == (1, "")
+    from_file = run_mailpubc(INVALID)
+    assert run.stderr == from_file.stderr.replace(str(INVALID), "<stdin>")
+
+
+def test_compile_is_the_default_command():
+    assert run_mailpubc("compile", "--no-nft-check", EXAMPLE).stdout == \
+        run_mailpubc("--no-nft-check", EXAMPLE).stdout
+
+
+def test_json_format_is_checked_by_nft_and_is_json():
+    import json
+    run = run_mailpubc("--format", "json", EXAMPLE)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""          # nft's dry run of the JSON ran and passed
+    commands = json.loads(run.stdout)["nftables"]
+    assert {"delete": {"table": {"family": "inet", "name": "mailpub"}}} in commands

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import failclosed
-from mailpubc.pipeline import compile_file
+from mailpubc.api import compile_path
 from e2e.netns import prerequisites
 from strategies import policies, policy_file
 
@@ -120,12 +120,12 @@ def namespaces_work():
 
 def _compile(text: str):
     with policy_file(text) as path:
-        return compile_file(path)
+        return compile_path(path).or_raise()
 
 
 @pytest.mark.parametrize("path", POLICIES, ids=[str(p.relative_to(ROOT)) for p in POLICIES])
 def test_golden_and_example_rulesets_fail_closed(path):
-    compiled = compile_file(str(path))
+    compiled = compile_path(str(path)).or_raise()
     assert failclosed.check(failclosed.load(compiled.text), compiled.policy) == []
 
 

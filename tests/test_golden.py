@@ -1,7 +1,7 @@
 """Golden files: each golden/<case>/policy.yaml must compile to exactly its
-expected.nft, or fail with exactly its expected.err; and every expected.nft
-must itself pass nft's dry run, so no golden file can freeze a ruleset nft
-would refuse. Add a case by adding a folder; regenerate with
+expected.nft and expected.json (libnftables JSON), or fail with exactly its
+expected.err; and every expected ruleset must itself pass nft's dry run, so
+no golden file can freeze a ruleset nft would refuse. Add a case by adding a folder; regenerate with
 tools/regen_golden.py and review the diff."""
 
 from pathlib import Path
@@ -16,10 +16,12 @@ CASES = sorted(p for p in GOLDEN.iterdir() if (p / "policy.yaml").exists())
 RULESETS = [c for c in CASES if (c / "expected.nft").exists()]
 
 
-def test_every_case_has_exactly_one_expectation():
+def test_every_case_has_a_ruleset_or_an_error_expected():
     for case in CASES:
-        found = [(case / name).exists() for name in ("expected.nft", "expected.err")]
-        assert found.count(True) == 1, f"{case.name}: needs expected.nft or expected.err"
+        found = {name for name in ("expected.nft", "expected.json", "expected.err")
+                 if (case / name).exists()}
+        assert found in ({"expected.nft", "expected.json"}, {"expected.err"}), \
+            f"{case.name}: needs expected.nft and expected.json, or expected.err"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -30,6 +32,8 @@ def test_compiles_to_expected(case, monkeypatch, capsys):
     if (case / "expected.nft").exists():
         assert (status, err) == (0, "")
         assert out == (case / "expected.nft").read_text(encoding="utf-8")
+        assert mailpubc(["--no-nft-check", "--format", "json", "policy.yaml"]) == 0
+        assert capsys.readouterr().out == (case / "expected.json").read_text(encoding="utf-8")
     else:
         assert status == 1
         assert out == ""
@@ -38,7 +42,9 @@ def test_compiles_to_expected(case, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("case", RULESETS, ids=[c.name for c in RULESETS])
-def test_expected_ruleset_passes_nft_dry_run(case):
-    result = nftcheck.dry_run((case / "expected.nft").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("expected", ["expected.nft", "expected.json"])
+def test_expected_ruleset_passes_nft_dry_run(case, expected):
+    result = nftcheck.dry_run((case / expected).read_text(encoding="utf-8"),
+                              json=expected.endswith(".json"))
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, result.message

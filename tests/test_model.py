@@ -3,7 +3,7 @@
 import pytest
 
 from mailpubc.diagnostics import PolicyError
-from mailpubc.pipeline import compile_file
+from mailpubc.api import compile_path
 
 POLICY = """\
 version: 1
@@ -46,7 +46,7 @@ outbound:
 def compile_text(tmp_path, text, name="policy.yaml"):
     path = tmp_path / name
     path.write_text(text)
-    return compile_file(str(path))
+    return compile_path(str(path)).or_raise()
 
 
 def test_positions_take_no_part_in_equality(tmp_path):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mailpubc import nftcheck
-from mailpubc.pipeline import compile_file
+from mailpubc.api import compile_path
 
 BAD = "table inet broken {\n\tchain input {\n\t\tip daddr 10.0.0.1 tcp dport 25 acceptt\n\t}\n}\n"
 
@@ -17,7 +17,7 @@ BAD = "table inet broken {\n\tchain input {\n\t\tip daddr 10.0.0.1 tcp dport 25 
 @pytest.fixture(scope="module")
 def good():
     here = os.path.dirname(os.path.abspath(__file__))
-    return compile_file(os.path.join(here, "..", "examples", "seed.yaml")).text
+    return compile_path(os.path.join(here, "..", "examples", "seed.yaml")).or_raise().text
 
 
 @pytest.mark.parametrize("method", nftcheck.METHODS)

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from mailpubc import nftcheck
 from mailpubc.diagnostics import PolicyError
-from mailpubc.pipeline import compile_file
-from mailpubc.render import UnsafeText
+from mailpubc.api import compile_path
+from mailpubc.generate import UnsafeText
 from mailpubc.resolve import nft_keywords
 from cli import run_mailpubc
 from strategies import mutants, policies, policy_file
@@ -54,7 +54,7 @@ def _in_process(text: str) -> None:
     """Compile `text`: either nft accepts the result, or the errors are clean."""
     with policy_file(text) as path:
         try:
-            compiled = compile_file(path)
+            compiled = compile_path(path).or_raise()
         except UnsafeText as error:
             raise AssertionError(f"the renderer refused what the checks passed: {error}")
         except PolicyError as error:
@@ -69,8 +69,8 @@ def _in_process(text: str) -> None:
 @given(policies())
 def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
     with policy_file(draw.text) as path:
-        first = compile_file(path)      # a PolicyError here is a compiler bug
-        second = compile_file(path)
+        first = compile_path(path).or_raise()      # a PolicyError here is a compiler bug
+        second = compile_path(path).or_raise()
     assert first.text == second.text
     assert first.policy.firewall.table == draw.data["firewall"].get("table", "mailpub")
     result = nftcheck.dry_run(first.text)
@@ -87,8 +87,8 @@ def test_same_bytes_across_processes_and_hash_seeds(draws):
         for i, draw in enumerate(draws):
             paths.append(os.path.join(folder, f"p{i}.yaml"))
             Path(paths[-1]).write_text(draw.text, encoding="utf-8")
-        script = ("import sys\nfrom mailpubc.pipeline import compile_file\n"
-                  "for p in sys.argv[1:]: sys.stdout.write(compile_file(p).text + '\\0')\n")
+        script = ("import sys\nfrom mailpubc.api import compile_path\n"
+                  "for p in sys.argv[1:]: sys.stdout.write(compile_path(p).or_raise().text + '\\0')\n")
         outputs = []
         for seed in ("1", "4242"):
             run = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
@@ -97,7 +97,7 @@ def test_same_bytes_across_processes_and_hash_seeds(draws):
             assert run.returncode == 0, run.stderr
             outputs.append(run.stdout)
         assert outputs[0] == outputs[1]
-        assert outputs[0] == "".join(compile_file(p).text + "\0" for p in paths)
+        assert outputs[0] == "".join(compile_path(p).or_raise().text + "\0" for p in paths)
 
 
 @settings(suppress_health_check=SLOW_DRAWS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate golden/<case>/expected.nft or expected.err from policy.yaml.
+"""Regenerate golden/<case>/expected.nft and expected.json, or expected.err, from policy.yaml.
 
 Golden files are a contract: run this only after a deliberate change, then
 read `git diff golden/` line by line before committing it.
@@ -19,26 +19,38 @@ ROOT = Path(__file__).resolve().parent.parent
 from mailpubc.cli import main as mailpubc  # the installed package (.venv)
 
 
-def regenerate(case: Path) -> str:
+def _run(case: Path, *args: str) -> tuple[int, str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
     os.chdir(case)   # diagnostics then name the file as "policy.yaml"
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            status = mailpubc(["policy.yaml"])
+            status = mailpubc([*args, "policy.yaml"])
     finally:
         os.chdir(cwd)
+    return status, stdout.getvalue(), stderr.getvalue()
+
+
+def regenerate(case: Path) -> str:
+    """expected.nft and expected.json for a valid policy, expected.err for an invalid one."""
+    status, out, err = _run(case)
     if status == 0:
-        keep, drop, text = "expected.nft", "expected.err", stdout.getvalue()
+        _, json_out, _ = _run(case, "--format", "json")
+        expected = {"expected.nft": out, "expected.json": json_out}
     elif status == 1:
-        keep, drop, text = "expected.err", "expected.nft", stderr.getvalue()
+        expected = {"expected.err": err}
     else:
-        raise SystemExit(f"{case.name}: mailpubc exited {status}:\n{stderr.getvalue()}")
-    (case / drop).unlink(missing_ok=True)
-    target = case / keep
-    changed = not target.exists() or target.read_text(encoding="utf-8") != text
-    target.write_text(text, encoding="utf-8")
-    return f"{case.name}: {keep}{' (changed)' if changed else ''}"
+        raise SystemExit(f"{case.name}: mailpubc exited {status}:\n{err}")
+    changed = []
+    for name in ("expected.nft", "expected.json", "expected.err"):
+        target = case / name
+        if name not in expected:
+            target.unlink(missing_ok=True)
+            continue
+        if not target.exists() or target.read_text(encoding="utf-8") != expected[name]:
+            changed.append(name)
+        target.write_text(expected[name], encoding="utf-8")
+    return f"{case.name}: {', '.join(expected)}{' (changed: ' + ', '.join(changed) + ')' if changed else ''}"
 
 
 def main(names: list[str]) -> int:

@@ -24,7 +24,7 @@ import yaml
 
 from mailpubc.diagnostics import PolicyError
 from mailpubc.model import PortRange
-from mailpubc.pipeline import compile_file
+from mailpubc.api import compile_path
 from mailpubc.resolve import BUILTIN_SERVICES
 
 from . import netns, pki, services
@@ -62,7 +62,7 @@ class Lab:
             self.policy_file = self.workdir / "policy.yaml"
             self.policy_file.write_text(yaml.safe_dump(scenario.policy, sort_keys=False))
         try:
-            self.policy = compile_file(str(self.policy_file)).policy
+            self.policy = compile_path(str(self.policy_file)).or_raise().policy
             self.topology = Topology(self.policy, scenario.hosts)
         except (PolicyError, KeyError, TypeError, ValueError) as exc:
             self._keep_evidence()

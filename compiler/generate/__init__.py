@@ -1,0 +1,54 @@
+"""Generators: a plan (`plan.Ruleset`) printed as nft text (`text`) or as
+libnftables JSON (`json`). Neither decides anything; both print the same plan.
+
+What both need lives here, once: the checks that let user text into a
+ruleset, the comment each rule carries, and the text of addresses. The
+checks refuse anything they cannot make safe; earlier stages already rejected
+such input, so a refusal is a bug, never a silently damaged ruleset.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..addresses import interval_texts
+from ..plan import Origin
+from ..resolve import nft_keywords
+from ..vocab import VERSIONS
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_STRING = re.compile(r"[A-Za-z0-9 _.:/@+,=-]{0,127}")
+
+
+class UnsafeText(ValueError):
+    """User text that cannot be put into a ruleset safely."""
+
+
+def safe_name(value: str) -> str:
+    """An identifier nft reads bare (table and set names)."""
+    if not _NAME.fullmatch(value) or value in nft_keywords():
+        raise UnsafeText(f"not a safe nft name: {value!r}")
+    return value
+
+
+def safe_string(value: str) -> str:
+    """The content of a string nft reads quoted (interface names, comments)."""
+    if not _STRING.fullmatch(value):
+        raise UnsafeText(f"not a safe nft string: {value!r}")
+    return value
+
+
+def comment(origin: Origin) -> str:
+    """A rule's comment: where it comes from, so a listing can be read back
+    against the policy ("mailpub publish exchange smtp")."""
+    if origin.kind == "fixed":
+        words = (origin.name,)
+    elif origin.kind == "policy":
+        words = ("policy", origin.name, "reject")
+    else:
+        words = (origin.kind, origin.name) + ((origin.service,) if origin.service else ())
+    return safe_string("mailpub " + " ".join(words))
+
+
+def address_texts(family: str, intervals) -> list[str]:
+    return [text for interval in intervals for text in interval_texts(VERSIONS[family], interval)]

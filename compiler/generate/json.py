@@ -1,0 +1,132 @@
+"""The JSON generator: a plan -> libnftables JSON (`nft -j -f FILE` loads it).
+
+It prints the same plan as the text generator, object for object, so both
+load to the same listing; each match and statement kind has one function in
+the dispatch table below. Set elements and names pass the same checks as in
+the text.
+"""
+
+from __future__ import annotations
+
+from ..addresses import BITS, int_text, interval_blocks
+from ..plan import Chain, NftSet, Rule, Ruleset
+from ..vocab import NFT_DAY_NAMES, PRIORITIES, SET_TYPES, VERSIONS
+from . import comment, safe_name, safe_string
+
+FAMILY = "inet"
+
+
+def generate(ruleset: Ruleset) -> dict:
+    table = {"family": FAMILY, "name": safe_name(ruleset.table)}
+    commands: list[dict] = [
+        {"metainfo": {"json_schema_version": 1}},
+        {"add": {"table": dict(table)}},       # so that the delete below never fails
+        {"delete": {"table": dict(table)}},
+        {"add": {"table": dict(table)}},
+    ]
+    commands += [{"add": {"set": _set(ruleset.table, s)}} for s in ruleset.sets]
+    for chain in ruleset.chains:
+        commands.append({"add": {"chain": _chain(ruleset.table, chain)}})
+        commands += [{"add": {"rule": _rule(ruleset.table, chain.name, r)}} for r in chain.rules]
+    return {"nftables": commands}
+
+
+def _set(table: str, nft_set: NftSet) -> dict:
+    return {"family": FAMILY, "table": table, "name": safe_name(nft_set.name),
+            "type": SET_TYPES[nft_set.family], "flags": list(nft_set.flags),
+            "elem": _elements(nft_set.family, nft_set.intervals)}
+
+
+def _chain(table: str, chain: Chain) -> dict:
+    body = {"family": FAMILY, "table": table, "name": chain.name}
+    if chain.hook:
+        body.update(type=chain.hook.type, hook=chain.hook.hook,
+                    prio=PRIORITIES[chain.hook.priority], policy=chain.hook.policy)
+    return body
+
+
+def _rule(table: str, chain: str, rule: Rule) -> dict:
+    expressions = [_PRINT[part.kind](part) for part in rule.matches + rule.statements]
+    return {"family": FAMILY, "table": table, "chain": chain,
+            "expr": expressions, "comment": comment(rule.origin)}
+
+
+def _elements(family: str, intervals) -> list:
+    version = VERSIONS[family]
+    return [int_text(version, first) if prefix == BITS[version]
+            else {"prefix": {"addr": int_text(version, first), "len": prefix}}
+            for interval in intervals for first, prefix in interval_blocks(version, interval)]
+
+
+def _match(left: dict, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _one_or_set(values: list):
+    return values[0] if len(values) == 1 else {"set": values}
+
+
+def _interface(m) -> dict:
+    key = m.direction if m.by_index else m.direction + "name"
+    return _match({"meta": {"key": key}}, safe_string(m.name))
+
+
+def _address(m) -> dict:
+    if m.original:
+        left = {"ct": {"key": f"{m.family} {m.field}", "dir": "original"}}
+    else:
+        left = {"payload": {"protocol": m.family, "field": m.field}}
+    right = ("@" + safe_name(m.set_name) if m.set_name
+             else _one_or_set(_elements(m.family, m.intervals)))
+    return _match(left, right)
+
+
+def _port(m) -> dict:
+    left = ({"ct": {"key": "proto-dst", "dir": "original"}} if m.original
+            else {"payload": {"protocol": m.protocol, "field": "dport"}})
+    return _match(left, m.low if m.low == m.high else {"range": [m.low, m.high]})
+
+
+def _protocol(m) -> dict:
+    return _match({"meta": {"key": "l4proto"}}, m.protocol)
+
+
+def _icmp(m) -> dict:
+    return _match({"payload": {"protocol": m.protocol, "field": "type"}}, _one_or_set(list(m.types)))
+
+
+def _hoplimit(m) -> dict:
+    return _match({"payload": {"protocol": "ip6", "field": "hoplimit"}}, m.value)
+
+
+def _conntrack(m) -> dict:
+    return _match({"ct": {"key": "state"}}, list(m.states), op="in")
+
+
+def _day(m) -> dict:
+    return _match({"meta": {"key": "day"}}, {"set": [NFT_DAY_NAMES[d] for d in m.days]})
+
+
+def _hour(m) -> dict:
+    return _match({"meta": {"key": "hour"}}, {"range": [m.first, m.last]})
+
+
+def _nat(s) -> dict:
+    body = {"family": s.family, "addr": str(s.address)}
+    if s.port:
+        body["port"] = s.port
+    return {s.type: body}
+
+
+def _verdict(s) -> dict:
+    if s.verdict != "reject":
+        return {s.verdict: None}
+    body = {"type": s.reject_type}
+    if s.reject_code:
+        body["expr"] = s.reject_code
+    return {"reject": body}
+
+
+_PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
+          "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
+          "nat": _nat, "verdict": _verdict}
