@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from .addresses import merge
 from .model import FAMILIES, AddressRef, Policy, PortRange, Service, family_of
 
 DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
@@ -179,7 +180,7 @@ class _Planner:
                 local = [(None, None)] if rule.destinations.any else [
                     (family, daddr) for family in FAMILIES
                     if (daddr := self._match(rule.destinations, family)) is not None]
-            for service, port in _ports(rule.services, skip_repeats=True):
+            for service, port in _ports(rule.services):
                 origin = ("outbound", rule.name, service.name)
                 common = dict(protocol=port.protocol, dport=port_text(port), days=days, hours=hours)
                 for family, saddr, daddr in routed:
@@ -228,13 +229,30 @@ class _Planner:
         return rules
 
 
-def _ports(services: tuple[Service, ...], skip_repeats: bool = False):
-    """(service, port) pairs in policy order; with skip_repeats, a port already
-    covered by an earlier service of the same rule is not repeated."""
-    seen = set()
+def _ports(services: tuple[Service, ...]):
+    """(service, port) pairs in policy order, each port of a rule once, so a
+    published port is translated and accepted by one rule: a port belongs to
+    the first service that names it, and a later service keeps only the parts
+    of its ranges no earlier one covers (smtp tcp/25, then tcp/20-30, gives
+    25, then 20-24 and 26-30)."""
+    covered: dict[str, list[tuple[int, int]]] = {"tcp": [], "udp": []}
     for service in services:
         for port in service.ports:
-            if skip_repeats and port in seen:
-                continue
-            seen.add(port)
-            yield service, port
+            taken = covered[port.protocol]
+            for low, high in _uncovered(port.low, port.high, taken):
+                yield service, PortRange(port.protocol, low, high)
+            taken.append((port.low, port.high))
+
+
+def _uncovered(low: int, high: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of the range low-high outside every range in `taken`."""
+    parts = []
+    for taken_low, taken_high in merge(taken):
+        if taken_high < low or taken_low > high:
+            continue
+        if taken_low > low:
+            parts.append((low, taken_low - 1))
+        low = taken_high + 1
+    if low <= high:
+        parts.append((low, high))
+    return parts
