@@ -32,7 +32,7 @@ from mailpubc.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
 from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
-INTERFACE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
+INTERFACE = r"[A-Za-z0-9_.@+,=-]{1,15}"
 VERDICTS = policy_schema()["$defs"]["verdict"]["enum"]
 RESERVED = {"localhost", "any", "always"} | set(BUILTIN_SERVICES)
 # Words nft uses elsewhere (libnftables' token strings) that it still takes as
@@ -54,7 +54,7 @@ TRAPS = ["0755", "010", "22:25", "1:30", "on", "off", "yes", "no", "y", "n", "~"
          "true", "False", "1.0", "1e3", ".inf", "0x1F", "0o17", "+1", "-1", "0", "65536"]
 
 names = st.from_regex(NAME, fullmatch=True)
-interface_names = st.from_regex(INTERFACE, fullmatch=True)
+interface_names = st.from_regex(INTERFACE, fullmatch=True).filter(lambda n: n not in (".", ".."))
 table_names = st.one_of(names, st.sampled_from(TABLE_WORDS)).filter(
     lambda n: n not in nft_keywords())
 
