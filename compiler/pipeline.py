@@ -22,10 +22,13 @@ class Compiled:
 def compile_file(path: str) -> Compiled:
     """Compile one policy file, or raise PolicyError with every problem found."""
     document = loader.load(path)
-    problems = schema.validate_shape(document)
-    if problems:
+    problems, checkable = schema.validate(document)
+    if checkable is None:
         raise PolicyError(problems)
-    policy, problems = resolve.resolve(document)
+    # resolve what did fit the schema, so both stages' errors come in one run;
+    # the whole-model checks only on a document with nothing left out
+    policy, found = resolve.resolve(checkable)
+    problems += found
     if problems:
         raise PolicyError(problems)
     problems = semantics.check(policy)
