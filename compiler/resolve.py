@@ -141,6 +141,8 @@ class _Resolver:
         return None
 
     def _mapped(self, path: Path, text: str, ipv4: str) -> None:
+        """nft compares ::ffff:0:0/96 with IPv6 packets only, so the entry would
+        silently never match the IPv4 hosts it names."""
         self.error(path, f"{text} is IPv4-mapped IPv6, which never matches IPv4 traffic: "
                          f"write {ipv4}")
 
