@@ -74,6 +74,15 @@ def is_address_entry(text: str) -> bool:
             or parse_range(text) is not None or NAME.fullmatch(text) is not None)
 
 
+def mapped_ipv4(version: int, value: int) -> Optional[str]:
+    """The IPv4 address that an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
+    in ::ffff:0:0/96) stands for, or None. nft compares such an address with
+    IPv6 packets only, so it never matches the IPv4 host it names."""
+    if version == 6 and value >> 32 == 0xFFFF:
+        return int_text(4, value & 0xFFFFFFFF)
+    return None
+
+
 def host_mask(version: int, prefix: int) -> int:
     return (1 << (BITS[version] - prefix)) - 1
 

@@ -108,10 +108,13 @@ def compile_data(data: Any, name: str = "<data>") -> Result:
 
 def _compile(document: loader.Document) -> Result:
     source = document.file
-    problems = schema.validate_shape(document)
-    if problems:
+    problems, checkable = schema.validate(document)
+    if checkable is None:
         return Result(source, _sorted(problems))
-    policy, problems = resolve.resolve(document)
+    # resolve what did fit the schema, so both stages' errors come in one run;
+    # the whole-model checks only on a document with nothing left out
+    policy, found = resolve.resolve(checkable)
+    problems += found
     if problems:
         return Result(source, _sorted(problems))
     problems = semantics.check(policy)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval
+from .addresses import Address, Interval, merge
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
@@ -386,12 +386,29 @@ def _seconds(text: str) -> int:
 
 
 def _ports(services: tuple[Service, ...]):
-    """(service, port) pairs in policy order; a port already covered by an
-    earlier service of the same rule is not repeated."""
-    seen: set[PortRange] = set()
+    """(service, port) pairs in policy order, each port of a rule once, so a
+    published port is translated and accepted by one rule: a port belongs to
+    the first service that names it, and a later service keeps only the parts
+    of its ranges no earlier one covers (smtp tcp/25, then tcp/20-30, gives
+    25, then 20-24 and 26-30)."""
+    covered: dict[str, list[tuple[int, int]]] = {"tcp": [], "udp": []}
     for service in services:
         for port in service.ports:
-            if port in seen:
-                continue
-            seen.add(port)
-            yield service, port
+            taken = covered[port.protocol]
+            for low, high in _uncovered(port.low, port.high, taken):
+                yield service, PortRange(port.protocol, low, high)
+            taken.append((port.low, port.high))
+
+
+def _uncovered(low: int, high: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of the range low-high outside every range in `taken`."""
+    parts = []
+    for taken_low, taken_high in merge(taken):
+        if taken_high < low or taken_low > high:
+            continue
+        if taken_low > low:
+            parts.append((low, taken_low - 1))
+        low = taken_high + 1
+    if low <= high:
+        parts.append((low, high))
+    return parts

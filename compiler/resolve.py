@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Optional
 
 from . import addresses as syntax
-from .addresses import Interval, merge
+from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
@@ -87,6 +87,10 @@ class _Resolver:
         """One address, network or range as (version, interval); None after reporting."""
         parsed = syntax.parse_int(text)
         if parsed is not None:
+            ipv4 = syntax.mapped_ipv4(*parsed)
+            if ipv4 is not None:
+                self._mapped(path, text, ipv4)
+                return None
             return parsed[0], (parsed[1], parsed[1])
         network = syntax.parse_network(text)
         if network is not None:
@@ -98,6 +102,10 @@ class _Resolver:
                 self.error(path, f"{text} has host bits set: did you mean the network "
                                  f"{base}/{prefix} or the single address {address}?")
                 return None
+            ipv4 = syntax.mapped_ipv4(version, value) if prefix >= 96 else None
+            if ipv4 is not None:
+                self._mapped(path, text, f"{ipv4}/{prefix - 96}")
+                return None
             return version, (value, value | mask)
         bounds = syntax.parse_range(text)
         if bounds is not None:
@@ -108,9 +116,32 @@ class _Resolver:
             if first > last:
                 self.error(path, f"range {text} ends before it starts")
                 return None
+            ends = [syntax.mapped_ipv4(version, end) for end in (first, last)]
+            if None not in ends:
+                self._mapped(path, text, "-".join(ends))
+                return None
+            if ends != [None, None]:
+                self.error(path, f"range {text} reaches into IPv4-mapped IPv6 addresses "
+                                 "(::ffff:0:0/96), which never match IPv4 traffic: "
+                                 "write IPv4 addresses as IPv4")
+                return None
             return version, (first, last)
         self.error(path, f"{text!r} is not an address, network or range")
         return None
+
+    def _mapped(self, path: Path, text: str, ipv4: str) -> None:
+        """nft compares ::ffff:0:0/96 with IPv6 packets only, so the entry would
+        silently never match the IPv4 hosts it names."""
+        self.error(path, f"{text} is IPv4-mapped IPv6, which never matches IPv4 traffic: "
+                         f"write {ipv4}")
+
+    def _address(self, path: Path, text: str) -> Address:
+        """A single address (server, external address), refused if IPv4-mapped."""
+        address = syntax.parse_address(text)
+        ipv4 = syntax.mapped_ipv4(address.version, int(address))
+        if ipv4 is not None:
+            self._mapped(path, text, ipv4)
+        return address
 
     @staticmethod
     def _addresses_of(entries: list) -> Addresses:
@@ -299,7 +330,7 @@ class _Resolver:
     def _external_addresses(self) -> tuple:
         found = []
         for i, text in enumerate(self.data["firewall"]["external"]["addresses"]):
-            address = syntax.parse_address(text)
+            address = self._address(("firewall", "external", "addresses", i), text)
             if address in found:
                 self.error(("firewall", "external", "addresses", i),
                            f"external address {text} is listed twice")
@@ -317,8 +348,9 @@ class _Resolver:
         server = spec["server"]
         return Publish(
             name=spec["name"],
-            server=None if server == LOCALHOST else syntax.parse_address(server),
-            external_address=syntax.parse_address(spec["external_address"]),
+            server=None if server == LOCALHOST else self._address(path + ("server",), server),
+            external_address=self._address(path + ("external_address",),
+                                           spec["external_address"]),
             services=self._rule_services(path + ("services",), spec["services"]),
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),

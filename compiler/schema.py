@@ -12,15 +12,15 @@ from __future__ import annotations
 import difflib
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from . import addresses
 from .datafiles import data_dir
-from .diagnostics import Collector, Diagnostic
-from .loader import Document
+from .diagnostics import Collector, Diagnostic, Position
+from .loader import Document, Path
 
 _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
                bool: "a boolean", type(None): "an empty value"}
@@ -79,12 +79,48 @@ def _validator() -> Draft202012Validator:
                                 format_checker=_format_checker())
 
 
-def validate_shape(document: Document) -> list[Diagnostic]:
-    """Every place where the document does not fit the schema."""
+def validate(document: Document) -> tuple[list[Diagnostic], Optional[Document]]:
+    """Every place where the document does not fit the schema, and the
+    document the next stage can check: the document itself when it fits;
+    when only list elements are wrong and the document fits without them,
+    the document without them, so that one run also reports what resolving
+    finds in the rest (a host-bits error next to a malformed address); else
+    None (a required or single value is wrong: nothing more can be said)."""
+    errors = list(_validator().iter_errors(document.data))
     problems = Collector()
-    for error in _validator().iter_errors(document.data):
+    for error in errors:
         _report(document, error, problems)
-    return problems.diagnostics
+    if not errors:
+        return [], document
+    wrong = {tuple(error.absolute_path) for error in errors}
+    if not all(path and isinstance(path[-1], int) for path in wrong):
+        return problems.diagnostics, None
+    pruned = _without(document, wrong)
+    if next(_validator().iter_errors(pruned.data), None) is not None:
+        return problems.diagnostics, None
+    return problems.diagnostics, pruned
+
+
+def _without(document: Document, removed: set[Path]) -> Document:
+    """The document without the list elements at `removed`, each remaining
+    value keeping the position where it was written."""
+    positions: dict[Path, Position] = {}
+    key_positions: dict[Path, Position] = {}
+
+    def copy(node: Any, old: Path, new: Path) -> Any:
+        if old in document.positions:
+            positions[new] = document.positions[old]
+        if old in document.key_positions:
+            key_positions[new] = document.key_positions[old]
+        if isinstance(node, dict):
+            return {key: copy(value, old + (key,), new + (key,)) for key, value in node.items()}
+        if isinstance(node, list):
+            kept = [i for i in range(len(node)) if old + (i,) not in removed]
+            return [copy(node[i], old + (i,), new + (j,)) for j, i in enumerate(kept)]
+        return node
+
+    data = copy(document.data, (), ())
+    return Document(document.file, data, positions, key_positions)
 
 
 def _describe(value: Any) -> str:

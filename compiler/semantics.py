@@ -103,27 +103,23 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
 
 
 def _publish_conflicts(policy: Policy, problems: Collector) -> None:
-    """One external address, protocol and port can be published only once."""
-    claimed = []   # (external address, port range, rule, service)
+    """One external address, protocol and port can be published by one rule
+    only. Services of one rule that share a port are merged (the plan lists
+    each port of a rule once), so only other rules count."""
+    claimed = []   # (external address, port range, rule)
     for rule in policy.publish:
         for service in rule.services:
             for port in service.ports:
-                for address, other_port, other_rule, other_service in claimed:
-                    if address != rule.external_address or not port.overlaps(other_port):
-                        continue
-                    if other_rule is rule:
-                        problems.error(rule.position,
-                                       f"publish rule {rule.name!r}: services {other_service!r} "
-                                       f"and {service.name!r} both claim {address} "
-                                       f"{port.protocol}/{max(port.low, other_port.low)}")
-                    else:
+                for address, other_port, other_rule in claimed:
+                    if (other_rule is not rule and address == rule.external_address
+                            and port.overlaps(other_port)):
                         problems.error(rule.position,
                                        f"publish rule {rule.name!r} claims {address} {port} "
                                        f"({service.name}), already published by rule "
                                        f"{other_rule.name!r} ({_line(other_rule.position)}); "
                                        "an external address and port can be published only once")
-                    break
-                claimed.append((rule.external_address, port, rule, service.name))
+                        break
+                claimed.append((rule.external_address, port, rule))
 
 
 def _usable_families(sources: AddressRef, destinations: AddressRef) -> list[str]:
@@ -142,7 +138,10 @@ def _outbound_matches(policy: Policy, problems: Collector) -> None:
             problems.error(rule.sources.position,
                            f"outbound rule {rule.name!r}: `from` matches no address")
             continue
-        if rule.sources.addresses and not _usable_families(rule.sources, rule.destinations):
+        # `from: localhost` reaches any destination; internal sources only
+        # those of their own family, and the plan leaves out the rest
+        if (not rule.sources.localhost and rule.sources.addresses
+                and not _usable_families(rule.sources, rule.destinations)):
             problems.error(rule.sources.position,
                            f"outbound rule {rule.name!r} matches nothing: its sources and "
                            "destinations have no address family in common")

@@ -32,7 +32,7 @@ from mailpubc.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
 from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
-INTERFACE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
+INTERFACE = r"[A-Za-z0-9_.@+,=-]{1,15}"
 VERDICTS = policy_schema()["$defs"]["verdict"]["enum"]
 RESERVED = {"localhost", "any", "always"} | set(BUILTIN_SERVICES)
 # Words nft uses elsewhere (libnftables' token strings) that it still takes as
@@ -54,7 +54,7 @@ TRAPS = ["0755", "010", "22:25", "1:30", "on", "off", "yes", "no", "y", "n", "~"
          "true", "False", "1.0", "1e3", ".inf", "0x1F", "0o17", "+1", "-1", "0", "65536"]
 
 names = st.from_regex(NAME, fullmatch=True)
-interface_names = st.from_regex(INTERFACE, fullmatch=True)
+interface_names = st.from_regex(INTERFACE, fullmatch=True).filter(lambda n: n not in (".", ".."))
 table_names = st.one_of(names, st.sampled_from(TABLE_WORDS)).filter(
     lambda n: n not in nft_keywords())
 
@@ -239,8 +239,9 @@ def policies(draw) -> Draw:
         for service in draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
                                      unique=True)):
             new = [(external, port) for port in ports[service]]
+            # ports shared within one publication merge; across publications they conflict
             if any(address == other and port.overlaps(taken)
-                   for address, port in new for other, taken in claimed + mine):
+                   for address, port in new for other, taken in claimed):
                 continue
             chosen.append(service)
             mine += new
