@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 
-from . import nftcheck
+from . import nft
 from .diagnostics import PolicyError
 from .pipeline import compile_file
 from .render import UnsafeText
@@ -49,7 +49,7 @@ def _check_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(path: str, nft_check: bool) -> tuple[str, nftcheck.CheckResult | None]:
+def _build(path: str, nft_check: bool) -> tuple[str, nft.CheckResult | None]:
     """Compile `path` and, if asked, dry-run the result; raise on any failure."""
     try:
         text = compile_file(path).text
@@ -57,7 +57,7 @@ def _build(path: str, nft_check: bool) -> tuple[str, nftcheck.CheckResult | None
         raise InternalError(f"refused to print unsafe text: {exc}") from exc
     if not nft_check:
         return text, None
-    result = nftcheck.dry_run(text)
+    result = nft.dry_run(text)
     if result.ran and not result.ok:
         raise InternalError("nft rejected the generated ruleset "
                             f"({result.method}); please report this:\n{result.message}")
@@ -80,7 +80,7 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-def _note_unchecked(result: nftcheck.CheckResult | None) -> None:
+def _note_unchecked(result: nft.CheckResult | None) -> None:
     if result is not None and not result.ran:
         print(f"mailpubc: note: nft dry run not run: {result.message}", file=sys.stderr)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailpubc import nftcheck
+from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
 from mailpubc.pipeline import compile_file
 from mailpubc.render import UnsafeText
@@ -60,7 +60,7 @@ def _in_process(text: str) -> None:
         except PolicyError as error:
             assert_clean_diagnostics([str(d) for d in error.diagnostics], path, text)
             return
-    result = nftcheck.dry_run(compiled.text)
+    result = nft.dry_run(compiled.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects what the compiler accepted:\n{result.message}\n{compiled.text}"
 
@@ -73,7 +73,7 @@ def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
         second = compile_file(path)
     assert first.text == second.text
     assert first.policy.firewall.table == draw.data["firewall"].get("table", "mailpub")
-    result = nftcheck.dry_run(first.text)
+    result = nft.dry_run(first.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects a valid policy's ruleset:\n{result.message}\n{first.text}"
 
@@ -126,7 +126,7 @@ def test_every_word_the_compiler_refuses_as_table_name_is_refused_by_nft():
     taken = []
     for word in sorted(nft_keywords()):
         ruleset = f"table inet {word}\ndelete table inet {word}\ntable inet {word} {{\n}}\n"
-        result = nftcheck.dry_run(ruleset)
+        result = nft.dry_run(ruleset)
         assert result.ran, result.message
         if result.ok:
             taken.append(word)
