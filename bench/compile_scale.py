@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from mailpubc import loader, nftcheck, plan, resolve, schema, semantics
+from mailpubc import loader, nft, plan, resolve, schema, semantics
 from mailpubc.generate import text as generate_text
 
 
@@ -74,7 +74,7 @@ def measure(n: int) -> None:
         t, text = best_of(3, lambda: generate_text.generate(ruleset))
         stages.append(("generate", t))
         total = sum(t for _, t in stages)
-        t_nft, result = best_of(1, lambda: nftcheck.dry_run(text))
+        t_nft, result = best_of(1, lambda: nft.dry_run(text))
         figures = " ".join(f"{name}={t * 1000:.0f}ms" for name, t in stages)
         print(f"addresses={n} compile={total * 1000:.0f}ms ({figures}) "
               f"output={len(text) / 1024:.0f}KiB nft-dry-run={t_nft * 1000:.0f}ms "

@@ -18,7 +18,7 @@ import tempfile
 from importlib import metadata
 
 from . import api
-from . import nftcheck as nft
+from . import nft
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

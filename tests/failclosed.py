@@ -1,8 +1,8 @@
 """Fail-closed checker: does the ruleset the kernel holds allow only what the
 policy allows?
 
-`load(text)` loads a compiled ruleset into a fresh network namespace with
-`nft -f` and reads it back with `nft -j list ruleset`, so the checks judge
+`load(text)` loads a compiled ruleset into a fresh network namespace and
+reads it back as nft's JSON listing (both through mailpubc.nft), so the checks judge
 nft's own view of the rules, never the compiler's text. `check(listing,
 policy)` compares that view with the compiler's model of the policy
 (`compile_path(...).policy`, the statement of what the policy allows) and
@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import tempfile
+import os
+import time
 import uuid
+from contextlib import contextmanager
 
+from mailpubc import nft
 from mailpubc.addresses import merge
 from mailpubc.model import Policy, PortRange
 from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, NFT_DAY_NAMES,
@@ -41,22 +44,36 @@ VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 
 
-def load(text: str) -> dict:
-    """`nft -f` the ruleset in a fresh namespace; nft's JSON listing of it.
+def load(text: str, json: bool = False) -> dict:
+    """Load the ruleset (libnftables JSON when `json`) in a fresh namespace;
+    nft's JSON listing of it.
 
     Both in UTC: nft turns `meta hour` into UTC on loading and back on
     listing, and nft 1.0.6 lists hours wrongly west of UTC (America/Los_Angeles:
     "08:00"-"18:00" loads right but lists as != "1193040:28:16"-"08:00")."""
-    with tempfile.NamedTemporaryFile("w", suffix=".nft", encoding="utf-8") as ruleset:
-        ruleset.write(text)
-        ruleset.flush()
-        namespace = Namespace(f"fc-{uuid.uuid4().hex[:8]}")
-        try:
-            namespace.run("env", "TZ=UTC", "nft", "-f", ruleset.name)
-            listing = namespace.run("env", "TZ=UTC", "nft", "-j", "list", "ruleset").stdout
-            return json.loads(listing)
-        finally:
-            namespace.delete()
+    namespace = Namespace(f"fc-{uuid.uuid4().hex[:8]}")
+    try:
+        with _utc():
+            nft.load(text, json=json, netns=namespace.name)
+            return nft.list_ruleset(netns=namespace.name)
+    finally:
+        namespace.delete()
+
+
+@contextmanager
+def _utc():
+    """This process in UTC for a while: libnftables and an nft it starts read TZ."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 # -- nft's JSON, made comparable ---------------------------------------------------

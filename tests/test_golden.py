@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailpubc import nftcheck
+from mailpubc import nft
 from mailpubc.cli import main as mailpubc
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -44,7 +44,7 @@ def test_compiles_to_expected(case, monkeypatch, capsys):
 @pytest.mark.parametrize("case", RULESETS, ids=[c.name for c in RULESETS])
 @pytest.mark.parametrize("expected", ["expected.nft", "expected.json"])
 def test_expected_ruleset_passes_nft_dry_run(case, expected):
-    result = nftcheck.dry_run((case / expected).read_text(encoding="utf-8"),
+    result = nft.dry_run((case / expected).read_text(encoding="utf-8"),
                               json=expected.endswith(".json"))
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, result.message

@@ -25,7 +25,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailpubc import nftcheck
+from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
 from mailpubc.api import compile_path
 from mailpubc.generate import UnsafeText
@@ -62,7 +62,7 @@ def _in_process(text: str) -> None:
         except PolicyError as error:
             assert_clean_diagnostics([str(d) for d in error.diagnostics], path, text)
             return
-    result = nftcheck.dry_run(compiled.text)
+    result = nft.dry_run(compiled.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects what the compiler accepted:\n{result.message}\n{compiled.text}"
 
@@ -75,7 +75,7 @@ def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
         second = compile_path(path).or_raise()
     assert first.text == second.text
     assert first.policy.firewall.table == draw.data["firewall"].get("table", "mailpub")
-    result = nftcheck.dry_run(first.text)
+    result = nft.dry_run(first.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects a valid policy's ruleset:\n{result.message}\n{first.text}"
 
@@ -132,7 +132,7 @@ def _refused_by_nft(words: list[str]) -> set[str]:
     start = 0
     while start < len(words):
         rest = words[start:start + 200]
-        result = nftcheck.dry_run("".join(
+        result = nft.dry_run("".join(
             f"table inet {w}; delete table inet {w}; table inet {w} {{ }}\n" for w in rest))
         assert result.ran, result.message
         if result.ok:

@@ -3,7 +3,8 @@
 The ruleset is made the way a user makes it: the CLI prints it
 (``python -m mailpubc POLICY``, or the command in MAILPUBC_E2E_CMD, e.g.
 ``mailpubc`` or a wrapper that mutates the output to see the suite fail),
-and ``nft -f`` loads the file inside the firewall namespace.  The lab's
+and ``mailpubc.nft.load`` loads it, in one transaction as ``nft -f`` does,
+inside the firewall namespace (the text is kept with the lab's files).  The lab's
 shape and the services' ports come from the compiler's model of the same
 file, so the tests hold no second reading of the policy language.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
 from mailpubc.model import PortRange
 from mailpubc.api import compile_path
@@ -76,14 +78,13 @@ class Lab:
             for host in self.topology.hosts.values():
                 services.start(host, self.workdir, cert, key)
             self._load_ruleset()
-        except (CommandError, ValueError, KeyError) as exc:
+        except (CommandError, nft.NftError, ValueError, KeyError) as exc:
             raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
 
     def _load_ruleset(self) -> None:
         compiled = _run_compiler([*compiler_command(), str(self.policy_file)])
-        ruleset = self.workdir / "ruleset.nft"
-        ruleset.write_text(compiled)
-        self.topology.firewall.ns.run("nft", "-f", str(ruleset))
+        (self.workdir / "ruleset.nft").write_text(compiled)
+        nft.load(compiled, netns=self.topology.firewall.ns.name)
 
     def close(self) -> None:
         self.topology.destroy()

@@ -1,0 +1,224 @@
+"""The one way mailpubc and its tests talk to nft: dry run, load, list.
+
+Preferred is libnftables through python-nftables: the same parser and
+evaluation as `nft -f`, in process. Debian ships that binding for its own
+Python only, so when it cannot be imported normally it is loaded from
+Debian's folder (it is a pure-Python ctypes wrapper). The fallback is the
+`nft` binary. Rulesets always go through a file, never a buffer, so nft
+points its errors at the right line, and a load is one `nft -f`: one
+transaction, which nft applies whole or not at all.
+
+A dry run needs netlink rights (CAP_NET_ADMIN): without them it runs as
+`nft -c` in a private network namespace of a new user namespace
+(`unshare -rn`), where it has them.
+
+Inside a named network namespace (`ip netns` names, /run/netns/NAME), the
+work runs on a new thread that first enters that namespace with setns():
+setns(CLONE_NEWNET) moves only the calling thread, so libnftables opens its
+netlink socket there, an `nft` binary it starts inherits the namespace, and
+the rest of the process never moves. That needs no second interpreter and
+no `ip netns exec`. Python 3.11 has no os.setns, hence libc's through ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json as jsonlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, TypeVar
+
+DEBIAN_BINDING = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
+TIMEOUT_SECONDS = 120
+METHODS = ("libnftables", "nft")
+CLONE_NEWNET = 0x40000000
+NO_RIGHTS = "Operation not permitted"
+
+T = TypeVar("T")
+
+
+class NftError(RuntimeError):
+    """nft refused a load or listing, or could not run; the message says why."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ran: bool       # False when nft could not be run at all
+    ok: bool
+    method: str     # how it ran, or what was tried
+    message: str    # nft's complaints, or why it did not run
+
+
+def dry_run(ruleset: str, *, json: bool = False,
+            methods: tuple[str, ...] = METHODS) -> CheckResult:
+    """Check `ruleset` (nft text, or libnftables JSON) without applying it."""
+    with _file(ruleset) as path:
+        return _run(["-f", path], json=json, check=True, methods=methods)[0]
+
+
+def load(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
+         methods: tuple[str, ...] = METHODS) -> None:
+    """Apply `ruleset` in one transaction; NftError, and nothing changed, if refused."""
+    with _file(ruleset) as path:
+        _expect(_in_netns(netns, lambda: _run(["-f", path], json=json, methods=methods)))
+
+
+def list_ruleset(netns: Optional[str] = None,
+                 methods: tuple[str, ...] = METHODS) -> dict:
+    """`nft -j list ruleset`, parsed."""
+    return jsonlib.loads(_expect(_in_netns(
+        netns, lambda: _run(["list", "ruleset"], json=True, methods=methods))))
+
+
+def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
+               methods: tuple[str, ...] = METHODS) -> Optional[dict]:
+    """The ruleset listing cut down to one table and what it holds (as `nft -j
+    list table` shows it); None when there is no such table. Cut from the
+    whole listing rather than asked for, so a missing table is told apart from
+    any other refusal without reading nft's error text."""
+    entries = list_ruleset(netns, methods)["nftables"]
+    ours = [e for e in entries if _owner(e) == (family, table)]
+    if not any("table" in e for e in ours):
+        return None
+    return {"nftables": [e for e in entries if "metainfo" in e] + ours}
+
+
+def _owner(entry: dict) -> tuple:
+    """(family, table) of a listed table, or of the table a chain, set, rule... is in."""
+    (kind, value), = entry.items()
+    return value.get("family"), value.get("name" if kind == "table" else "table")
+
+
+# -- running nft ----------------------------------------------------------------
+
+@contextmanager
+def _file(ruleset: str) -> Iterator[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".nft", prefix="mailpubc-nft-",
+                                     encoding="utf-8") as file:
+        file.write(ruleset)
+        file.flush()
+        yield file.name
+
+
+def _expect(outcome: tuple[CheckResult, str]) -> str:
+    """The output of a run that went through, else NftError."""
+    result, output = outcome
+    if not (result.ran and result.ok):
+        raise NftError(result.message if result.ran
+                       else f"nft could not run: {result.message}")
+    return output
+
+
+def _run(words: list[str], *, json: bool, check: bool = False,
+         methods: tuple[str, ...]) -> tuple[CheckResult, str]:
+    """Run `nft [-j] [-c] WORDS...` with the first method that can; its result and output."""
+    reasons = []
+    for method in methods:
+        run = _libnftables if method == "libnftables" else _binary
+        result, output = run(words, json, check)
+        if result.ran:
+            return result, output
+        reasons.append(result.message)
+    return CheckResult(False, False, "none", "; ".join(reasons)), ""
+
+
+def _import_binding():
+    try:
+        import nftables  # type: ignore[import-not-found]
+        return nftables
+    except ImportError:
+        pass
+    if not DEBIAN_BINDING.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "nftables", DEBIAN_BINDING, submodule_search_locations=[str(DEBIAN_BINDING.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nftables"] = module    # its __init__ imports its own submodule
+    try:
+        spec.loader.exec_module(module)
+    except (ImportError, OSError):
+        del sys.modules["nftables"]
+        return None
+    return module
+
+
+def _libnftables(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
+    binding = _import_binding()
+    if binding is None:
+        return CheckResult(False, False, "libnftables",
+                           "python-nftables is not installed (Debian: python3-nftables)"), ""
+    try:
+        nft = binding.Nftables()
+    except OSError as exc:
+        return CheckResult(False, False, "libnftables",
+                           f"libnftables cannot be loaded: {exc}"), ""
+    nft.set_dry_run(check)
+    nft.set_json_output(json)   # also what makes libnftables read JSON input
+    if words[0] == "-f":
+        rc, output, errors = nft.cmd_from_file(words[1])
+    else:
+        rc, output, errors = nft.cmd(" ".join(words))
+    if rc != 0 and NO_RIGHTS in errors:
+        return CheckResult(False, False, "libnftables",
+                           "libnftables needs netlink rights (CAP_NET_ADMIN)"), ""
+    return CheckResult(True, rc == 0, "libnftables", errors.strip()), output
+
+
+def _binary(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
+    nft = shutil.which("nft") or next(
+        (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+    if nft is None:
+        return CheckResult(False, False, "nft", "the nft binary is not installed"), ""
+    command = [nft, *(["-j"] if json else []), *(["-c"] if check else []), *words]
+    label = "nft -c" if check else "nft"
+    attempts = [(label, command)]
+    unshare = shutil.which("unshare")
+    if check and unshare is not None:     # a private namespace only makes sense for a check
+        attempts.append((f"{label} in a private network namespace", [unshare, "-rn", *command]))
+    reasons = []
+    for method, argv in attempts:
+        try:
+            run = subprocess.run(argv, capture_output=True, text=True,
+                                 stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reasons.append(f"{method} could not run: {exc}")
+            continue
+        if run.returncode != 0 and NO_RIGHTS in run.stderr:
+            reasons.append(f"{method} has no netlink rights")
+            continue
+        return CheckResult(True, run.returncode == 0, method, run.stderr.strip()), run.stdout
+    return CheckResult(False, False, "nft", "; ".join(reasons)), ""
+
+
+# -- network namespaces ------------------------------------------------------------
+
+def _in_netns(netns: Optional[str], work: Callable[[], T]) -> T:
+    """`work()` inside network namespace `netns` (None: where we are), on a
+    thread of its own that ends with it (see the module docstring)."""
+    if netns is None:
+        return work()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_entered, netns, work).result()
+
+
+def _entered(netns: str, work: Callable[[], T]) -> T:
+    try:
+        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NftError(f"no network namespace {netns}: {exc.strerror}") from exc
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise NftError(f"cannot enter network namespace {netns}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+    return work()
