@@ -13,12 +13,12 @@ family (semantics has already rejected rules empty in every family).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Optional
 
-from .model import FAMILIES, AddressRef, Policy, PortRange, Service, family_of
+from .model import FAMILIES, AddressRef, Policy, PortRange, Schedule, Service, family_of
+from .schedule import Window, ZoneNote, schedule_zone, utc_windows, zone_note
 
-DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
-             "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 SET_TYPES = {"ip": "ipv4_addr", "ip6": "ipv6_addr"}
 SET_SUFFIX = {"ip": "_v4", "ip6": "_v6"}
 SSH = PortRange("tcp", 22, 22)
@@ -44,8 +44,8 @@ class Rule:
     dport: Optional[str] = None             # "25" or "2000-2010"
     original_daddr: Optional[str] = None    # `ct original ip daddr`: the address before DNAT
     original_dport: Optional[str] = None    # `ct original proto-dst`
-    days: tuple[str, ...] = ()              # nft day names
-    hours: Optional[tuple[str, str]] = None
+    days: tuple[int, ...] = ()              # UTC week days, 0 = Sunday (schedule.Window)
+    hours: Optional[tuple[int, int]] = None # first and last second of the UTC day
     verdict: str = "accept"                 # accept, dnat or snat
     nat_to: Optional[str] = None
 
@@ -76,21 +76,27 @@ class Ruleset:
     table: str
     sets: tuple[NftSet, ...]
     chains: tuple[Chain, ...]
+    zone: Optional[ZoneNote] = None    # the schedules' zone, when a rule has a schedule
 
 
 def port_text(port: PortRange) -> str:
     return str(port.low) if port.low == port.high else f"{port.low}-{port.high}"
 
 
-def plan(policy: Policy) -> Ruleset:
-    return _Planner(policy).ruleset()
+def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
+    """The ruleset; schedules take the UTC offset of their zone at `at` (default now)."""
+    return _Planner(policy, at or datetime.now(timezone.utc)).ruleset()
 
 
 class _Planner:
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, at: datetime):
         self.policy = policy
         self.firewall = policy.firewall
         self.used_sets: dict[str, NftSet] = {}
+        self.at = at
+        self.zone = None
+        if any(rule.schedule for rule in policy.outbound):
+            self.zone = schedule_zone(policy.firewall.timezone)
 
     def ruleset(self) -> Ruleset:
         fw = self.firewall
@@ -105,7 +111,8 @@ class _Planner:
             Chain("postrouting", "nat", "srcnat", "accept", rules=tuple(self._snat())),
         )
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
-        return Ruleset(fw.table, sets, chains)
+        note = zone_note(*self.zone, self.at) if self.zone else None
+        return Ruleset(fw.table, sets, chains, note)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule],
@@ -161,9 +168,7 @@ class _Planner:
         fw = self.firewall
         forward, output = [], []
         for rule in self.policy.outbound:
-            schedule = rule.schedule
-            days = tuple(DAY_NAMES[d] for d in schedule.days) if schedule else ()
-            hours = schedule.hours if schedule else None
+            windows = self._windows(rule.schedule)
             # per family, the addresses of internal sources and of destinations
             # (None: any); a family that lacks either side gets no rule
             routed = []
@@ -181,15 +186,23 @@ class _Planner:
                     if (daddr := self._match(rule.destinations, family)) is not None]
             for service, port in _ports(rule.services, skip_repeats=True):
                 origin = ("outbound", rule.name, service.name)
-                common = dict(protocol=port.protocol, dport=port_text(port), days=days, hours=hours)
-                for family, saddr, daddr in routed:
-                    forward.append(Rule(origin, family, iifname=fw.internal_interface,
-                                        oifname=fw.external_interface, saddr=saddr,
-                                        daddr=daddr, **common))
-                for family, daddr in local:
-                    output.append(Rule(origin, family, oifname=fw.external_interface,
-                                       daddr=daddr, **common))
+                for window in windows:
+                    common = dict(protocol=port.protocol, dport=port_text(port),
+                                  days=window.days, hours=window.hours)
+                    for family, saddr, daddr in routed:
+                        forward.append(Rule(origin, family, iifname=fw.internal_interface,
+                                            oifname=fw.external_interface, saddr=saddr,
+                                            daddr=daddr, **common))
+                    for family, daddr in local:
+                        output.append(Rule(origin, family, oifname=fw.external_interface,
+                                           daddr=daddr, **common))
         return forward, output
+
+    def _windows(self, schedule: Optional[Schedule]) -> tuple[Window, ...]:
+        """One rule per UTC window; a rule without a schedule is one unrestricted window."""
+        if schedule is None:
+            return (Window((), None),)
+        return utc_windows(schedule, self.zone[0], self.at)
 
     def _management(self) -> list[Rule]:
         sources = self.firewall.ssh_sources

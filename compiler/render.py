@@ -2,7 +2,7 @@
 
 All quoting lives here, in two filters, so no other code can put user text
 into a rule: `nft_name` for identifiers nft reads bare (table and set names)
-and `nft_string` for quoted strings (interface names, comments, day names).
+and `nft_string` for quoted strings (interface names, comments, the schedules' zone).
 Both refuse anything they cannot make safe; earlier stages already rejected
 such input, so a refusal here is a bug, never a silently damaged ruleset.
 """

@@ -120,6 +120,11 @@ def _families(networks) -> set[int]:
 
 # -- the policy ---------------------------------------------------------------
 
+# schedule zones with odd offsets, both ends of the day line, and DST
+ZONES = ["UTC", "Asia/Kathmandu", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin",
+         "America/St_Johns"]
+
+
 @st.composite
 def _firewall(draw) -> dict:
     v4 = draw(st.lists(st.one_of(*(_hosts(n) for n in EXTERNAL_V4)), max_size=3, unique=True))
@@ -134,6 +139,8 @@ def _firewall(draw) -> dict:
                              "addresses": [str(a) for a in external]}}
     if draw(st.booleans()):
         firewall["table"] = draw(table_names)
+    if draw(st.booleans()):
+        firewall["timezone"] = draw(st.sampled_from(ZONES))
     if draw(st.integers(0, 3)):   # mostly with an internal side
         families = draw(st.sampled_from([[4], [6], [4, 6]]))
         networks = []
@@ -224,6 +231,8 @@ def policies(draw) -> Draw:
         if not spec or draw(st.booleans()):
             start = draw(st.integers(0, 24 * 60 - 1))
             end = (start + draw(st.integers(1, 24 * 60 - 1))) % (24 * 60)
+            if draw(st.integers(0, 7)) == 0:
+                end = 24 * 60        # "24:00", the end of the day
             spec["hours"] = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
         schedules[name] = spec
     drawn = draw(st.lists(names, max_size=8, unique=True))
