@@ -80,10 +80,13 @@ class Lab:
             raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
 
     def _load_ruleset(self) -> None:
-        compiled = _run_compiler([*compiler_command(), str(self.policy_file)])
+        """Compile and load, both in the scenario's zone when it has one."""
+        zone = self.scenario.timezone
+        tz = ["env", f"TZ={zone}"] if zone else []
+        compiled = _run_compiler([*tz, *compiler_command(), str(self.policy_file)])
         ruleset = self.workdir / "ruleset.nft"
         ruleset.write_text(compiled)
-        self.topology.firewall.ns.run("nft", "-f", str(ruleset))
+        self.topology.firewall.ns.run(*tz, "nft", "-f", str(ruleset))
 
     def close(self) -> None:
         self.topology.destroy()
