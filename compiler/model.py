@@ -69,9 +69,14 @@ class Service:
 
 @dataclass(frozen=True)
 class Schedule:
+    """Local days and hours, in the firewall's time zone (`Firewall.timezone`).
+
+    A window whose end is not after its start crosses midnight and belongs
+    to the day it starts on."""
+
     name: str
-    days: tuple[str, ...] = ()                 # "mon".."sun", in week order
-    hours: Optional[tuple[str, str]] = None    # ("08:00", "18:00")
+    days: tuple[int, ...] = ()                 # 0 = Sunday .. 6 = Saturday, ascending; () = every day
+    hours: Optional[tuple[int, int]] = None    # [start, end) in minutes; end 1440 = 24:00
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Firewall:
     forward_policy: str
     output_policy: str
     ssh_sources: Optional[AddressRef]
+    timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     internal_interface_position: Optional[Position] = field(default=None, compare=False)
 
     def first_external(self, family: str) -> Optional[Address]:

@@ -20,13 +20,15 @@ rule that would have no addresses in a family is not emitted in that family
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
 from .addresses import Address, Interval, merge
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
+from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
 from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
-                    PortRange, nft_day)
+                    PortRange)
 
 # -- where a rule comes from ------------------------------------------------------
 
@@ -176,14 +178,16 @@ class Ruleset:
     table: str
     sets: tuple[NftSet, ...]
     chains: tuple[Chain, ...]
+    zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
 
 
 ACCEPT = Verdict("accept")
 DROP = Verdict("drop")
 
 
-def plan(policy: Policy) -> Ruleset:
-    return _Planner(policy).ruleset()
+def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
+    """The ruleset; schedules take their zone's UTC offset at `at` (default now)."""
+    return _Planner(policy, at or datetime.now(timezone.utc)).ruleset()
 
 
 def _fixed(name: str, *matches: Match, verdict: Verdict = ACCEPT) -> Rule:
@@ -208,10 +212,14 @@ def _reject_tail(chain: str) -> tuple[Rule, ...]:
 
 
 class _Planner:
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, at: datetime):
         self.policy = policy
         self.firewall = policy.firewall
         self.used_sets: dict[str, NftSet] = {}
+        self.at = at
+        self.zone = None
+        if any(rule.schedule for rule in policy.outbound):
+            self.zone = schedule_zone(policy.firewall.timezone)
 
     def ruleset(self) -> Ruleset:
         fw = self.firewall
@@ -226,7 +234,8 @@ class _Planner:
                   tuple(self._snat())),
         )
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
-        return Ruleset(fw.table, sets, chains)
+        note = zone_note(*self.zone, self.at) if self.zone else None
+        return Ruleset(fw.table, sets, chains, note)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:
@@ -294,7 +303,7 @@ class _Planner:
         fw = self.firewall
         forward, output = [], []
         for rule in self.policy.outbound:
-            times = _time_matches(rule.schedule)
+            times = self._time_matches(rule.schedule)
             # per family, the addresses of internal sources and of destinations
             # (None: any); a family that lacks either side gets no rule
             routed = []
@@ -328,6 +337,15 @@ class _Planner:
                             origin, (InterfaceMatch("oif", fw.external_interface),
                                      *addresses, dport, *time), (ACCEPT,)))
         return forward, output
+
+    def _time_matches(self, schedule: Optional[Schedule]) -> list[tuple[Match, ...]]:
+        """The time matches of one rule per UTC window of the schedule
+        (schedule.py); one rule without time matches when there is none."""
+        if schedule is None:
+            return [()]
+        return [tuple(([DayMatch(window.days)] if window.days else [])
+                      + ([HourMatch(*window.hours)] if window.hours else []))
+                for window in utc_windows(schedule, self.zone[0], self.at)]
 
     def _management(self) -> list[Rule]:
         sources = self.firewall.ssh_sources
@@ -364,25 +382,6 @@ class _Planner:
                  AddressMatch(family, "saddr", networks)),
                 (Nat("snat", family, external),)))
         return rules
-
-
-def _time_matches(schedule: Optional[Schedule]) -> list[tuple[Match, ...]]:
-    """The time matches of one rule per window of its schedule; one rule
-    without time matches when it has none."""
-    if schedule is None:
-        return [()]
-    matches: list[Match] = []
-    if schedule.days:
-        matches.append(DayMatch(tuple(nft_day(day) for day in schedule.days)))
-    if schedule.hours:
-        first, last = (_seconds(text) for text in schedule.hours)
-        matches.append(HourMatch(first, last))
-    return [tuple(matches)]
-
-
-def _seconds(text: str) -> int:
-    hours, minutes = text.split(":")
-    return int(hours) * 3600 + int(minutes) * 60
 
 
 def _ports(services: tuple[Service, ...]):

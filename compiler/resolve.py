@@ -17,6 +17,7 @@ import difflib
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
+from zoneinfo import available_timezones
 
 from . import addresses as syntax
 from .addresses import Address, Interval, merge
@@ -24,8 +25,9 @@ from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
                     PortRange, Publish, Schedule, Service)
-from .vocab import BUILTIN_SERVICES, WEEK
+from .vocab import BUILTIN_SERVICES, WEEK, nft_day
 
+MINUTES_PER_DAY = 24 * 60
 LOCALHOST = "localhost"
 ANY = "any"
 ALWAYS = "always"
@@ -277,15 +279,21 @@ class _Resolver:
                 self.key_error(("schedules", name),
                                "'always' is built in (no restriction) and cannot be redefined")
                 continue
-            days = tuple(day for day in WEEK if day in (spec.get("days") or ()))
-            hours = None
-            if "hours" in spec:
-                start, end = spec["hours"].split("-")
-                if start == end:
-                    self.error(("schedules", name, "hours"),
-                               f"hours window {spec['hours']!r} is empty: start and end are equal")
-                hours = (start, end)
+            days = tuple(sorted(nft_day(day) for day in spec.get("days") or ()))
+            hours = self._hours(("schedules", name, "hours"), spec["hours"]) if "hours" in spec else None
             self.schedules[name] = Schedule(name, days, hours)
+
+    def _hours(self, path: Path, text: str) -> Optional[tuple[int, int]]:
+        """"HH:MM-HH:MM" (schema-checked) as minutes; 24:00 only ends a window."""
+        start, end = (int(hhmm[:2]) * 60 + int(hhmm[3:]) for hhmm in text.split("-"))
+        if start == MINUTES_PER_DAY:
+            self.error(path, f"hours window {text!r} starts at 24:00, the end of the day: "
+                             "write 00:00")
+        elif start == end:
+            self.error(path, f"hours window {text!r} is empty: start and end are equal")
+        else:
+            return start, end
+        return None
 
     def _schedule(self, path: Path, name: Optional[str]) -> Optional[Schedule]:
         if name is None or name == ALWAYS:
@@ -300,6 +308,17 @@ class _Resolver:
                 self.error(path, message)
             return None
         return self.schedules[name]
+
+    def _timezone(self) -> Optional[str]:
+        name = self.data["firewall"].get("timezone")
+        if name is None or name in _zone_names():
+            return name
+        message = f"unknown time zone {name!r}"
+        close = difflib.get_close_matches(name, _zone_names(), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        self.error(("firewall", "timezone"), message)
+        return None
 
     # -- firewall and rules ---------------------------------------------------
 
@@ -324,6 +343,7 @@ class _Resolver:
             output_policy=verdicts.get("output", "accept"),
             ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
                          if ssh is not None else None),
+            timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
         )
 
@@ -369,6 +389,12 @@ class _Resolver:
             schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
             position=self.at(path + ("name",)),
         )
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> list[str]:
+    """The IANA zone names this host's tz database knows, sorted (for suggestions)."""
+    return sorted(available_timezones())
 
 
 def _merge_ports(ports: list[PortRange]) -> tuple[PortRange, ...]:

@@ -29,12 +29,14 @@ import os
 import time
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Optional
 
 from mailpubc import nft
 from mailpubc.addresses import merge
-from mailpubc.model import Policy, PortRange
-from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, NFT_DAY_NAMES,
-                            nft_day)
+from mailpubc.model import Policy, PortRange, Schedule
+from mailpubc.schedule import schedule_zone
+from mailpubc.vocab import ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, NFT_DAY_NAMES
 from e2e.netns import Namespace
 
 FILTER_CHAINS = ("input", "forward", "output")
@@ -42,6 +44,9 @@ BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
 VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
+LISTED_DAYS = {name: number for number, name in enumerate(NFT_DAY_NAMES)}  # nft lists day names
+DAY_MINUTES = 24 * 60
+WEEK_MINUTES = 7 * DAY_MINUTES
 
 
 def load(text: str, json: bool = False) -> dict:
@@ -171,10 +176,11 @@ class Allowance:
     """One thing the policy allows, as the constraints an accept must keep."""
 
     def __init__(self, chain, ports, family=None, saddr=None, daddr=None,
-                 original_daddr=None, iifname=None, oifname=None, schedule=None):
+                 original_daddr=None, iifname=None, oifname=None, schedule=None, offset=0):
         self.chain, self.ports, self.family = chain, ports, family
         self.saddr, self.daddr, self.original_daddr = saddr, daddr, original_daddr
         self.iifname, self.oifname, self.schedule = iifname, oifname, schedule
+        self.offset = offset        # the schedule zone's UTC offset now, in minutes
 
     def admits(self, rule: Rule, sets: dict) -> bool:
         if rule.chain != self.chain or not self._port_inside(rule):
@@ -209,25 +215,62 @@ class Allowance:
         return False
 
     def _in_schedule(self, rule: Rule) -> bool:
+        """Every minute of the UTC week in which the rule's `meta day` and
+        `meta hour` admit a packet (at its first or last second) is inside the
+        schedule, read minute by minute in local time."""
         if self.schedule is None:
             return True
-        days, hours = self.schedule.days, self.schedule.hours
-        if days and not any(set(_items(v)) <= {NFT_DAY_NAMES[nft_day(d)] for d in days}
-                            for v in rule.positive("day")):
+        return all(_local_minute_allowed(self.schedule, (minute + self.offset) % WEEK_MINUTES)
+                   for minute in range(WEEK_MINUTES)
+                   if _time_admits(rule, minute * 60) or _time_admits(rule, minute * 60 + 59))
+
+
+def _time_admits(rule: Rule, second: int) -> bool:
+    """Whether the rule's time matches admit `second` of the UTC week (Sunday 00:00 = 0)."""
+    day, time = divmod(second, DAY_MINUTES * 60)
+    for key, op, value in rule.matches:
+        if key == "day":
+            inside = day in {LISTED_DAYS[name] for name in _items(value)}
+        elif key == "hour":
+            bounds = value["range"] if isinstance(value, dict) else [value, value]
+            first, last = (_listed_seconds(text) for text in bounds)
+            inside = first <= time <= last
+        else:
+            continue
+        if inside != (op in ("==", "in")):
             return False
-        if hours:
-            listed = [(op, [h[:5] for h in v["range"]]) for k, op, v in rule.matches
-                      if k == "hour" and isinstance(v, dict) and "range" in v]
-            start, end = hours
-            # nft lists a window that crosses midnight as its complement
-            if ("==", [start, end]) not in listed and ("!=", [end, start]) not in listed:
-                return False
-        return True
+    return True
+
+
+def _listed_seconds(text: str) -> int:
+    """nft's listed hour, "HH:MM" or "HH:MM:SS" (in UTC: the listing runs with TZ=UTC)."""
+    parts = [int(part) for part in text.split(":")] + [0]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def _local_minute_allowed(schedule: Schedule, minute: int) -> bool:
+    """The policy language's own reading of a schedule, for one minute of the
+    local week (Sunday 00:00 = 0): a window that crosses midnight belongs to
+    the day it starts on."""
+    day, time = divmod(minute, DAY_MINUTES)
+    days = schedule.days or range(7)
+    if schedule.hours is None:
+        return day in days
+    start, end = schedule.hours
+    if start < end:
+        return day in days and start <= time < end
+    return (day in days and time >= start) or ((day - 1) % 7 in days and time < end)
+
+
+def _offset_minutes(name: Optional[str]) -> int:
+    zone, _ = schedule_zone(name)
+    return int(datetime.now(timezone.utc).astimezone(zone).utcoffset().total_seconds()) // 60
 
 
 def allowances(policy: Policy) -> list[Allowance]:
     """Everything the policy lets through a filter chain, from the compiler's model."""
     fw = policy.firewall
+    offset = _offset_minutes(fw.timezone)
     found = []
     for rule in policy.publish:
         family = "ip" if rule.external_address.version == 4 else "ip6"
@@ -246,13 +289,15 @@ def allowances(policy: Policy) -> list[Allowance]:
             daddr = None if to.any else to.addresses.family(family)
             if sources and daddr != ():
                 found.append(Allowance("forward", ports, family, saddr=sources, daddr=daddr,
-                                       iifname=fw.internal_interface, schedule=rule.schedule))
+                                       iifname=fw.internal_interface, schedule=rule.schedule,
+                                       offset=offset))
             if rule.sources.localhost and not to.any and daddr:
                 found.append(Allowance("output", ports, family, daddr=daddr,
-                                       schedule=rule.schedule))
+                                       schedule=rule.schedule, offset=offset))
         if rule.sources.localhost and to.any:
             found.append(Allowance("output", ports,
-                                   oifname=fw.external_interface, schedule=rule.schedule))
+                                   oifname=fw.external_interface, schedule=rule.schedule,
+                                   offset=offset))
     if fw.ssh_sources is not None:
         for family in ("ip", "ip6"):
             sources = fw.ssh_sources.addresses.family(family)

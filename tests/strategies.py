@@ -28,7 +28,8 @@ import yaml
 from hypothesis import strategies as st
 
 from mailpubc.model import PortRange
-from mailpubc.resolve import BUILTIN_SERVICES, WEEK, nft_keywords
+from mailpubc.resolve import nft_keywords
+from mailpubc.vocab import BUILTIN_SERVICES, WEEK
 from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
@@ -54,7 +55,10 @@ TRAPS = ["0755", "010", "22:25", "1:30", "on", "off", "yes", "no", "y", "n", "~"
          "true", "False", "1.0", "1e3", ".inf", "0x1F", "0o17", "+1", "-1", "0", "65536"]
 
 names = st.from_regex(NAME, fullmatch=True)
-interface_names = st.from_regex(INTERFACE, fullmatch=True).filter(lambda n: n not in (".", ".."))
+# PyYAML writes "08" unquoted (no YAML 1.1 number), which the loader refuses
+# as a number with a leading zero: such names are only valid quoted
+interface_names = st.from_regex(INTERFACE, fullmatch=True).filter(
+    lambda n: n not in (".", "..") and not (n.isdigit() and n.startswith("0") and len(n) > 1))
 table_names = st.one_of(names, st.sampled_from(TABLE_WORDS)).filter(
     lambda n: n not in nft_keywords())
 
@@ -120,6 +124,11 @@ def _families(networks) -> set[int]:
 
 # -- the policy ---------------------------------------------------------------
 
+# schedule zones with odd offsets, both ends of the day line, and DST
+ZONES = ["UTC", "Asia/Kathmandu", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin",
+         "America/St_Johns"]
+
+
 @st.composite
 def _firewall(draw) -> dict:
     v4 = draw(st.lists(st.one_of(*(_hosts(n) for n in EXTERNAL_V4)), max_size=3, unique=True))
@@ -134,6 +143,8 @@ def _firewall(draw) -> dict:
                              "addresses": [str(a) for a in external]}}
     if draw(st.booleans()):
         firewall["table"] = draw(table_names)
+    if draw(st.booleans()):
+        firewall["timezone"] = draw(st.sampled_from(ZONES))
     if draw(st.integers(0, 3)):   # mostly with an internal side
         families = draw(st.sampled_from([[4], [6], [4, 6]]))
         networks = []
@@ -224,6 +235,8 @@ def policies(draw) -> Draw:
         if not spec or draw(st.booleans()):
             start = draw(st.integers(0, 24 * 60 - 1))
             end = (start + draw(st.integers(1, 24 * 60 - 1))) % (24 * 60)
+            if draw(st.integers(0, 7)) == 0:
+                end = 24 * 60        # "24:00", the end of the day
             spec["hours"] = f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
         schedules[name] = spec
     drawn = draw(st.lists(names, max_size=8, unique=True))

@@ -30,6 +30,7 @@ FUZZ_EXAMPLES = settings().max_examples   # every draw, as many as the other pro
 BASE = """\
 version: 1
 firewall:
+  timezone: Asia/Tokyo
   external:
     interface: eth0
     addresses: [198.51.100.10, 198.51.100.11]
@@ -55,7 +56,8 @@ FWD_SMTP = ('oifname "eth1" ip daddr 10.1.0.25 tcp dport 25 ct original ip daddr
             'ct original proto-dst 25 accept comment "mailpub publish exchange smtp"')
 DNAT_SMTP = 'iifname "eth0" ip daddr 198.51.100.10 tcp dport 25 dnat ip to 10.1.0.25'
 RELAY = 'iifname "eth1" oifname "eth0" ip saddr @relays_v4 tcp dport 25'
-SCHEDULE = 'meta day { "Monday", "Friday" } meta hour "22:00"-"06:00" '
+# Monday and Friday 22:00 to 06:00 the next morning in Tokyo: 13:00-21:00 UTC
+SCHEDULE = "meta day { 1, 5 } meta hour 46800-75599 "
 FORWARD_HOOK = "type filter hook forward priority filter; policy "
 SSH = "ip saddr @admins_v4 tcp dport 22 accept"
 INPUT_LOCAL = ('ip daddr 198.51.100.11 tcp dport 587 accept '
@@ -92,6 +94,12 @@ BREAKAGES = [
     ("outbound accept without its sources", [(RELAY, RELAY.replace("ip saddr @relays_v4 ", ""))],
      "does not allow"),
     ("outbound accept without its schedule", [(SCHEDULE, "")], "does not allow"),
+    ("outbound schedule on a day too many",
+     [(SCHEDULE, SCHEDULE.replace("{ 1, 5 }", "{ 1, 5, 6 }"))], "does not allow"),
+    ("outbound schedule a second too early",
+     [(SCHEDULE, SCHEDULE.replace("46800-", "46799-"))], "does not allow"),
+    ("outbound schedule in local time, not UTC",
+     [(SCHEDULE, SCHEDULE.replace("46800-75599", "79200-86399"))], "does not allow"),
     ("outbound source set widened",
      [("elements = {\n\t\t\t10.1.0.25,", "elements = {\n\t\t\t10.1.0.0/24,")], "does not allow"),
     ("ssh from anywhere", [(SSH, "tcp dport 22 accept")], "accepts by port alone"),

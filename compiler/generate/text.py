@@ -17,10 +17,6 @@ def _quoted(value: str) -> str:
     return f'"{safe_string(value)}"'
 
 
-def _clock(seconds: int) -> str:
-    return f'"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"'
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
@@ -34,7 +30,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(nft_name=safe_name, nft_string=_quoted, comment=comment,
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        elements=lambda nft_set: address_texts(nft_set.family, nft_set.intervals),
-                       day=NFT_DAY_NAMES.__getitem__, clock=_clock,
+                       day=NFT_DAY_NAMES.__getitem__,
                        set_type=SET_TYPES.__getitem__)
     return env
 

@@ -27,7 +27,7 @@ from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
 from mailpubc.model import PortRange
 from mailpubc.api import compile_path
-from mailpubc.resolve import BUILTIN_SERVICES
+from mailpubc.vocab import BUILTIN_SERVICES
 
 from . import netns, pki, services
 from .netns import CommandError
@@ -82,7 +82,10 @@ class Lab:
             raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
 
     def _load_ruleset(self) -> None:
-        compiled = _run_compiler([*compiler_command(), str(self.policy_file)])
+        """Compile and load, both in the scenario's zone when it has one."""
+        zone = self.scenario.timezone
+        tz = ["env", f"TZ={zone}"] if zone else []
+        compiled = _run_compiler([*tz, *compiler_command(), str(self.policy_file)])
         (self.workdir / "ruleset.nft").write_text(compiled)
         nft.load(compiled, netns=self.topology.firewall.ns.name)
 

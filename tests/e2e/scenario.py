@@ -5,6 +5,10 @@ A scenario is ``scenarios/NAME.yaml``::
     policy: golden/scenario1/policy.yaml   # path from the repository root,
                                            # or the policy itself (a mapping)
     policy_patch: {...}                    # optional, merged into the policy
+                                           # (a null removes a key)
+    timezones: [UTC, Asia/Tokyo]           # optional: run the scenario once per
+                                           # zone, compiling and loading with TZ
+                                           # set to it
     hosts:                                 # optional, added to/replacing the
       smarthost: {side: outside, addresses: [203.0.113.25], servers: [smtp]}
     expect:
@@ -21,24 +25,29 @@ A scenario is ``scenarios/NAME.yaml``::
 names) or give an address; ``family: 6`` picks a host's IPv6 address.
 
 Before parsing, ``${NAME}`` placeholders are replaced, so a schedule can be
-written around the time the test runs: HOURS_NOW (a window containing now),
-HOURS_LATER (a window that does not), HOURS_NOW_WRAPPING and
-HOURS_LATER_WRAPPING (the same, written as windows that cross midnight, e.g.
-"09:00-08:00" at ten o'clock), TODAY and OTHER_DAY (mon..sun).
-nft reads hours in the local time zone of the process that loads the
-ruleset, which is this one's.
+written around the time the test runs, in the scenario's zone (else this
+process's): HOURS_NOW (a window containing now), HOURS_LATER (a window that
+does not), HOURS_NOW_WRAPPING and HOURS_LATER_WRAPPING (the same, written as
+windows that cross midnight, e.g. "09:00-08:00" at ten o'clock), TODAY and
+OTHER_DAY (mon..sun), UTC_NOT_TODAY (the UTC day when it is not the local
+one, else a day that is neither), and HOURS_WRAP_NOW with WRAP_DAY and
+WRAP_OTHER_DAY: a window that crosses midnight and contains now when it
+starts on WRAP_DAY, not when it starts on WRAP_OTHER_DAY (before 22:00, now
+is in the part after midnight of a window that started yesterday).
 """
 
 from __future__ import annotations
 
 import string
-import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo
 
 import yaml
 
-from mailpubc.resolve import WEEK
+from mailpubc.vocab import WEEK
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -64,46 +73,60 @@ class Scenario:
     policy: dict
     hosts: dict
     expectations: list[dict]
+    timezone: Optional[str] = None   # TZ for compiling and loading; None: this process's
 
 
-def time_vars(now: time.struct_time) -> dict[str, str]:
-    """Schedule placeholders for ``now``.
+def time_vars(now: datetime) -> dict[str, str]:
+    """Schedule placeholders for ``now``, a local time with its zone.
 
     HOURS_LATER never crosses midnight and HOURS_NOW does only after 22:59;
     the WRAPPING windows do (except within two hours of midnight).
     """
-    minute = now.tm_hour * 60 + now.tm_min
+    minute = now.hour * 60 + now.minute
+    today, utc_day = now.weekday(), now.astimezone(timezone.utc).weekday()
 
     def hhmm(m: int) -> str:
         m %= 24 * 60
         return f"{m // 60:02d}:{m % 60:02d}"
 
     later = (minute + 120, minute + 180) if minute + 180 < 24 * 60 else (minute - 180, minute - 120)
+    if minute + 120 < 24 * 60:      # after midnight of a window that started yesterday
+        wrap, wrap_day, wrap_other = (minute + 120, minute + 60), today - 1, today
+    else:                           # before midnight of one that started today
+        wrap, wrap_day, wrap_other = (minute - 60, minute - 120), today, today - 1
     return {
         "HOURS_NOW": f"{hhmm(max(0, minute - 60))}-{hhmm(minute + 60)}",
         "HOURS_LATER": f"{hhmm(later[0])}-{hhmm(later[1])}",
         "HOURS_NOW_WRAPPING": f"{hhmm(minute - 60)}-{hhmm(minute - 120)}",
         "HOURS_LATER_WRAPPING": f"{hhmm(minute + 60)}-{hhmm(minute - 60)}",
-        "TODAY": WEEK[now.tm_wday],
-        "OTHER_DAY": WEEK[(now.tm_wday + 1) % 7],
+        "TODAY": WEEK[today],
+        "OTHER_DAY": WEEK[(today + 1) % 7],
+        "UTC_NOT_TODAY": WEEK[utc_day if utc_day != today else (today + 3) % 7],
+        "HOURS_WRAP_NOW": f"{hhmm(wrap[0])}-{hhmm(wrap[1])}",
+        "WRAP_DAY": WEEK[wrap_day % 7],
+        "WRAP_OTHER_DAY": WEEK[wrap_other % 7],
     }
 
 
 def _merge(base: dict, patch: dict) -> dict:
     merged = dict(base)
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-def load(path: Path) -> Scenario:
-    text = string.Template(path.read_text()).substitute(time_vars(time.localtime()))
+def load(path: Path, zone: Optional[str] = None) -> Scenario:
+    """The scenario, its placeholders filled in for now in `zone` (None: local time)."""
+    now = datetime.now(ZoneInfo(zone)) if zone else datetime.now().astimezone()
+    text = string.Template(path.read_text()).substitute(time_vars(now))
     data = yaml.safe_load(text) or {}
     where = path.name
-    unknown = set(data) - {"policy", "policy_patch", "hosts", "expect"}
+    unknown = set(data) - {"policy", "policy_patch", "hosts", "expect", "timezones"}
     if unknown or "policy" not in data or not data.get("expect"):
         raise ScenarioError(f"{where}: needs 'policy' and 'expect'; unknown keys {sorted(unknown)}")
     policy_file = None
@@ -122,7 +145,8 @@ def load(path: Path) -> Scenario:
             raise ScenarioError(f"{where}: host {name} needs 'addresses', may have "
                                 f"'side' and 'servers'; got {sorted(keys)}")
     expectations = [_checked(e, f"{where}: expectation #{i}") for i, e in enumerate(data["expect"])]
-    return Scenario(path.stem, path, policy_file, policy, data.get("hosts") or {}, expectations)
+    name = f"{path.stem}-{zone.replace('/', '_')}" if zone else path.stem
+    return Scenario(name, path, policy_file, policy, data.get("hosts") or {}, expectations, zone)
 
 
 def _checked(exp: dict, where: str) -> dict:
@@ -157,4 +181,6 @@ def describe(exp: dict) -> str:
 
 
 def load_all(directory: Path = SCENARIOS) -> list[Scenario]:
-    return [load(path) for path in sorted(directory.glob("*.yaml"))]
+    """Every scenario, once per zone of its `timezones` (once without)."""
+    return [load(path, zone) for path in sorted(directory.glob("*.yaml"))
+            for zone in yaml.safe_load(path.read_text()).get("timezones") or [None]]
