@@ -186,9 +186,10 @@ class _Planner:
                     forward.append(Rule(origin, family, iifname=fw.internal_interface,
                                         oifname=fw.external_interface, saddr=saddr,
                                         daddr=daddr, **common))
+                # no oifname: the firewall reaches what `to` names on any
+                # interface, internal hosts included
                 for family, daddr in local:
-                    output.append(Rule(origin, family, oifname=fw.external_interface,
-                                       daddr=daddr, **common))
+                    output.append(Rule(origin, family, daddr=daddr, **common))
         return forward, output
 
     def _management(self) -> list[Rule]:
