@@ -7,6 +7,8 @@ A scenario is ``scenarios/NAME.yaml``::
     policy_patch: {...}                    # optional, merged into the policy
     hosts:                                 # optional, added to/replacing the
       smarthost: {side: outside, addresses: [203.0.113.25], servers: [smtp]}
+    mld_snooping: true                     # optional: both bridges snoop MLD
+                                           # with a querier (topology.SNOOPING)
     expect:
       - {from: client, to: 198.51.100.10, service: imap, expect: open}
       - {from: client, to: exchange, port: 22, expect: closed}
@@ -64,6 +66,7 @@ class Scenario:
     policy: dict
     hosts: dict
     expectations: list[dict]
+    mld_snooping: bool = False
 
 
 def time_vars(now: time.struct_time) -> dict[str, str]:
@@ -103,7 +106,7 @@ def load(path: Path) -> Scenario:
     text = string.Template(path.read_text()).substitute(time_vars(time.localtime()))
     data = yaml.safe_load(text) or {}
     where = path.name
-    unknown = set(data) - {"policy", "policy_patch", "hosts", "expect"}
+    unknown = set(data) - {"policy", "policy_patch", "hosts", "mld_snooping", "expect"}
     if unknown or "policy" not in data or not data.get("expect"):
         raise ScenarioError(f"{where}: needs 'policy' and 'expect'; unknown keys {sorted(unknown)}")
     policy_file = None
@@ -122,7 +125,10 @@ def load(path: Path) -> Scenario:
             raise ScenarioError(f"{where}: host {name} needs 'addresses', may have "
                                 f"'side' and 'servers'; got {sorted(keys)}")
     expectations = [_checked(e, f"{where}: expectation #{i}") for i, e in enumerate(data["expect"])]
-    return Scenario(path.stem, path, policy_file, policy, data.get("hosts") or {}, expectations)
+    if not isinstance(data.get("mld_snooping", False), bool):
+        raise ScenarioError(f"{where}: mld_snooping must be true or false")
+    return Scenario(path.stem, path, policy_file, policy, data.get("hosts") or {}, expectations,
+                    data.get("mld_snooping", False))
 
 
 def _checked(exp: dict, where: str) -> dict:
