@@ -27,8 +27,8 @@ from .addresses import Address, Interval, merge
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
-from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
-                    PortRange)
+from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
+                    SET_SUFFIX, SSH, PortRange)
 
 # -- where a rule comes from ------------------------------------------------------
 
@@ -197,6 +197,14 @@ def _fixed(name: str, *matches: Match, verdict: Verdict = ACCEPT) -> Rule:
 # The rules every ruleset has (docs/ruleset.md says why each is there).
 NEIGHBOUR_RULE = _fixed("neighbour discovery", IcmpTypeMatch("icmpv6", NEIGHBOUR_DISCOVERY),
                         HopLimitMatch(255))
+LINK_LOCAL = (0xFE80 << 112, (0xFE80 << 112) | ((1 << 118) - 1))          # fe80::/10
+# MLD keeps the firewall's multicast memberships (its solicited-node groups)
+# alive on a snooping switch: link-local, hop limit 1; reports may also come
+# from :: while an address is still tentative.
+MLD_RULES = (_fixed("mld", IcmpTypeMatch("icmpv6", MLD),
+                    AddressMatch("ip6", "saddr", (LINK_LOCAL,)), HopLimitMatch(1)),
+             _fixed("mld", IcmpTypeMatch("icmpv6", MLD_REPORTS),
+                    AddressMatch("ip6", "saddr", ((0, 0),)), HopLimitMatch(1)))
 CONNTRACK_RULES = (_fixed("replies", ConntrackMatch(("established", "related"))),
                    _fixed("invalid", ConntrackMatch(("invalid",)), verdict=DROP))
 ICMP_ERROR_RULES = (_fixed("icmp errors", IcmpTypeMatch("icmp", ICMP_ERRORS)),
@@ -245,6 +253,7 @@ class _Planner:
         fixed = []
         if host:
             fixed.append(NEIGHBOUR_RULE)
+            fixed.extend(MLD_RULES)
         fixed.extend(CONNTRACK_RULES)
         if host:
             direction = "iif" if name == "input" else "oif"
@@ -330,12 +339,10 @@ class _Planner:
                             origin, (InterfaceMatch("iif", fw.internal_interface),
                                      InterfaceMatch("oif", fw.external_interface),
                                      *addresses, dport, *time), (ACCEPT,)))
-                for daddr in local:
+                for daddr in local:     # on any interface: `to` may be inside too
                     addresses = () if daddr is None else (daddr,)
                     for time in times:
-                        output.append(Rule(
-                            origin, (InterfaceMatch("oif", fw.external_interface),
-                                     *addresses, dport, *time), (ACCEPT,)))
+                        output.append(Rule(origin, (*addresses, dport, *time), (ACCEPT,)))
         return forward, output
 
     def _time_matches(self, schedule: Optional[Schedule]) -> list[tuple[Match, ...]]:

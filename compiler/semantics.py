@@ -12,13 +12,14 @@ from __future__ import annotations
 from .addresses import interval_texts
 from .diagnostics import Collector, Diagnostic
 from .model import AddressRef, Policy, family_of
-from .vocab import FAMILIES, FAMILY_NAMES, VERSIONS
+from .vocab import FAMILIES, FAMILY_NAMES, SSH, VERSIONS
 
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
-                    _publish_conflicts, _outbound_matches, _management):
+                    _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
+                    _outbound_inside):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -151,3 +152,37 @@ def _management(policy: Policy, problems: Collector) -> None:
     ssh = policy.firewall.ssh_sources
     if ssh is not None and not ssh.addresses:
         problems.error(ssh.position, "management.ssh matches no address")
+
+
+def _ssh_shadowed(policy: Policy, problems: Collector) -> None:
+    """A publication of tcp/22 to an internal server DNATs the firewall's own
+    SSH port on that address: management.ssh no longer reaches the firewall there."""
+    ssh = policy.firewall.ssh_sources
+    if ssh is None:
+        return
+    for rule in policy.publish:
+        if rule.server is None:
+            continue
+        if any(port.overlaps(SSH) for service in rule.services for port in service.ports):
+            problems.warning(rule.position,
+                             f"publish rule {rule.name!r} forwards {rule.external_address} "
+                             f"tcp/22 to {rule.server}, so management.ssh "
+                             f"({_line(ssh.position)}) cannot reach the firewall's own SSH "
+                             "on that address")
+
+
+def _outbound_inside(policy: Policy, problems: Collector) -> None:
+    """Rules from internal sources match traffic leaving by the external
+    interface only; one whose destinations all lie inside never matches."""
+    networks = policy.firewall.internal_networks
+    for rule in policy.outbound:
+        targets = rule.destinations
+        if not rule.sources.addresses or targets.any or not targets.addresses:
+            continue
+        if all(networks.contains(family, interval)
+               for family in FAMILIES for interval in targets.addresses.family(family)):
+            problems.warning(targets.position,
+                             f"outbound rule {rule.name!r}: every address in `to` is inside the "
+                             "internal networks, but rules from internal sources only match "
+                             "traffic leaving by the external interface, so it never matches "
+                             "traffic from its internal sources")

@@ -60,6 +60,8 @@ SSH = PortRange("tcp", 22, 22)
 # The fixed rules' ICMP types (docs/ruleset.md says why each is there).
 NEIGHBOUR_DISCOVERY = ("nd-neighbor-solicit", "nd-neighbor-advert",
                        "nd-router-solicit", "nd-router-advert")
+MLD = ("mld-listener-query", "mld-listener-report", "mld-listener-done", "mld2-listener-report")
+MLD_REPORTS = ("mld-listener-report", "mld2-listener-report")   # may come from :: (see ruleset.md)
 ICMP_ERRORS = ("destination-unreachable", "time-exceeded", "parameter-problem")
 ICMPV6_ERRORS = ("destination-unreachable", "packet-too-big", "time-exceeded",
                  "parameter-problem")

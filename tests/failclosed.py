@@ -12,11 +12,13 @@ returns every problem found; an empty list means fail-closed:
   the two final reject rules), output likewise;
 - every accept in input/forward/output is either one of the fixed rules of
   docs/ruleset.md (conntrack established/related, loopback, neighbour
-  discovery with hop limit 255, ICMP errors) or is inside one thing the
+  discovery with hop limit 255, MLD from link-local sources (reports also
+  from ::) with hop limit 1, ICMP errors) or is inside one thing the
   policy allows: a published service (its address and port; the forward
   accept also its original address and port), an outbound rule (its sources
   or destinations, ports and schedule), management ssh (a source, tcp/22);
-- nothing accepts by port alone or on `ct status`; no jumps;
+- nothing accepts by port alone (but the firewall's own outbound to
+  anywhere, in output) or on `ct status`; no jumps;
 - every DNAT matches the external interface, one external address of the
   firewall and a port, and translates to the server that publishes them.
 """
@@ -36,12 +38,14 @@ from mailpubc import nft
 from mailpubc.addresses import merge
 from mailpubc.model import Policy, PortRange, Schedule
 from mailpubc.schedule import schedule_zone
-from mailpubc.vocab import ICMP_ERRORS, ICMPV6_ERRORS, NEIGHBOUR_DISCOVERY, NFT_DAY_NAMES
+from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
+                            NFT_DAY_NAMES)
 from e2e.netns import Namespace
 
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
+LINK_LOCAL = ipaddress.ip_network("fe80::/10")
 VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 LISTED_DAYS = {name: number for number, name in enumerate(NFT_DAY_NAMES)}  # nft lists day names
@@ -295,9 +299,7 @@ def allowances(policy: Policy) -> list[Allowance]:
                 found.append(Allowance("output", ports, family, daddr=daddr,
                                        schedule=rule.schedule, offset=offset))
         if rule.sources.localhost and to.any:
-            found.append(Allowance("output", ports,
-                                   oifname=fw.external_interface, schedule=rule.schedule,
-                                   offset=offset))
+            found.append(Allowance("output", ports, schedule=rule.schedule, offset=offset))
     if fw.ssh_sources is not None:
         for family in ("ip", "ip6"):
             sources = fw.ssh_sources.addresses.family(family)
@@ -322,6 +324,11 @@ def _fixed(rule: Rule) -> bool:
         return values.get("iif", values.get("oif")) == {"lo"}
     if keys == {"icmpv6 type", "ip6 hoplimit"}:
         return values["icmpv6 type"] <= set(NEIGHBOUR_DISCOVERY) and values["ip6 hoplimit"] == {255}
+    if keys == {"icmpv6 type", "ip6 saddr", "ip6 hoplimit"} and values["ip6 hoplimit"] == {1}:
+        sources = [i for v in rule.positive("ip6 saddr") for i in _intervals(v, {})]
+        if _within(sources, [(int(LINK_LOCAL[0]), int(LINK_LOCAL[-1]))]):
+            return values["icmpv6 type"] <= set(MLD)
+        return sources == [(0, 0)] and values["icmpv6 type"] <= set(MLD_REPORTS)
     if keys == {"icmp type"}:
         return values["icmp type"] <= set(ICMP_ERRORS)
     if keys == {"icmpv6 type"}:
@@ -361,7 +368,8 @@ def _accept_problems(rule: Rule, allowed: list[Allowance], sets: dict) -> list[s
         problems.append(f"accepts on ct status (e.g. everything DNATed): {rule}")
     ports = {k for k in keys if k.endswith(("dport", "sport", "proto-dst", "proto-src"))}
     addresses = {k for k in keys if k.endswith(("saddr", "daddr"))}
-    if ports and not addresses and not keys & INTERFACE_KEYS:
+    # the firewall's own outbound to anywhere is a port alone by design
+    if ports and not addresses and not keys & INTERFACE_KEYS and rule.chain != "output":
         problems.append(f"accepts by port alone: {rule}")
     if not any(a.admits(rule, sets) for a in allowed):
         problems.append(f"accept that the policy does not allow: {rule}")

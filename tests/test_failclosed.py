@@ -57,11 +57,14 @@ FWD_SMTP = ('oifname "eth1" ip daddr 10.1.0.25 tcp dport 25 ct original ip daddr
 DNAT_SMTP = 'iifname "eth0" ip daddr 198.51.100.10 tcp dport 25 dnat ip to 10.1.0.25'
 RELAY = 'iifname "eth1" oifname "eth0" ip saddr @relays_v4 tcp dport 25'
 # Monday and Friday 22:00 to 06:00 the next morning in Tokyo: 13:00-21:00 UTC
-SCHEDULE = "meta day { 1, 5 } meta hour 46800-75599 "
+SCHEDULE = 'meta day { "Monday", "Friday" } meta hour 46800-75599 '
 FORWARD_HOOK = "type filter hook forward priority filter; policy "
 SSH = "ip saddr @admins_v4 tcp dport 22 accept"
 INPUT_LOCAL = ('ip daddr 198.51.100.11 tcp dport 587 accept '
                'comment "mailpub publish local submission"')
+MLD = ("icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, "
+       "mld2-listener-report } ip6 saddr fe80::/10 ip6 hoplimit 1 accept")
+MLD_ANY = "icmpv6 type { mld-listener-report, mld2-listener-report } ip6 saddr :: ip6 hoplimit 1"
 REJECTS = ('\t\tmeta l4proto tcp reject with tcp reset comment "mailpub policy input reject"\n'
            '\t\treject with icmpx type admin-prohibited comment "mailpub policy input reject"\n')
 
@@ -95,7 +98,7 @@ BREAKAGES = [
      "does not allow"),
     ("outbound accept without its schedule", [(SCHEDULE, "")], "does not allow"),
     ("outbound schedule on a day too many",
-     [(SCHEDULE, SCHEDULE.replace("{ 1, 5 }", "{ 1, 5, 6 }"))], "does not allow"),
+     [(SCHEDULE, SCHEDULE.replace('"Friday" }', '"Friday", "Saturday" }'))], "does not allow"),
     ("outbound schedule a second too early",
      [(SCHEDULE, SCHEDULE.replace("46800-", "46799-"))], "does not allow"),
     ("outbound schedule in local time, not UTC",
@@ -105,8 +108,14 @@ BREAKAGES = [
     ("ssh from anywhere", [(SSH, "tcp dport 22 accept")], "accepts by port alone"),
     ("ssh from a wider network", [(SSH, SSH.replace("@admins_v4", "192.0.2.0/24"))],
      "does not allow"),
-    ("localhost outbound on any interface",
-     [('oifname "eth0" udp dport 53 accept', "udp dport 53 accept")], "accepts by port alone"),
+    ("localhost outbound on every port",
+     [("udp dport 53 accept", "udp dport 1-65535 accept")], "does not allow"),
+    ("MLD from any source", [(MLD, MLD.replace("ip6 saddr fe80::/10 ", ""))], "does not allow"),
+    ("MLD from a routed source", [(MLD, MLD.replace("fe80::/10", "2001:db8::/32"))],
+     "does not allow"),
+    ("MLD queries from ::", [(MLD_ANY, MLD_ANY.replace("{ ", "{ mld-listener-query, "))],
+     "does not allow"),
+    ("MLD without its hop limit", [(MLD, MLD.replace("ip6 hoplimit 1 ", ""))], "does not allow"),
     ("ICMP echo accepted", [(INPUT_LOCAL, INPUT_LOCAL + "\n\t\ticmp type echo-request accept")],
      "does not allow"),
     ("a jump to a chain of its own",

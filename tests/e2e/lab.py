@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from mailpubc.vocab import BUILTIN_SERVICES
 from . import netns, pki, services
 from .netns import CommandError
 from .scenario import REPO, Scenario, describe
-from .topology import Host, Topology
+from .topology import MEMBERSHIP_EXPIRY, Host, Topology
 
 PROBE = Path(__file__).resolve().parent / "probe.py"
 TLS_SERVICES = {"smtps", "submission"}
@@ -65,7 +66,7 @@ class Lab:
             self.policy_file.write_text(yaml.safe_dump(scenario.policy, sort_keys=False))
         try:
             self.policy = compile_path(str(self.policy_file)).or_raise().policy
-            self.topology = Topology(self.policy, scenario.hosts)
+            self.topology = Topology(self.policy, scenario.hosts, scenario.mld_snooping)
         except (PolicyError, KeyError, TypeError, ValueError) as exc:
             self._keep_evidence()
             raise LabError(f"scenario {scenario.name}: cannot derive the lab: {exc!r}"
@@ -78,6 +79,10 @@ class Lab:
             for host in self.topology.hosts.values():
                 services.start(host, self.workdir, cert, key)
             self._load_ruleset()
+            if self.topology.snooping:
+                # Not an assertion on time: the checks must run once every
+                # membership the ruleset keeps from being renewed has lapsed.
+                time.sleep(MEMBERSHIP_EXPIRY)
         except (CommandError, nft.NftError, ValueError, KeyError) as exc:
             raise LabError(f"scenario {self.scenario.name}: lab setup failed: {exc}") from exc
 

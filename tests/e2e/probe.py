@@ -100,6 +100,9 @@ def _dns_query(req: dict, transport: str, name: str, rdtype: str):
             answer = dns.query.tcp(query, req["host"], port=req["port"], timeout=IO_TIMEOUT)
     except dns.exception.Timeout as exc:
         raise Closed(f"{transport}/{req['port']}: no answer in time") from exc
+    except PermissionError as exc:
+        # What sendto() gets when the sender's own output chain drops the query.
+        raise Closed(f"{transport}/{req['port']}: {_why(exc)}") from exc
     if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
         raise RuntimeError(f"{transport}: {dns.rcode.to_text(answer.rcode())}, "
                            f"{len(answer.answer)} answers")

@@ -11,6 +11,8 @@ A scenario is ``scenarios/NAME.yaml``::
                                            # set to it
     hosts:                                 # optional, added to/replacing the
       smarthost: {side: outside, addresses: [203.0.113.25], servers: [smtp]}
+    mld_snooping: true                     # optional: both bridges snoop MLD
+                                           # with a querier (topology.SNOOPING)
     expect:
       - {from: client, to: 198.51.100.10, service: imap, expect: open}
       - {from: client, to: exchange, port: 22, expect: closed}
@@ -74,6 +76,7 @@ class Scenario:
     hosts: dict
     expectations: list[dict]
     timezone: Optional[str] = None   # TZ for compiling and loading; None: this process's
+    mld_snooping: bool = False
 
 
 def time_vars(now: datetime) -> dict[str, str]:
@@ -126,7 +129,7 @@ def load(path: Path, zone: Optional[str] = None) -> Scenario:
     text = string.Template(path.read_text()).substitute(time_vars(now))
     data = yaml.safe_load(text) or {}
     where = path.name
-    unknown = set(data) - {"policy", "policy_patch", "hosts", "expect", "timezones"}
+    unknown = set(data) - {"policy", "policy_patch", "hosts", "mld_snooping", "expect", "timezones"}
     if unknown or "policy" not in data or not data.get("expect"):
         raise ScenarioError(f"{where}: needs 'policy' and 'expect'; unknown keys {sorted(unknown)}")
     policy_file = None
@@ -145,8 +148,11 @@ def load(path: Path, zone: Optional[str] = None) -> Scenario:
             raise ScenarioError(f"{where}: host {name} needs 'addresses', may have "
                                 f"'side' and 'servers'; got {sorted(keys)}")
     expectations = [_checked(e, f"{where}: expectation #{i}") for i, e in enumerate(data["expect"])]
+    if not isinstance(data.get("mld_snooping", False), bool):
+        raise ScenarioError(f"{where}: mld_snooping must be true or false")
     name = f"{path.stem}-{zone.replace('/', '_')}" if zone else path.stem
-    return Scenario(name, path, policy_file, policy, data.get("hosts") or {}, expectations, zone)
+    return Scenario(name, path, policy_file, policy, data.get("hosts") or {}, expectations, zone,
+                    data.get("mld_snooping", False))
 
 
 def _checked(exp: dict, where: str) -> dict:

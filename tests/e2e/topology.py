@@ -37,6 +37,18 @@ SERVER_PORTS = {
 }
 CANARY_PORT = 9
 
+# An MLD-snooping switch that is its own querier (it queries from its IPv6
+# link-local address), with timers in centiseconds so short that a group
+# nobody renews is forgotten within seconds: queries every second, answers
+# within half a second, members forgotten 6 s after their last report (a
+# margin of several missed rounds, for a loaded machine).
+SNOOPING = ("mcast_snooping", "1", "mcast_querier", "1", "mcast_query_interval", "100",
+            "mcast_startup_query_interval", "100", "mcast_query_response_interval", "50",
+            "mcast_membership_interval", "600")
+# How long a lab waits after loading the ruleset: longer than the membership
+# interval plus one query round, so a membership the firewall did not renew is gone.
+MEMBERSHIP_EXPIRY = 8.0
+
 DEFAULT_OUTSIDE = {
     "client": ["192.0.2.100", "2001:db8:2::100"],
     "internet": ["203.0.113.53", "2001:db8:3::53"],
@@ -87,8 +99,9 @@ def gateway(net: Network) -> Address:
 class Topology:
     """The hosts of one scenario and the namespaces that realise them."""
 
-    def __init__(self, policy: Policy, overrides: dict | None = None):
+    def __init__(self, policy: Policy, overrides: dict | None = None, snooping: bool = False):
         self.policy = policy
+        self.snooping = snooping
         self.internal = networks(policy.firewall.internal_networks)
         self.hosts: dict[str, Host] = {}
         self.namespaces: list[Namespace] = []
@@ -178,21 +191,22 @@ class Topology:
         """Create namespaces, links, addresses and routes for every host."""
         config = self.policy.firewall
         self._switch = self._namespace("sw")
+        options = SNOOPING if self.snooping else ("mcast_snooping", "0")
         for bridge in ("wan", "lan"):
-            self._switch.ip("link", "add", bridge, "type", "bridge", "mcast_snooping", "0")
+            self._switch.ip("link", "add", bridge, "type", "bridge", *options)
             self._switch.ip("link", "set", bridge, "up")
 
         fw = self.firewall
         fw.ns = self._namespace("fw")
         fw.ns.sysctl("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-        self._plug(fw.ns, config.external_interface, "wan", "fw-ext")
+        self._plug(fw.ns, config.external_interface, "wan", "fw-ext", members_only=True)
         for addr in config.external_addresses:
             fw.ns.ip("addr", "add", f"{addr}/{addr.max_prefixlen}", "dev",
                      config.external_interface, "nodad")
         for family in {a.version for a in config.external_addresses}:
             fw.ns.ip(f"-{family}", "route", "add", "default", "dev", config.external_interface)
         if self.internal:
-            self._plug(fw.ns, config.internal_interface, "lan", "fw-int")
+            self._plug(fw.ns, config.internal_interface, "lan", "fw-int", members_only=True)
             for net in self.internal:
                 fw.ns.ip("addr", "add", f"{gateway(net)}/{net.prefixlen}", "dev",
                          config.internal_interface, "nodad")
@@ -214,10 +228,15 @@ class Topology:
         for ns in reversed(self.namespaces):
             ns.delete()
 
-    def _plug(self, ns: Namespace, ifname: str, bridge: str, port: str) -> None:
+    def _plug(self, ns: Namespace, ifname: str, bridge: str, port: str,
+              members_only: bool = False) -> None:
         self._switch.ip("link", "add", port, "type", "veth", "peer", "name", ifname,
                         "netns", ns.name)
         self._switch.ip("link", "set", port, "master", bridge, "up")
+        if self.snooping and members_only:
+            # This port gets only the groups its host is a member of: without
+            # this, a snooping bridge floods unknown groups and hides a lapse.
+            self._switch.ip("link", "set", port, "type", "bridge_slave", "mcast_flood", "off")
         ns.ip("link", "set", ifname, "up")
 
     def _outside_addresses(self, host: Host) -> None:
