@@ -3,7 +3,6 @@ Each tests/warnings/NAME.yaml compiles (exit 0, warnings on stderr exactly as
 in NAME.warn, the ruleset on stdout), and `check --strict` fails on it (exit 1).
 Adding a case is adding the two files."""
 
-import os
 from pathlib import Path
 
 import pytest
