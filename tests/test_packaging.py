@@ -1,0 +1,28 @@
+"""What `pip install .` installs: the package `mailpubc` with every module,
+template and schema, and nothing under a generic name such as `compiler`.
+The wheel is built for real and its file list read."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_holds_mailpubc_whole_and_nothing_else(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    wheel, = tmp_path.glob("mailpubc-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"mailpubc"}
+    sources = {p.relative_to(ROOT / "compiler").as_posix()
+               for p in (ROOT / "compiler").rglob("*.py")}
+    for expected in ([f"mailpubc/{s}" for s in sources]
+                     + [f"mailpubc/templates/{p.name}" for p in (ROOT / "templates").glob("*.j2")]
+                     + [f"mailpubc/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.json")]
+                     + ["mailpubc/nft_keywords.txt"]):
+        assert expected in names, f"{expected} is not installed"
