@@ -136,7 +136,16 @@ class Verdict:
     reject_code: Optional[str] = None
 
 
-Statement = Union[Nat, Verdict]
+@dataclass(frozen=True)
+class Jump:
+    """A jump to a regular chain (hook None), which comes earlier in the plan:
+    the JSON generator adds chains and their rules in plan order."""
+
+    kind: ClassVar[str] = "jump"
+    target: str
+
+
+Statement = Union[Nat, Verdict, Jump]
 
 
 # -- the ruleset --------------------------------------------------------------------

@@ -127,6 +127,10 @@ def _verdict(s) -> dict:
     return {"reject": body}
 
 
+def _jump(s) -> dict:
+    return {"jump": {"target": safe_name(s.target)}}
+
+
 _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
-          "nat": _nat, "verdict": _verdict}
+          "nat": _nat, "verdict": _verdict, "jump": _jump}
