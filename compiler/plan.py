@@ -138,8 +138,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Jump:
-    """A jump to a regular chain (hook None), which comes earlier in the plan:
-    the JSON generator adds chains and their rules in plan order."""
+    """A jump to a regular chain (hook None) of the same table."""
 
     kind: ClassVar[str] = "jump"
     target: str

@@ -220,11 +220,11 @@ BREAKAGES = [
                         Rule(SNEAKY, (IcmpTypeMatch("icmp", ("echo-request",)),), (ACCEPT,))),
      "does not allow"),
     ("a jump to a chain of its own",
-     lambda p: add_rule(add_chain(p, SNEAKY_CHAIN, before="forward"), "forward", SMTP,
+     lambda p: add_rule(add_chain(p, SNEAKY_CHAIN, before="output"), "forward", SMTP,
                         Rule(SNEAKY, (), (Jump("sneaky"),))),
      "unexpected statement ['jump']"),
     ("a chain docs/ruleset.md does not list",
-     lambda p: add_chain(p, SNEAKY_CHAIN, before="forward"),
+     lambda p: add_chain(p, SNEAKY_CHAIN, before="output"),
      "chain sneaky: not one of the chains"),
 ]
 

@@ -25,9 +25,10 @@ def generate(ruleset: Ruleset) -> dict:
         {"add": {"table": dict(table)}},
     ]
     commands += [{"add": {"set": _set(ruleset.table, s)}} for s in ruleset.sets]
-    for chain in ruleset.chains:
-        commands.append({"add": {"chain": _chain(ruleset.table, chain)}})
-        commands += [{"add": {"rule": _rule(ruleset.table, chain.name, r)}} for r in chain.rules]
+    # every chain before any rule, so a jump may name a chain added after it
+    commands += [{"add": {"chain": _chain(ruleset.table, chain)}} for chain in ruleset.chains]
+    commands += [{"add": {"rule": _rule(ruleset.table, chain.name, rule)}}
+                 for chain in ruleset.chains for rule in chain.rules]
     return {"nftables": commands}
 
 
