@@ -13,6 +13,7 @@ Nothing here prints or exits; the nft dry run and loading are `mailpubc.nft`'s.
 from __future__ import annotations
 
 import json as _json
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional
@@ -80,7 +81,6 @@ class Result:
 def compile_path(path: str) -> Result:
     """Compile one policy file; `-` reads standard input."""
     if path == "-":
-        import sys
         return compile_bytes(sys.stdin.buffer.read(loader.MAX_FILE_BYTES + 1), STDIN)
     try:
         return _compile(loader.load(path))

@@ -13,7 +13,7 @@ from typing import Optional
 
 from .addresses import Address, Interval, interval_texts, merge
 from .diagnostics import Position
-from .vocab import FAMILIES, VERSIONS, PortRange  # noqa: F401  (re-exported for the model's users)
+from .vocab import VERSIONS, PortRange
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
                     PortRange, Publish, Schedule, Service)
-from .vocab import BUILTIN_SERVICES, WEEK, nft_day
+from .vocab import BUILTIN_SERVICES, nft_day
 
 MINUTES_PER_DAY = 24 * 60
 LOCALHOST = "localhost"

@@ -36,7 +36,8 @@ from typing import Optional
 
 from mailpubc import nft
 from mailpubc.addresses import merge
-from mailpubc.model import Policy, PortRange, Schedule
+from mailpubc.model import Policy, Schedule
+from mailpubc.vocab import PortRange
 from mailpubc.schedule import schedule_zone
 from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
                             NFT_DAY_NAMES)

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import strategies as st
 
-from mailpubc.model import PortRange
 from mailpubc.resolve import nft_keywords
-from mailpubc.vocab import BUILTIN_SERVICES, WEEK
+from mailpubc.vocab import BUILTIN_SERVICES, WEEK, PortRange
 from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"

@@ -26,9 +26,8 @@ import yaml
 
 from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
-from mailpubc.model import PortRange
 from mailpubc.api import compile_path
-from mailpubc.vocab import BUILTIN_SERVICES
+from mailpubc.vocab import BUILTIN_SERVICES, PortRange
 
 from . import netns, pki, services
 from .netns import CommandError

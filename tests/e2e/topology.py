@@ -21,7 +21,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from mailpubc.model import FAMILIES, Addresses, Policy
+from mailpubc.model import Addresses, Policy
+from mailpubc.vocab import FAMILIES
 
 from .netns import Namespace
 
