@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval, merge
+from .addresses import Address, Interval, host_mask, merge, parse_network
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
@@ -202,10 +202,15 @@ def _fixed(name: str, *matches: Match, verdict: Verdict = ACCEPT) -> Rule:
     return Rule(Origin("fixed", name), matches, (verdict,))
 
 
+def _network(text: str) -> Interval:
+    version, first, prefix = parse_network(text)
+    return first, first | host_mask(version, prefix)
+
+
 # The rules every ruleset has (docs/ruleset.md says why each is there).
 NEIGHBOUR_RULE = _fixed("neighbour discovery", IcmpTypeMatch("icmpv6", NEIGHBOUR_DISCOVERY),
                         HopLimitMatch(255))
-LINK_LOCAL = (0xFE80 << 112, (0xFE80 << 112) | ((1 << 118) - 1))          # fe80::/10
+LINK_LOCAL = _network("fe80::/10")
 # MLD keeps the firewall's multicast memberships (its solicited-node groups)
 # alive on a snooping switch: link-local, hop limit 1; reports may also come
 # from :: while an address is still tentative.

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .addresses import merge
 from .model import Schedule
 
-DAY = 24 * 3600
-WEEK = 7 * DAY
+DAY_SECONDS = 24 * 3600
+WEEK_SECONDS = 7 * DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,20 @@ def utc_windows(schedule: Schedule, zone: tzinfo, at: datetime) -> tuple[Window,
     for day in schedule.days or range(7):
         start, end = _local_span(day, schedule.hours)
         start, end = start - offset, end - offset - 1
-        shift = start % WEEK - start
+        shift = start % WEEK_SECONDS - start
         start, end = start + shift, end + shift
-        seconds += [(start, end)] if end < WEEK else [(start, WEEK - 1), (0, end - WEEK)]
+        if end < WEEK_SECONDS:
+            seconds.append((start, end))
+        else:       # wraps past Saturday midnight into Sunday
+            seconds += [(start, WEEK_SECONDS - 1), (0, end - WEEK_SECONDS)]
     by_hours: dict[Optional[tuple[int, int]], list[int]] = {}
     for start, end in merge(seconds):
         while start <= end:         # cut at each UTC midnight
-            day, first = divmod(start, DAY)
-            last = min(end - day * DAY, DAY - 1)
-            hours = None if (first, last) == (0, DAY - 1) else (first, last)
+            day, first = divmod(start, DAY_SECONDS)
+            last = min(end - day * DAY_SECONDS, DAY_SECONDS - 1)
+            hours = None if (first, last) == (0, DAY_SECONDS - 1) else (first, last)
             by_hours.setdefault(hours, []).append(day)
-            start = day * DAY + last + 1
+            start = day * DAY_SECONDS + last + 1
     return tuple(Window(() if len(days) == 7 else tuple(days), hours)
                  for hours, days in by_hours.items())
 
@@ -79,9 +82,9 @@ def _local_span(day: int, hours: Optional[tuple[int, int]]) -> tuple[int, int]:
     """[start, end) of one day's window in seconds of the local week; a window
     that crosses midnight belongs to the day it starts on."""
     if hours is None:
-        return day * DAY, (day + 1) * DAY
+        return day * DAY_SECONDS, (day + 1) * DAY_SECONDS
     start, end = hours
-    return day * DAY + start * 60, (day + (end <= start)) * DAY + end * 60
+    return day * DAY_SECONDS + start * 60, (day + (end <= start)) * DAY_SECONDS + end * 60
 
 
 def schedule_zone(name: Optional[str]) -> tuple[tzinfo, str]:

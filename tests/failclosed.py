@@ -37,6 +37,7 @@ from typing import Optional
 from mailpubc import nft
 from mailpubc.addresses import merge
 from mailpubc.model import Policy, Schedule
+from mailpubc.plan import LINK_LOCAL
 from mailpubc.vocab import PortRange
 from mailpubc.schedule import schedule_zone
 from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
@@ -46,7 +47,6 @@ from e2e.netns import Namespace
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
-LINK_LOCAL = ipaddress.ip_network("fe80::/10")
 VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 LISTED_DAYS = {name: number for number, name in enumerate(NFT_DAY_NAMES)}  # nft lists day names
@@ -327,7 +327,7 @@ def _fixed(rule: Rule) -> bool:
         return values["icmpv6 type"] <= set(NEIGHBOUR_DISCOVERY) and values["ip6 hoplimit"] == {255}
     if keys == {"icmpv6 type", "ip6 saddr", "ip6 hoplimit"} and values["ip6 hoplimit"] == {1}:
         sources = [i for v in rule.positive("ip6 saddr") for i in _intervals(v, {})]
-        if _within(sources, [(int(LINK_LOCAL[0]), int(LINK_LOCAL[-1]))]):
+        if _within(sources, [LINK_LOCAL]):
             return values["icmpv6 type"] <= set(MLD)
         return sources == [(0, 0)] and values["icmpv6 type"] <= set(MLD_REPORTS)
     if keys == {"icmp type"}:
