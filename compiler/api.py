@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from . import loader, plan, resolve, schema, semantics
+from . import loader, plan, resolve, schema, semantics, shadow
 from .diagnostics import Diagnostic, PolicyError
 from .model import Policy
 
@@ -118,9 +118,12 @@ def _compile(document: loader.Document) -> Result:
     if problems:
         return Result(source, _sorted(problems))
     problems = semantics.check(policy)
-    if any(d.severity == "error" for d in problems):
-        return Result(source, _sorted(problems))
-    return Result(source, _sorted(problems), policy, plan.plan(policy))
+    errors = [d for d in problems if d.severity == "error"]
+    if errors:
+        # warnings wait until the policy compiles: they may be about what an error changes
+        return Result(source, _sorted(errors))
+    ruleset = plan.plan(policy)
+    return Result(source, _sorted(problems + shadow.check(ruleset)), policy, ruleset)
 
 
 def _sorted(problems) -> tuple[Diagnostic, ...]:

@@ -83,6 +83,8 @@ class Schedule:
 class AddressSet:
     name: str
     addresses: Addresses
+    used: bool = True                   # named by a rule or by another set
+    position: Optional[Position] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

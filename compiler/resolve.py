@@ -58,6 +58,7 @@ class _Resolver:
         self.sets: dict[str, Addresses] = {}
         self.services: dict[str, Service] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.named_sets: set[str] = set()     # address sets some rule or set refers to
 
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
@@ -79,7 +80,9 @@ class _Resolver:
                         for i, rule in enumerate(self.data.get("publish") or ()))
         outbound = tuple(self._outbound(i, rule)
                          for i, rule in enumerate(self.data.get("outbound") or ()))
-        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()))
+        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
+                                used=name in self.named_sets,
+                                position=self.doc.key_position(("address_sets", name)))
                      for name in sorted(self.data.get("address_sets") or {}))
         return Policy(self.doc.file, firewall, sets, publish, outbound)
 
@@ -173,6 +176,7 @@ class _Resolver:
                     continue
                 if entry in raw:
                     uses[name].append(entry)
+                    self.named_sets.add(entry)
                 else:
                     self._undefined_set(("address_sets", name, i), entry)
         order, cyclic = _dependency_order(uses)
@@ -221,6 +225,7 @@ class _Resolver:
             if entry == LOCALHOST and allow_localhost:
                 localhost = True
             elif self._is_name(entry):
+                self.named_sets.add(entry)
                 if entry in self.sets:
                     found.append(self.sets[entry])
                 elif entry not in (self.data.get("address_sets") or {}):

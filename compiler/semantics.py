@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from .addresses import interval_texts
 from .diagnostics import Collector, Diagnostic
-from .model import AddressRef, Policy, family_of
-from .vocab import FAMILIES, FAMILY_NAMES, SSH, VERSIONS
+from .model import AddressRef, Outbound, Policy, Service, family_of
+from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS
 
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
-                    _outbound_inside):
+                    _outbound_inside, _mail_without_dns, _server_cannot_send,
+                    _localhost_rule_without_effect, _unused_sets):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -186,3 +187,72 @@ def _outbound_inside(policy: Policy, problems: Collector) -> None:
                              "internal networks, but rules from internal sources only match "
                              "traffic leaving by the external interface, so it never matches "
                              "traffic from its internal sources")
+
+
+SMTP_PORTS = BUILTIN_SERVICES["smtp"]
+DNS_PORTS = BUILTIN_SERVICES["dns"]
+
+
+def _allows(services: tuple[Service, ...], wanted) -> bool:
+    """Does one of `services` cover one of the `wanted` port ranges?"""
+    return any(port.protocol == want.protocol and port.low <= want.low and want.high <= port.high
+               for service in services for port in service.ports for want in wanted)
+
+
+def _mail_without_dns(policy: Policy, problems: Collector) -> None:
+    """The seed wizard's warning: a mail server that may send to any host must
+    look up MX records; with no DNS going out it can send nowhere, unless it
+    asks an internal DNS server that has another way out. The firewall's own
+    queries pass while output is accept."""
+    if any(_allows(rule.services, DNS_PORTS) for rule in policy.outbound):
+        return
+    own_output_open = policy.firewall.output_policy == "accept"
+    for rule in policy.outbound:
+        if not (rule.destinations.any and _allows(rule.services, SMTP_PORTS)):
+            continue
+        if own_output_open and not rule.sources.addresses:
+            continue
+        problems.warning(rule.position,
+                         f"outbound rule {rule.name!r} sends mail to any host, but no outbound "
+                         "rule allows DNS (udp/53, tcp/53): mail cannot be sent unless the SMTP "
+                         "server uses a DNS server that can reach the internet another way")
+
+
+def _sends_mail(rule: Outbound, server) -> bool:
+    family = family_of(server)
+    value = int(server)
+    return (_allows(rule.services, SMTP_PORTS)
+            and any(low <= value <= high for low, high in rule.sources.addresses.family(family)))
+
+
+def _server_cannot_send(policy: Policy, problems: Collector) -> None:
+    """A published SMTP server receives mail; with no outbound SMTP rule from
+    it, the replies and mail it sends out are dropped."""
+    for rule in policy.publish:
+        if rule.server is None or not _allows(rule.services, SMTP_PORTS):
+            continue
+        if not any(_sends_mail(out, rule.server) for out in policy.outbound):
+            problems.warning(rule.position,
+                             f"publish rule {rule.name!r} publishes SMTP on {rule.server}, but no "
+                             "outbound rule lets that server send SMTP (tcp/25): it can receive "
+                             "mail but not send any")
+
+
+def _localhost_rule_without_effect(policy: Policy, problems: Collector) -> None:
+    """With output accept the firewall may already open any connection, so a
+    rule from localhost adds nothing: probably output was meant to be drop."""
+    if policy.firewall.output_policy != "accept":
+        return
+    for rule in policy.outbound:
+        if rule.sources.localhost:
+            problems.warning(rule.sources.position,
+                             f"outbound rule {rule.name!r}: `localhost` has no effect while "
+                             "firewall.policy.output is accept (the firewall's own traffic "
+                             "is already allowed)")
+
+
+def _unused_sets(policy: Policy, problems: Collector) -> None:
+    for address_set in policy.address_sets:
+        if not address_set.used:
+            problems.warning(address_set.position,
+                             f"address set {address_set.name!r} is not used by any rule or set")

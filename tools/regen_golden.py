@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate golden/<case>/expected.nft and expected.json, or expected.err, from policy.yaml.
+"""Regenerate golden/<case>/expected.nft, expected.json (and expected.warn when it warns),
+or expected.err, from policy.yaml.
 
 Golden files are a contract: run this only after a deliberate change, then
 read `git diff golden/` line by line before committing it.
@@ -32,17 +33,20 @@ def _run(case: Path, *args: str) -> tuple[int, str, str]:
 
 
 def regenerate(case: Path) -> str:
-    """expected.nft and expected.json for a valid policy, expected.err for an invalid one."""
+    """expected.nft and expected.json (and its warnings) for a valid policy,
+    expected.err for an invalid one."""
     status, out, err = _run(case)
     if status == 0:
         _, json_out, _ = _run(case, "--format", "json")
         expected = {"expected.nft": out, "expected.json": json_out}
+        if err:
+            expected["expected.warn"] = err
     elif status == 1:
         expected = {"expected.err": err}
     else:
         raise SystemExit(f"{case.name}: mailpubc exited {status}:\n{err}")
     changed = []
-    for name in ("expected.nft", "expected.json", "expected.err"):
+    for name in ("expected.nft", "expected.json", "expected.warn", "expected.err"):
         target = case / name
         if name not in expected:
             target.unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""Warnings read off the plan: policy rules that can never decide a connection.
+
+A policy rule is wholly shadowed when every nft rule it produced comes after
+a rule of another policy rule, in the same chain, that already decides
+everything it matches. The check works on the typed plan, so it sees what
+the kernel will see (merged ports, named sets, schedules turned into UTC
+days and hours). It only claims what it can prove: a match kind it does not
+know never counts as covering, so a new kind can only hide a warning, never
+invent one.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from .diagnostics import Collector, Diagnostic
+from .plan import (AddressMatch, ConntrackMatch, DayMatch, HourMatch, IcmpTypeMatch, Match,
+                   Nat, PortMatch, Rule, Ruleset, Verdict)
+
+POLICY_KINDS = ("publish", "outbound", "management")
+
+
+def check(ruleset: Ruleset) -> list[Diagnostic]:
+    problems = Collector()
+    sets = {nft_set.name: nft_set.intervals for nft_set in ruleset.sets}
+    shadowing: dict[tuple[str, str], set[str]] = {}
+    unshadowed: set[tuple[str, str]] = set()
+    first_rule: dict[tuple[str, str], Rule] = {}
+    for chain in ruleset.chains:
+        for index, rule in enumerate(chain.rules):
+            key = (rule.origin.kind, rule.origin.name)
+            if rule.origin.kind not in POLICY_KINDS:
+                continue
+            first_rule.setdefault(key, rule)
+            cover = next((earlier for earlier in chain.rules[:index]
+                          if earlier.origin.name != rule.origin.name
+                          and _decides(earlier) and _covers(earlier, rule, sets)), None)
+            if cover is None:
+                unshadowed.add(key)
+            else:
+                shadowing.setdefault(key, set()).add(_describe(cover))
+    for key, covers in shadowing.items():
+        if key in unshadowed:
+            continue
+        origin = first_rule[key].origin
+        verb = "matches" if len(covers) == 1 else "match"
+        problems.warning(origin.position,
+                         f"{_describe(first_rule[key], line=False)} never decides a connection: "
+                         f"{' and '.join(sorted(covers))} before it already {verb} everything "
+                         "it matches")
+    return problems.diagnostics
+
+
+def _describe(rule: Rule, line: bool = True) -> str:
+    origin = rule.origin
+    if origin.kind == "management":
+        return f"firewall.management.{origin.name}"
+    if origin.kind in POLICY_KINDS:
+        where = f" (line {origin.position.line})" if line and origin.position else ""
+        return f"{origin.kind} rule {origin.name!r}{where}"
+    return f"the fixed rule {origin.name!r}"
+
+
+def _decides(rule: Rule) -> bool:
+    """A rule whose match ends the chain: a verdict or a translation."""
+    return any(isinstance(s, (Verdict, Nat)) for s in rule.statements)
+
+
+def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:
+    """Everything `later` matches, `earlier` matches too: each of earlier's
+    matches is implied by some match of later's."""
+    return all(any(_implies(mine, theirs, sets) for mine in later.matches)
+               for theirs in earlier.matches)
+
+
+def _intervals(match: AddressMatch, sets: dict) -> tuple:
+    return sets.get(match.set_name, ()) if match.set_name else match.intervals
+
+
+def _within(inner: tuple, outer: tuple) -> bool:
+    return all(any(low <= first and last <= high for low, high in outer)
+               for first, last in inner)
+
+
+def _address(narrow: AddressMatch, wide: AddressMatch, sets: dict) -> bool:
+    return ((narrow.family, narrow.field, narrow.original) == (wide.family, wide.field, wide.original)
+            and _within(_intervals(narrow, sets), _intervals(wide, sets)))
+
+
+def _port(narrow: PortMatch, wide: PortMatch, sets: dict) -> bool:
+    return ((narrow.protocol, narrow.original) == (wide.protocol, wide.original)
+            and wide.low <= narrow.low and narrow.high <= wide.high)
+
+
+def _icmp(narrow: IcmpTypeMatch, wide: IcmpTypeMatch, sets: dict) -> bool:
+    return narrow.protocol == wide.protocol and set(narrow.types) <= set(wide.types)
+
+
+def _conntrack(narrow: ConntrackMatch, wide: ConntrackMatch, sets: dict) -> bool:
+    return set(narrow.states) <= set(wide.states)
+
+
+def _day(narrow: DayMatch, wide: DayMatch, sets: dict) -> bool:
+    return set(narrow.days) <= set(wide.days)
+
+
+def _hour(narrow: HourMatch, wide: HourMatch, sets: dict) -> bool:
+    return wide.first <= narrow.first and narrow.last <= wide.last
+
+
+_IMPLIES: dict[type, Callable] = {
+    AddressMatch: _address, PortMatch: _port, IcmpTypeMatch: _icmp,
+    ConntrackMatch: _conntrack, DayMatch: _day, HourMatch: _hour,
+}
+# interface, protocol and hop-limit matches imply each other only when equal
+_EQUAL_ONLY = ("interface", "protocol", "hoplimit")
+
+
+def _implies(narrow: Match, wide: Match, sets: dict) -> bool:
+    """Does matching `narrow` guarantee matching `wide`?"""
+    if type(narrow) is not type(wide):
+        return False
+    check: Optional[Callable] = _IMPLIES.get(type(wide))
+    if check is not None:
+        return check(narrow, wide, sets)
+    return wide.kind in _EQUAL_ONLY and narrow == wide
