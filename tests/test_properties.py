@@ -155,3 +155,25 @@ def test_nft_refuses_exactly_the_table_names_the_compiler_refuses():
              for letters in itertools.product(string.ascii_lowercase, repeat=length))
     words = sorted(set(short) | nft_keywords() | set(TABLE_WORDS))
     assert _refused_by_nft(words) == nft_keywords()
+
+
+@settings(suppress_health_check=SLOW_DRAWS)
+@given(mutants())
+def test_fast_list_validation_reports_what_jsonschema_reports(mutant):
+    """schema.py skips jsonschema for list items that are strings of the
+    right format; on any document it must find exactly what the plain
+    draft 2020-12 validator finds."""
+    from jsonschema import Draft202012Validator
+    from mailpubc import loader, schema
+
+    try:
+        document = loader.parse("policy.yaml", mutant.text.encode())
+    except PolicyError:
+        return
+    fast = schema._validator()
+    plain = Draft202012Validator(fast.schema, format_checker=fast.format_checker)
+
+    def found(validator):
+        return sorted((tuple(map(str, e.absolute_path)), e.message)
+                      for e in validator.iter_errors(document.data))
+    assert found(fast) == found(plain)
