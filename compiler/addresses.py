@@ -89,21 +89,29 @@ def host_mask(version: int, prefix: int) -> int:
 
 def merge(intervals) -> tuple[Interval, ...]:
     """Sorted intervals with overlapping and adjacent ones joined."""
-    merged: list[list[int]] = []
-    for first, last in sorted(intervals):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
+    ordered = sorted(intervals)
+    if not ordered:
+        return ()
+    merged: list[Interval] = []
+    low, high = ordered[0]
+    for first, last in ordered:
+        if first <= high + 1:
+            if last > high:
+                high = last
         else:
-            merged.append([first, last])
-    return tuple((first, last) for first, last in merged)
+            merged.append((low, high))
+            low, high = first, last
+    merged.append((low, high))
+    return tuple(merged)
 
 
 def int_text(version: int, value: int) -> str:
-    """inet_ntop for IPv4 (fast); ipaddress for IPv6, whose text inet_ntop
-    writes in the deprecated IPv4-compatible form for some addresses."""
+    """inet_ntop (fast), except where it writes IPv6 in the dotted
+    IPv4-compatible or -mapped form: ipaddress's text there."""
     if version == 4:
         return socket.inet_ntop(socket.AF_INET, value.to_bytes(4, "big"))
-    return str(ipaddress.IPv6Address(value))
+    text = socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+    return str(ipaddress.IPv6Address(value)) if "." in text else text
 
 
 def interval_blocks(version: int, interval: Interval) -> list[tuple[int, int]]:
@@ -124,6 +132,8 @@ def interval_blocks(version: int, interval: Interval) -> list[tuple[int, int]]:
 def interval_texts(version: int, interval: Interval) -> list[str]:
     """An interval as networks, as nft and people write them: a plain
     address for a single host."""
+    if interval[0] == interval[1]:
+        return [int_text(version, interval[0])]
     return [int_text(version, first) if prefix == BITS[version]
             else f"{int_text(version, first)}/{prefix}"
             for first, prefix in interval_blocks(version, interval)]

@@ -41,3 +41,19 @@ def test_parse_int_refuses_what_ipaddress_refuses():
         assert parse_int(text) is None, text
     assert parse_int("2001:db8::1") == (6, int(ipaddress.IPv6Address("2001:db8::1")))
     assert parse_int("192.0.2.1") == (4, int(ipaddress.IPv4Address("192.0.2.1")))
+
+
+# IPv6 values with long zero runs and embedded IPv4 patterns, where inet_ntop
+# and ipaddress differ unless int_text handles them
+_ipv6_values = st.one_of(
+    st.integers(0, (1 << 128) - 1),
+    st.integers(0, (1 << 48) - 1),                                 # ::a.b.c.d, ::ffff:a.b.c.d
+    st.builds(lambda word, at: word << (16 * at), st.integers(0, 0xFFFF), st.integers(0, 7)),
+)
+
+
+@given(_ipv6_values)
+def test_ipv6_text_is_the_standard_librarys(value):
+    from mailpubc.addresses import int_text
+    assert int_text(6, value) == str(ipaddress.IPv6Address(value))
+    assert interval_texts(6, (value, value)) == [str(ipaddress.IPv6Address(value))]
