@@ -10,6 +10,7 @@ addresses) stay `ipaddress` objects, which read better in the model.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 import socket
@@ -103,6 +104,19 @@ def merge(intervals) -> tuple[Interval, ...]:
             low, high = first, last
     merged.append((low, high))
     return tuple(merged)
+
+
+def covers(intervals: tuple[Interval, ...], interval: Interval) -> bool:
+    """Does one of `intervals` (sorted and merged) hold all of `interval`? A
+    binary search: sets run to hundreds of thousands of intervals."""
+    first, last = interval
+    index = bisect.bisect_right(intervals, (first, float("inf"))) - 1
+    return index >= 0 and intervals[index][1] >= last
+
+
+def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
+    """Does `outer` (sorted and merged) hold every interval of `inner`?"""
+    return all(covers(outer, interval) for interval in inner)
 
 
 def int_text(version: int, value: int) -> str:

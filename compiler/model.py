@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .addresses import Address, Interval, interval_texts, merge
+from .addresses import Address, Interval, covers, interval_texts, merge
 from .diagnostics import Position
 from .vocab import VERSIONS, PortRange
 
@@ -34,8 +34,7 @@ class Addresses:
         return bool(self.v4 or self.v6)
 
     def contains(self, family: str, interval: Interval) -> bool:
-        first, last = interval
-        return any(low <= first and last <= high for low, high in self.family(family))
+        return covers(self.family(family), interval)
 
     def texts(self, family: str) -> tuple[str, ...]:
         version = VERSIONS[family]

@@ -9,7 +9,7 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from .addresses import interval_texts
+from .addresses import covers, interval_texts
 from .diagnostics import Collector, Diagnostic
 from .model import AddressRef, Outbound, Policy, Service, family_of
 from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS
@@ -27,6 +27,14 @@ def check(policy: Policy) -> list[Diagnostic]:
 
 def _line(position) -> str:
     return f"line {position.line}" if position else "elsewhere"
+
+
+def _outside(intervals: tuple, networks: tuple) -> list:
+    """The intervals not inside `networks`; at once when one network holds
+    them all, the usual case, however many sources a set has."""
+    if not intervals or covers(networks, (intervals[0][0], intervals[-1][1])):
+        return []
+    return [interval for interval in intervals if not covers(networks, interval)]
 
 
 def _distinct_interfaces(policy: Policy, problems: Collector) -> None:
@@ -88,8 +96,8 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
                            f"outbound rule {rule.name!r} has internal sources, so "
                            "firewall.internal (interface and networks) is required")
             continue
-        outside = [text for family in FAMILIES for i in sources.family(family)
-                   if not networks.contains(family, i)
+        outside = [text for family in FAMILIES for i in _outside(sources.family(family),
+                                                                 networks.family(family))
                    for text in interval_texts(VERSIONS[family], i)]
         if outside:
             shown = ", ".join(outside[:3]) + (" ..." if len(outside) > 3 else "")

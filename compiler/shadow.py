@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from .addresses import within
 from .diagnostics import Collector, Diagnostic
 from .plan import (AddressMatch, ConntrackMatch, DayMatch, HourMatch, IcmpTypeMatch, Match,
                    Nat, PortMatch, Rule, Ruleset, Verdict)
@@ -70,21 +71,23 @@ def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:
     """Everything `later` matches, `earlier` matches too: each of earlier's
     matches is implied by some match of later's."""
     return all(any(_implies(mine, theirs, sets) for mine in later.matches)
-               for theirs in earlier.matches)
+               for theirs in sorted(earlier.matches, key=_addresses_last))
+
+
+def _addresses_last(match: Match) -> bool:
+    """Ports and interfaces tell most rules apart, and cost nothing to compare."""
+    return isinstance(match, AddressMatch)
 
 
 def _intervals(match: AddressMatch, sets: dict) -> tuple:
     return sets.get(match.set_name, ()) if match.set_name else match.intervals
 
 
-def _within(inner: tuple, outer: tuple) -> bool:
-    return all(any(low <= first and last <= high for low, high in outer)
-               for first, last in inner)
-
-
 def _address(narrow: AddressMatch, wide: AddressMatch, sets: dict) -> bool:
-    return ((narrow.family, narrow.field, narrow.original) == (wide.family, wide.field, wide.original)
-            and _within(_intervals(narrow, sets), _intervals(wide, sets)))
+    if (narrow.family, narrow.field, narrow.original) != (wide.family, wide.field, wide.original):
+        return False
+    return ((narrow.set_name is not None and narrow.set_name == wide.set_name)
+            or within(_intervals(narrow, sets), _intervals(wide, sets)))
 
 
 def _port(narrow: PortMatch, wide: PortMatch, sets: dict) -> bool:

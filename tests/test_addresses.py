@@ -57,3 +57,13 @@ def test_ipv6_text_is_the_standard_librarys(value):
     from mailpubc.addresses import int_text
     assert int_text(6, value) == str(ipaddress.IPv6Address(value))
     assert interval_texts(6, (value, value)) == [str(ipaddress.IPv6Address(value))]
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=30),
+       st.integers(0, 330), st.integers(0, 30))
+def test_covers_is_containment_in_one_interval(spans, first, length):
+    from mailpubc.addresses import covers
+    intervals = merge((low, low + size) for low, size in spans)
+    interval = (first, first + length)
+    expected = any(low <= interval[0] and interval[1] <= high for low, high in intervals)
+    assert covers(intervals, interval) == expected
