@@ -19,7 +19,7 @@ def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
-                    _outbound_inside):
+                    _outbound_inside, _block_empty):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -186,3 +186,11 @@ def _outbound_inside(policy: Policy, problems: Collector) -> None:
                              "internal networks, but rules from internal sources only match "
                              "traffic leaving by the external interface, so it never matches "
                              "traffic from its internal sources")
+
+
+def _block_empty(policy: Policy, problems: Collector) -> None:
+    """A block that blocks nothing (an empty list file, say: a download that
+    failed) compiles, but is probably not what was meant."""
+    block = policy.firewall.block
+    if block is not None and not block.addresses:
+        problems.warning(block.position, "firewall.block matches no address: nothing is blocked")

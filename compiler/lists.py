@@ -1,0 +1,59 @@
+"""List files: address sets read from `{file: PATH}`, without YAML.
+
+Blocklists are long (Spamhaus DROP, FireHOL netsets: thousands to hundreds
+of thousands of networks) and published in a line format of their own, so
+they are read line by line here, each entry parsed by the resolver like any
+address in a policy. A line holds one address, network or `A-B` range;
+`#` and `;` start a comment, whole-line or trailing (`1.10.16.0/20 ; SBL256894`);
+blank lines, a byte-order mark and CRLF line ends are fine.
+
+A list's diagnostics name the file as the policy's folder joined with the
+path written in the policy (`golden/block/lists/drop.txt:3:1`), which is
+the file itself as seen from where mailpubc runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator, Optional
+
+from .diagnostics import Position
+
+MAX_LIST_BYTES = 64 * 1024 * 1024
+MAX_LIST_ERRORS = 20        # a wrong file (HTML, say) is reported by its first lines
+_COMMENT = re.compile(r"[#;]")
+
+
+def list_path(folder: Optional[str], written: str) -> str:
+    """The list file as it is opened and named in diagnostics: `written`
+    joined to the policy's folder (None: the working directory)."""
+    return os.path.join(folder, written) if folder else written
+
+
+def read(path: str) -> str:
+    """The list's text; OSError or UnicodeDecodeError (its `start` is the
+    offending byte) when it cannot be read, ValueError when it is too large."""
+    with open(path, "rb") as stream:
+        raw = stream.read(MAX_LIST_BYTES + 1)
+    if len(raw) > MAX_LIST_BYTES:
+        raise ValueError(f"list file is larger than {MAX_LIST_BYTES // (1024 * 1024)} MiB")
+    return raw.decode("utf-8").removeprefix("\ufeff")
+
+
+def entries(path: str, text: str) -> Iterator[tuple[Position, str]]:
+    """Each entry of the list with where it starts."""
+    for number, line in enumerate(text.splitlines(), 1):
+        comment = _COMMENT.search(line)
+        if comment:
+            line = line[:comment.start()]
+        entry = line.strip()
+        if entry:
+            yield Position(path, number, len(line) - len(line.lstrip()) + 1), entry
+
+
+def decode_error_position(path: str, raw_prefix: bytes) -> Position:
+    """Where the first byte that is not UTF-8 sits, `raw_prefix` being the
+    bytes before it."""
+    valid = raw_prefix.decode("utf-8")
+    return Position(path, valid.count("\n") + 1, len(valid) - (valid.rfind("\n") + 1) + 1)
