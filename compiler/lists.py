@@ -22,7 +22,8 @@ from .diagnostics import Position
 
 MAX_LIST_BYTES = 64 * 1024 * 1024
 MAX_LIST_ERRORS = 20        # a wrong file (HTML, say) is reported by its first lines
-_COMMENT = re.compile(r"[#;]")
+# one entry a line: its first to its last character outside white space and a comment
+_ENTRY = re.compile(r"^[^\S\n]*([^\s#;](?:[^#;\n]*[^\s#;])?)[^\S\n]*(?:[#;].*)?$", re.M)
 
 
 def list_path(folder: Optional[str], written: str) -> str:
@@ -41,15 +42,25 @@ def read(path: str) -> str:
     return raw.decode("utf-8").removeprefix("\ufeff")
 
 
-def entries(path: str, text: str) -> Iterator[tuple[Position, str]]:
+class Place:
+    """Where an entry of a list file starts. Its line and column are counted
+    only for a diagnostic: a list of 100,000 lines is read in a blink."""
+
+    __slots__ = ("file", "text", "offset")
+
+    def __init__(self, file: str, text: str, offset: int):
+        self.file, self.text, self.offset = file, text, offset
+
+    def position(self) -> Position:
+        line_start = self.text.rfind("\n", 0, self.offset) + 1
+        return Position(self.file, self.text.count("\n", 0, self.offset) + 1,
+                        self.offset - line_start + 1)
+
+
+def entries(path: str, text: str) -> Iterator[tuple[Place, str]]:
     """Each entry of the list with where it starts."""
-    for number, line in enumerate(text.splitlines(), 1):
-        comment = _COMMENT.search(line)
-        if comment:
-            line = line[:comment.start()]
-        entry = line.strip()
-        if entry:
-            yield Position(path, number, len(line) - len(line.lstrip()) + 1), entry
+    for match in _ENTRY.finditer(text):
+        yield Place(path, text, match.start(1)), match.group(1)
 
 
 def decode_error_position(path: str, raw_prefix: bytes) -> Position:

@@ -63,8 +63,10 @@ class _Resolver:
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
 
-    def error(self, path: Path | Position, message: str) -> None:
+    def error(self, path: Path | Position | lists.Place, message: str) -> None:
         """At the value at `path`, or at a position (in a list file, say)."""
+        if isinstance(path, lists.Place):
+            path = path.position()
         self.problems.error(path if isinstance(path, Position) else self.at(path), message)
 
     def key_error(self, path: Path, message: str) -> None:
