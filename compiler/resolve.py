@@ -202,15 +202,13 @@ class _Resolver:
         file = lists.list_path(self.doc.folder, written)
         try:
             text = lists.read(file)
-        except OSError as exc:
-            self.key_error(path, f"cannot read list file {file}: {exc.strerror}")
-            return Addresses()
         except UnicodeDecodeError as exc:
             self.error(lists.decode_error_position(file, exc.object[:exc.start]),
                        f"list file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})")
             return Addresses()
-        except ValueError as exc:
-            self.key_error(path, f"{file}: {exc}")
+        except (OSError, ValueError) as exc:     # ValueError: too large, or a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            self.key_error(path, f"cannot read list file {file!r}: {reason}")
             return Addresses()
         found, before = [], len(self.problems.diagnostics)
         for position, entry in lists.entries(file, text):
