@@ -34,9 +34,10 @@ from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIG
 
 @dataclass(frozen=True)
 class Origin:
-    """Why a rule exists: `kind` is publish, outbound, management, snat, fixed
-    (the rules every ruleset has) or policy (a chain's reject tail); `name` is
-    the policy rule's name (or what the fixed rule does, or the chain)."""
+    """Why a rule exists: `kind` is publish, outbound, management, snat, block,
+    fixed (the rules every ruleset has) or policy (a chain's reject tail); `name`
+    is the policy rule's name (or what the fixed rule does, the chain, or the
+    key path of the block: firewall.block, firewall.dynamic_block)."""
 
     kind: str
     name: str
