@@ -14,9 +14,11 @@ four reasons:
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -49,6 +51,7 @@ class Document:
     data: Any
     positions: dict[Path, Position]       # of each value
     key_positions: dict[Path, Position]   # of each mapping key, by the value's path
+    folder: Optional[str] = None          # the policy file's folder; None: read from text
 
     def position(self, path: Path) -> Position:
         """Where `path` was written, or its nearest written ancestor."""
@@ -70,7 +73,7 @@ def load(file: str) -> Document:
             raw = stream.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise PolicyError([Diagnostic(Position(file, 1, 1), f"cannot read policy: {exc.strerror}")])
-    return parse(file, raw)
+    return dataclasses.replace(parse(file, raw), folder=os.path.dirname(file))
 
 
 def parse(file: str, raw: bytes) -> Document:

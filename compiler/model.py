@@ -120,6 +120,9 @@ class Firewall:
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     internal_interface_position: Optional[Position] = field(default=None, compare=False)
+    block: Optional[AddressRef] = None   # firewall.block: sources dropped before every accept
+    dynamic_block: Optional[str] = None  # firewall.dynamic_block: run-time sets NAME_v4/_v6
+    dynamic_block_position: Optional[Position] = field(default=None, compare=False)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

@@ -19,7 +19,7 @@ rule that would have no addresses in a family is not emitted in that family
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
@@ -34,9 +34,10 @@ from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIG
 
 @dataclass(frozen=True)
 class Origin:
-    """Why a rule exists: `kind` is publish, outbound, management, snat, fixed
-    (the rules every ruleset has) or policy (a chain's reject tail); `name` is
-    the policy rule's name (or what the fixed rule does, or the chain)."""
+    """Why a rule exists: `kind` is publish, outbound, management, snat, block,
+    fixed (the rules every ruleset has) or policy (a chain's reject tail); `name`
+    is the policy rule's name (or what the fixed rule does, the chain, or the
+    key path of the block: firewall.block, firewall.dynamic_block)."""
 
     kind: str
     name: str
@@ -191,6 +192,8 @@ class Ruleset:
 
 ACCEPT = Verdict("accept")
 DROP = Verdict("drop")
+# dynamic_block's sets: operators add addresses or networks, each for a while
+DYNAMIC_FLAGS = ("interval", "timeout")
 
 
 def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
@@ -254,6 +257,7 @@ class _Planner:
             Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
                   tuple(self._snat())),
         )
+        chains = tuple(self._blocked(chain) for chain in chains)
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
         note = zone_note(*self.zone, self.at) if self.zone else None
         return Ruleset(fw.table, sets, chains, note)
@@ -275,6 +279,44 @@ class _Planner:
         tail = _reject_tail(name) if verdict == "reject" else ()
         hook = Hook("filter", name, "filter", "accept" if verdict == "accept" else "drop")
         return Chain(name, hook, tuple(fixed) + tuple(rules) + tail)
+
+    # -- blocked sources ------------------------------------------------------
+
+    def _blocked(self, chain: Chain) -> Chain:
+        """Input and forward drop (reject, under a reject policy) blocked
+        sources right after replies, invalid packets and loopback: before
+        every accept of the policy and before ICMP errors."""
+        if chain.name not in ("input", "forward"):
+            return chain
+        policy = getattr(self.firewall, f"{chain.name}_policy")
+        verdict = Verdict("reject", "icmpx", "admin-prohibited") if policy == "reject" else DROP
+        rules = [Rule(origin, (match,), (verdict,)) for origin, match in self._block_matches()]
+        if not rules:
+            return chain
+        at = max(i for i, rule in enumerate(chain.rules) if rule.origin.kind == "fixed"
+                 and rule.origin.name in ("replies", "invalid", "loopback")) + 1
+        return replace(chain, rules=chain.rules[:at] + tuple(rules) + chain.rules[at:])
+
+    def _block_matches(self) -> list[tuple[Origin, AddressMatch]]:
+        """One set lookup per family for firewall.block (the named set itself
+        when it is one set, else `_block_v4`/`_v6`, a name no address set can
+        take), and one per family for the run-time sets of dynamic_block."""
+        fw, found = self.firewall, []
+        if fw.block is not None:
+            origin = Origin("block", "firewall.block", position=fw.block.position)
+            for family in FAMILIES:
+                intervals = fw.block.addresses.family(family)
+                if intervals:
+                    name = (fw.block.set_name or "_block") + SET_SUFFIX[family]
+                    self.used_sets[name] = NftSet(name, family, intervals)
+                    found.append((origin, AddressMatch(family, "saddr", set_name=name)))
+        if fw.dynamic_block is not None:
+            origin = Origin("block", "firewall.dynamic_block", position=fw.dynamic_block_position)
+            for family in FAMILIES:
+                name = fw.dynamic_block + SET_SUFFIX[family]
+                self.used_sets[name] = NftSet(name, family, (), DYNAMIC_FLAGS)
+                found.append((origin, AddressMatch(family, "saddr", set_name=name)))
+        return found
 
     # -- address matches ------------------------------------------------------
 

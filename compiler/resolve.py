@@ -20,6 +20,7 @@ from typing import Any, Optional
 from zoneinfo import available_timezones
 
 from . import addresses as syntax
+from . import lists
 from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
@@ -63,8 +64,11 @@ class _Resolver:
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
 
-    def error(self, path: Path, message: str) -> None:
-        self.problems.error(self.at(path), message)
+    def error(self, path: Path | Position | lists.Place, message: str) -> None:
+        """At the value at `path`, or at a position (in a list file, say)."""
+        if isinstance(path, lists.Place):
+            path = path.position()
+        self.problems.error(path if isinstance(path, Position) else self.at(path), message)
 
     def key_error(self, path: Path, message: str) -> None:
         self.problems.error(self.doc.key_position(path), message)
@@ -171,6 +175,8 @@ class _Resolver:
         uses: dict[str, list[str]] = {}
         for name, entries in raw.items():
             uses[name] = []
+            if isinstance(entries, dict):    # {file: PATH}: a list file names no sets
+                continue
             for i, entry in enumerate(entries):
                 if not self._is_name(entry):
                     continue
@@ -185,10 +191,36 @@ class _Resolver:
                            "address sets refer to each other in a cycle: "
                            + " -> ".join(cycle + [cycle[0]]))
         for name in order:
+            if isinstance(raw[name], dict):
+                self.sets[name] = self._list_file(("address_sets", name, "file"),
+                                                  raw[name]["file"])
+                continue
             self.sets[name] = self._addresses_of([
                 self.sets.get(entry, Addresses()) if self._is_name(entry)
                 else self._entry(("address_sets", name, i), entry)
                 for i, entry in enumerate(raw[name])])
+
+    def _list_file(self, path: Path, written: str) -> Addresses:
+        """An address set read from a list file (`lists`); its errors point
+        into the file, an unreadable file's at the `file:` key."""
+        file = lists.list_path(self.doc.folder, written)
+        try:
+            text = lists.read(file)
+        except UnicodeDecodeError as exc:
+            self.error(lists.decode_error_position(file, exc.object[:exc.start]),
+                       f"list file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})")
+            return Addresses()
+        except (OSError, ValueError) as exc:     # ValueError: too large, or a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            self.key_error(path, f"cannot read list file {file!r}: {reason}")
+            return Addresses()
+        found, before = [], len(self.problems.diagnostics)
+        for position, entry in lists.entries(file, text):
+            if len(self.problems.diagnostics) - before == lists.MAX_LIST_ERRORS:
+                self.error(position, f"more errors in {file} are not shown")
+                break
+            found.append(self._entry(position, entry))
+        return self._addresses_of(found)
 
     @staticmethod
     def _is_name(text: str) -> bool:
@@ -350,7 +382,24 @@ class _Resolver:
                          if ssh is not None else None),
             timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
+            **self._blocks(spec),
         )
+
+    def _blocks(self, spec: dict) -> dict:
+        """firewall.block and firewall.dynamic_block, as Firewall's keywords."""
+        found = {}
+        if "block" in spec:
+            found["block"] = self._addresses(("firewall", "block"), spec["block"])
+        name = spec.get("dynamic_block")
+        if name is not None:
+            path = ("firewall", "dynamic_block")
+            if name in (LOCALHOST, ANY):
+                self.error(path, f"{name!r} is a reserved word and cannot name a dynamic_block")
+            elif name in (self.data.get("address_sets") or {}):
+                self.error(path, f"dynamic_block {name!r} is already the name of an address "
+                                 "set (they share one namespace): choose another")
+            found.update(dynamic_block=name, dynamic_block_position=self.at(path))
+        return found
 
     def _external_addresses(self) -> tuple:
         found = []

@@ -143,7 +143,7 @@ def _without(document: Document, removed: set[Path]) -> Document:
         return node
 
     data = copy(document.data, (), ())
-    return Document(document.file, data, positions, key_positions)
+    return Document(document.file, data, positions, key_positions, document.folder)
 
 
 def _describe(value: Any) -> str:

@@ -19,7 +19,7 @@ def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
-                    _outbound_inside, _mail_without_dns, _server_cannot_send,
+                    _outbound_inside, _block_empty, _mail_without_dns, _server_cannot_send,
                     _localhost_rule_without_effect, _unused_sets):
         checker(policy, problems)
     return problems.diagnostics
@@ -264,3 +264,11 @@ def _unused_sets(policy: Policy, problems: Collector) -> None:
         if not address_set.used:
             problems.warning(address_set.position,
                              f"address set {address_set.name!r} is not used by any rule or set")
+
+
+def _block_empty(policy: Policy, problems: Collector) -> None:
+    """A block that blocks nothing (an empty list file, say: a download that
+    failed) compiles, but is probably not what was meant."""
+    block = policy.firewall.block
+    if block is not None and not block.addresses:
+        problems.warning(block.position, "firewall.block matches no address: nothing is blocked")

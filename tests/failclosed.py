@@ -20,7 +20,11 @@ returns every problem found; an empty list means fail-closed:
 - nothing accepts by port alone (but the firewall's own outbound to
   anywhere, in output) or on `ct status`; no jumps;
 - every DNAT matches the external interface, one external address of the
-  firewall and a port, and translates to the server that publishes them.
+  firewall and a port, and translates to the server that publishes them;
+- in input and forward, no accept but replies, loopback, neighbour
+  discovery and MLD comes before blocked sources are dropped or rejected:
+  rules on the source alone that cover all of `firewall.block` and look up
+  both run-time sets of `firewall.dynamic_block` (flags timeout).
 """
 
 from __future__ import annotations
@@ -337,6 +341,40 @@ def _fixed(rule: Rule) -> bool:
     return False
 
 
+def _block_problems(rules: list[Rule], policy: Policy, sets: dict) -> list[str]:
+    """Blocked sources meet a drop or reject before any accept that is not
+    replies, loopback, neighbour discovery or MLD (ICMP errors come after)."""
+    fw = policy.firewall
+    wanted = {family: fw.block.addresses.family(family) if fw.block else ()
+              for family in ("ip", "ip6")}
+    problems = []
+    for chain in ("input", "forward"):
+        covered: dict[str, list] = {"ip": [], "ip6": []}
+        dynamic = set()
+        for rule in (r for r in rules if r.chain == chain):
+            family = next((f for f in covered if rule.keys() == {f"{f} saddr"}), None)
+            if family and rule.verdict in ("drop", "reject"):
+                for value in rule.positive(f"{family} saddr"):
+                    covered[family] += _intervals(value, sets)
+                    dynamic |= {item[1:] for item in _items(value) if isinstance(item, str)
+                                and item.startswith("@")
+                                and "timeout" in sets[item[1:]].get("flags", ())}
+                continue
+            if rule.verdict != "accept" or (_fixed(rule) and not rule.keys() <= {
+                    "icmp type", "icmpv6 type"}):
+                continue
+            missing = [family for family, blocked in wanted.items()
+                       if blocked and not _within(list(blocked), covered[family])]
+            if fw.dynamic_block:
+                missing += [name for name in (fw.dynamic_block + "_v4", fw.dynamic_block + "_v6")
+                            if name not in dynamic]
+            if missing:
+                problems.append(f"accept before blocked sources are dropped "
+                                f"({', '.join(missing)}): {rule}")
+                break
+    return problems
+
+
 def _chain_problems(chains: dict, rules: list[Rule], policy: Policy) -> list[str]:
     problems = []
     for name, kind in BASE_CHAINS.items():
@@ -421,6 +459,7 @@ def check(listing: dict, policy: Policy) -> list[str]:
     rules = [Rule(r) for kind, r in items if kind == "rule"]
     problems = _chain_problems(chains, rules, policy)
     allowed = allowances(policy)
+    problems += _block_problems(rules, policy, sets)
     for rule in rules:
         others = {n for n, _ in rule.statements} - VERDICTS - {"counter", "log", "limit"}
         if others:

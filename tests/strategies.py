@@ -4,7 +4,8 @@
 docs/policy-language.md): nested address sets of both families with ranges,
 built-in and custom services, localhost and internal servers, several
 external addresses, outbound rules with from/to/schedule, management.ssh,
-every verdict, custom table names. Validity is kept by construction, not by
+every verdict, custom table names, address sets from list files,
+firewall.block and dynamic_block. Validity is kept by construction, not by
 filtering, so a draw the compiler refuses is a compiler bug.
 
 `mutants()` breaks valid policies (delete, duplicate, retype, rename or
@@ -15,11 +16,14 @@ be valid: the compiler must either compile it or say cleanly why not.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import ipaddress
 import json
 import os
 import random
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,6 +191,59 @@ def _address_sets(draw, internal: list) -> dict[str, tuple[list, list, bool]]:
     return sets
 
 
+# Where drawn list files are written: a draw's text names them by absolute
+# path, so it compiles wherever a test writes the policy.
+_LIST_DIR = None
+
+
+def _list_file(text: str) -> str:
+    """The path of a list file holding `text` (named by its content, written once)."""
+    global _LIST_DIR
+    if _LIST_DIR is None:
+        _LIST_DIR = tempfile.mkdtemp(prefix="mailpubc-lists-")
+        atexit.register(shutil.rmtree, _LIST_DIR, True)
+    path = os.path.join(_LIST_DIR, hashlib.sha256(text.encode()).hexdigest()[:16] + ".txt")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    return path
+
+
+@st.composite
+def _maybe_list_file(draw, spec: tuple, sets: dict) -> tuple:
+    """Now and then a set without names of other sets as a list file, in the
+    layouts blocklists are published in: `;` and `#` comments, whole-line or
+    trailing, blank lines, CRLF."""
+    entries, networks, is_internal = spec
+    if any(entry in sets for entry in entries) or draw(st.integers(0, 3)):
+        return spec
+    lines = ["; Spamhaus DROP List", "#", ""]
+    for entry in entries:
+        comment = draw(st.sampled_from(["", " ; SBL1", "\t# x", "  "]))
+        lines += [draw(st.sampled_from(["", " ", "\t"])) + entry + comment, ""][:draw(st.integers(1, 2))]
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    return {"file": _list_file(newline.join(lines) + newline)}, networks, is_internal
+
+
+@st.composite
+def _blocks(draw, sets: dict) -> dict:
+    """firewall.block (set names and entries) and firewall.dynamic_block."""
+    found = {}
+    if draw(st.integers(0, 2)) == 0:
+        entries = []
+        for _ in range(draw(st.integers(1, 3))):
+            if sets and draw(st.booleans()):
+                entries.append(draw(st.sampled_from(sorted(sets))))
+            else:
+                pool = draw(st.sampled_from([anywhere_v4, anywhere_v6]))
+                entries.append(draw(_entry_in(draw(pool)))[0])
+        found["block"] = entries[0] if len(entries) == 1 and draw(st.booleans()) else entries
+    if draw(st.integers(0, 2)) == 0:
+        found["dynamic_block"] = draw(names.filter(lambda n: n not in RESERVED
+                                                   and n not in sets))
+    return found
+
+
 def _services(draw) -> dict[str, list[str]]:
     custom = {}
     for name in draw(st.lists(names.filter(lambda n: n not in RESERVED), max_size=3,
@@ -222,6 +279,7 @@ def policies(draw) -> Draw:
     ext_families = {a.version for a in externals}
     internal = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("networks", [])]
     sets = draw(_address_sets(internal))
+    sets = {name: draw(_maybe_list_file(spec, sets)) for name, spec in sets.items()}
     custom = _services(draw)
     ports = {name: _port_ranges(spec) for name, spec in custom.items()}
     ports.update(BUILTIN_SERVICES)
@@ -319,6 +377,7 @@ def policies(draw) -> Draw:
             ssh.append(name)
         firewall["management"] = {"ssh": ssh}
 
+    firewall.update(draw(_blocks(sets)))
     data = {"version": 1, "firewall": firewall}
     optional = {"address_sets": {n: s[0] for n, s in sets.items()}, "services": custom,
                 "publish": publish, "outbound": outbound, "schedules": schedules}

@@ -229,6 +229,36 @@ BREAKAGES = [
 ]
 
 
+# BASE with a block (which holds the admins: blocked for SSH too) and a run-time set
+BLOCKED_BASE = BASE.replace("  management:\n", "  block: [spammers, 192.0.2.0/28]\n"
+                            "  dynamic_block: banned\n  management:\n").replace(
+    "address_sets:\n", "address_sets:\n  spammers: [203.0.113.0/24, \"2001:db8:bad::/48\"]\n")
+BLOCK = rule_of("block", "firewall.block")
+DYNAMIC = rule_of("block", "firewall.dynamic_block")
+BLOCK_BREAKAGES = [
+    ("input without the block", lambda p: edit_rules(p, "input", BLOCK, lambda r: None)),
+    ("forward without the run-time block",
+     lambda p: edit_rules(p, "forward", DYNAMIC, lambda r: None)),
+    ("block after the SSH accept", lambda p: move_after(p, "input", BLOCK, SSH)),
+    ("block after ICMP errors",
+     lambda p: move_after(p, "input", BLOCK, rule_of("fixed", "icmpv6 errors"))),
+    ("forward block after the accepts",
+     lambda p: move_after(p, "forward", BLOCK, lambda r: r.statements == (ACCEPT,))),
+    ("block set narrowed", lambda p: widen_set(p, "_block_v4", "203.0.113.0/25")),
+]
+
+
+def move_after(ruleset: Ruleset, chain: str, picks, after) -> Ruleset:
+    """The rules `picks` chooses moved after the last rule `after` chooses."""
+    def move(c: Chain) -> Chain:
+        moved = tuple(r for r in c.rules if picks(r))
+        rest = tuple(r for r in c.rules if not picks(r))
+        assert moved, f"no such rule in {chain}: update the breakage"
+        at = max(i for i, r in enumerate(rest) if after(r)) + 1
+        return replace(c, rules=rest[:at] + moved + rest[at:])
+    return edit_chain(ruleset, chain, move)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def namespaces_work():
     reason = prerequisites([])
@@ -280,3 +310,18 @@ def test_checker_reports_an_accept_on_ct_status():
     broken = compiled.text.replace(rule, rule + "\t\tct status dnat accept\n", 1)
     problems = failclosed.check(failclosed.load(broken), compiled.policy)
     assert any("accepts on ct status" in p for p in problems), problems
+
+
+def test_the_unbroken_blocked_base_passes():
+    compiled = _compile(BLOCKED_BASE)
+    assert failclosed.check(failclosed.load(compiled.text), compiled.policy) == []
+
+
+@pytest.mark.parametrize("what,breaks", BLOCK_BREAKAGES, ids=[b[0] for b in BLOCK_BREAKAGES])
+def test_checker_reports_a_broken_block(what, breaks):
+    compiled = _compile(BLOCKED_BASE)
+    broken = breaks(compiled.ruleset)
+    for listing in (failclosed.load(text.generate(broken)),
+                    failclosed.load(json.dumps(nft_json.generate(broken)), json=True)):
+        problems = failclosed.check(listing, compiled.policy)
+        assert any("accept before blocked sources are dropped" in p for p in problems), problems

@@ -33,9 +33,11 @@ def generate(ruleset: Ruleset) -> dict:
 
 
 def _set(table: str, nft_set: NftSet) -> dict:
-    return {"family": FAMILY, "table": table, "name": safe_name(nft_set.name),
-            "type": SET_TYPES[nft_set.family], "flags": list(nft_set.flags),
-            "elem": _elements(nft_set.family, nft_set.intervals)}
+    body = {"family": FAMILY, "table": table, "name": safe_name(nft_set.name),
+            "type": SET_TYPES[nft_set.family], "flags": list(nft_set.flags)}
+    if nft_set.intervals:       # a run-time set (dynamic_block) starts empty
+        body["elem"] = _elements(nft_set.family, nft_set.intervals)
+    return body
 
 
 def _chain(table: str, chain: Chain) -> dict:

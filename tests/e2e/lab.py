@@ -253,7 +253,25 @@ def _sweep(lab: Lab, exp: dict) -> str | None:
     return None
 
 
-JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep}
+def _dynamic_block(lab: Lab, exp: dict) -> str | None:
+    """Open; closed while the source is in the run-time set; open once removed."""
+    family = exp.get("family", 4)
+    source = str(lab.topology.host(exp["from"]).address(family))
+    element = ["inet", lab.policy.firewall.table, f"{exp['set']}_v{family}", "{", source, "}"]
+    firewall = lab.topology.firewall.ns
+    steps = (("before", "open", None), ("in the set", "closed", ["add", "element", *element]),
+             ("removed", "open", ["delete", "element", *element]))
+    for when, expected, command in steps:
+        if command is not None:
+            firewall.run("nft", *command)
+        failure = _reach(lab, dict(exp, expect=expected))
+        if failure:
+            return f"{when}: {failure}"
+    return None
+
+
+JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep,
+          "dynamic-block": _dynamic_block}
 
 
 class Labs:

@@ -22,6 +22,16 @@ A scenario is ``scenarios/NAME.yaml``::
          expect_source: 198.51.100.10}
       - {kind: portsweep, from: client, target: 198.51.100.10,
          expect_open: [25, 110, 143]}
+      - {kind: dynamic-block, from: banned, to: 198.51.100.10, service: smtp,
+         set: banned}
+
+A dynamic-block check connects, adds the source to the run-time set
+``SET_v4`` (``_v6``) in the firewall (``nft add element``), expects the
+connection refused or dropped, deletes the element and connects again. Its
+source host should serve no other expectation: they run in parallel.
+
+A patched policy is written elsewhere, so its list files (``{file: PATH}``)
+are named by absolute path, from the original policy's folder.
 
 ``from``/``to``/``target`` name a host (see topology.py for the derived
 names) or give an address; ``family: 6`` picks a host's IPv6 address.
@@ -60,6 +70,7 @@ KINDS = {
                                        "expect_server", "family"}),
     "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
     "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
+    "dynamic-block": ({"from", "to", "set"}, {"service", "port", "family"}),
 }
 
 
@@ -123,6 +134,13 @@ def _merge(base: dict, patch: dict) -> dict:
     return merged
 
 
+def _lists_from(policy: dict, folder: Path) -> dict:
+    """The policy with each list file's path made absolute from `folder`."""
+    sets = {name: {"file": str(folder / spec["file"])} if isinstance(spec, dict) else spec
+            for name, spec in (policy.get("address_sets") or {}).items()}
+    return dict(policy, address_sets=sets) if sets else policy
+
+
 def load(path: Path, zone: Optional[str] = None) -> Scenario:
     """The scenario, its placeholders filled in for now in `zone` (None: local time)."""
     now = datetime.now(ZoneInfo(zone)) if zone else datetime.now().astimezone()
@@ -141,6 +159,8 @@ def load(path: Path, zone: Optional[str] = None) -> Scenario:
         policy = yaml.safe_load(policy_file.read_text())
     if data.get("policy_patch"):
         policy = _merge(policy, data["policy_patch"])
+        if policy_file is not None:
+            policy = _lists_from(policy, policy_file.parent)
         policy_file = None
     for name, spec in (data.get("hosts") or {}).items():
         keys = set(spec or {})
@@ -164,8 +184,8 @@ def _checked(exp: dict, where: str) -> dict:
     if not required <= keys or keys - required - optional:
         raise ScenarioError(f"{where}: {kind} needs {sorted(required)}, may have "
                             f"{sorted(optional)}; got {sorted(keys)}")
-    if kind == "reach" and ("service" in exp) == ("port" in exp):
-        raise ScenarioError(f"{where}: reach needs exactly one of service, port")
+    if kind in ("reach", "dynamic-block") and ("service" in exp) == ("port" in exp):
+        raise ScenarioError(f"{where}: {kind} needs exactly one of service, port")
     if kind == "reach" and exp["expect"] not in ("open", "closed"):
         raise ScenarioError(f"{where}: expect must be open or closed")
     return dict(exp, kind=kind)
@@ -181,6 +201,9 @@ def describe(exp: dict) -> str:
     if kind == "smtp-deliver":
         readers = "+".join(exp.get("read_with", [])) or "nothing"
         return f"{src} delivers to {exp['to']}{family} via {exp.get('service', 'smtp')}, reads via {readers}"
+    if kind == "dynamic-block":
+        what = exp.get("service") or f"port {exp['port']}"
+        return f"{src} -> {exp['to']}{family} {what} blocked while in {exp['set']}"
     if kind == "snat-source":
         return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"

@@ -1,0 +1,70 @@
+"""List files: address sets read from `{file: PATH}`, without YAML.
+
+Blocklists are long (Spamhaus DROP, FireHOL netsets: thousands to hundreds
+of thousands of networks) and published in a line format of their own, so
+they are read line by line here, each entry parsed by the resolver like any
+address in a policy. A line holds one address, network or `A-B` range;
+`#` and `;` start a comment, whole-line or trailing (`1.10.16.0/20 ; SBL256894`);
+blank lines, a byte-order mark and CRLF line ends are fine.
+
+A list's diagnostics name the file as the policy's folder joined with the
+path written in the policy (`golden/block/lists/drop.txt:3:1`), which is
+the file itself as seen from where mailpubc runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator, Optional
+
+from .diagnostics import Position
+
+MAX_LIST_BYTES = 64 * 1024 * 1024
+MAX_LIST_ERRORS = 20        # a wrong file (HTML, say) is reported by its first lines
+# one entry a line: its first to its last character outside white space and a comment
+_ENTRY = re.compile(r"^[^\S\n]*([^\s#;](?:[^#;\n]*[^\s#;])?)[^\S\n]*(?:[#;].*)?$", re.M)
+
+
+def list_path(folder: Optional[str], written: str) -> str:
+    """The list file as it is opened and named in diagnostics: `written`
+    joined to the policy's folder (None: the working directory)."""
+    return os.path.join(folder, written) if folder else written
+
+
+def read(path: str) -> str:
+    """The list's text; OSError or UnicodeDecodeError (its `start` is the
+    offending byte) when it cannot be read, ValueError when it is too large."""
+    with open(path, "rb") as stream:
+        raw = stream.read(MAX_LIST_BYTES + 1)
+    if len(raw) > MAX_LIST_BYTES:
+        raise ValueError(f"list file is larger than {MAX_LIST_BYTES // (1024 * 1024)} MiB")
+    return raw.decode("utf-8").removeprefix("\ufeff")
+
+
+class Place:
+    """Where an entry of a list file starts. Its line and column are counted
+    only for a diagnostic: a list of 100,000 lines is read in a blink."""
+
+    __slots__ = ("file", "text", "offset")
+
+    def __init__(self, file: str, text: str, offset: int):
+        self.file, self.text, self.offset = file, text, offset
+
+    def position(self) -> Position:
+        line_start = self.text.rfind("\n", 0, self.offset) + 1
+        return Position(self.file, self.text.count("\n", 0, self.offset) + 1,
+                        self.offset - line_start + 1)
+
+
+def entries(path: str, text: str) -> Iterator[tuple[Place, str]]:
+    """Each entry of the list with where it starts."""
+    for match in _ENTRY.finditer(text):
+        yield Place(path, text, match.start(1)), match.group(1)
+
+
+def decode_error_position(path: str, raw_prefix: bytes) -> Position:
+    """Where the first byte that is not UTF-8 sits, `raw_prefix` being the
+    bytes before it."""
+    valid = raw_prefix.decode("utf-8")
+    return Position(path, valid.count("\n") + 1, len(valid) - (valid.rfind("\n") + 1) + 1)
