@@ -57,11 +57,13 @@ class CheckResult:
     message: str    # nft's complaints, or why it did not run
 
 
-def dry_run(ruleset: str, *, json: bool = False,
+def dry_run(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
             methods: tuple[str, ...] = METHODS) -> CheckResult:
-    """Check `ruleset` (nft text, or libnftables JSON) without applying it."""
+    """Check `ruleset` (nft text, or libnftables JSON) without applying it;
+    in `netns`, against what that namespace holds."""
     with _file(ruleset) as path:
-        return _run(["-f", path], json=json, check=True, methods=methods)[0]
+        return _in_netns(netns, lambda: _run(["-f", path], json=json, check=True,
+                                             methods=methods))[0]
 
 
 def load(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
@@ -89,6 +91,28 @@ def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
     if not any("table" in e for e in ours):
         return None
     return {"nftables": [e for e in entries if "metainfo" in e] + ours}
+
+
+def list_text(what: str, netns: Optional[str] = None,
+              methods: tuple[str, ...] = METHODS) -> str:
+    """`nft list WHAT` as nft prints it (WHAT e.g. "table inet mailpub"):
+    text that `nft -f` loads back, set elements and counter values included."""
+    return _expect(_in_netns(netns, lambda: _run(["list", *what.split()], json=False,
+                                                 methods=methods)))
+
+
+def scratch(work: Callable[[], T]) -> T:
+    """`work()` in a new, empty network namespace that ends with it (a thread
+    of its own unshares it; the namespace goes when the thread does): to see
+    how nft lists a ruleset without touching any real one. Needs root."""
+    def isolated() -> T:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise NftError(f"cannot make a scratch network namespace: {os.strerror(error)}")
+        return work()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(isolated).result()
 
 
 def _owner(entry: dict) -> tuple:
