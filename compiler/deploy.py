@@ -106,16 +106,17 @@ def _guard_matches(match, family: str, address: int, port: int, sets: dict) -> b
     return False
 
 
-def foreign_drop_chains(listing: list, table: str) -> list[str]:
-    """Warnings for base chains of other tables on a filter hook with policy
-    drop: a packet must pass every base chain on its hook, so they drop what
-    our table accepts."""
+def foreign_drop_chains(listing: list, table: str, replaced: Iterable[str] = ()) -> list[str]:
+    """Warnings for base chains of other tables (not `table`, nor the tables
+    apply `replaced`) on a filter hook with policy drop: a packet must pass
+    every base chain on its hook, so they drop what our table accepts."""
+    ours = {(FAMILY, name) for name in (table, *replaced)}
     found = []
     for entry in listing:
         chain = entry.get("chain")
         if (chain and chain.get("hook") in FILTER_HOOKS and chain.get("policy") == "drop"
                 and chain["family"] in ("ip", "ip6", "inet")
-                and (chain["family"], chain["table"]) != (FAMILY, table)):
+                and (chain["family"], chain["table"]) not in ours):
             found.append(f"table {chain['family']} {chain['table']} chain {chain['name']} "
                          f"drops on hook {chain['hook']} (policy drop): it drops what "
                          f"table {FAMILY} {table} accepts")
@@ -214,7 +215,11 @@ def restore_text(pending: dict, listing: list) -> str:
 # -- apply, confirm, roll back ----------------------------------------------------
 
 def live_warnings(table: str, netns: Optional[str] = None) -> list[str]:
-    return foreign_drop_chains(nft.list_ruleset(netns)["nftables"], table)
+    """foreign_drop_chains of the live ruleset; the table apply recorded last
+    is not foreign (a rename deletes it)."""
+    recorded = (State.of(netns).read("state") or {}).get("table")
+    return foreign_drop_chains(nft.list_ruleset(netns)["nftables"], table,
+                               [recorded] if recorded else [])
 
 
 def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[float] = None,
@@ -236,10 +241,10 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                 if why:
                     raise Refused(why)
             listing = nft.list_ruleset(netns)["nftables"]
-            warnings = tuple(foreign_drop_chains(listing, table))
             recorded = (state.read("state") or {}).get("table")
             old = recorded if recorded != table and recorded and _has_table(listing, recorded) \
                 else None
+            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else []))
             text = transaction(result.text, ruleset, listing, old)
             checked = nft.dry_run(text, netns=netns)
             if not (checked.ran and checked.ok):

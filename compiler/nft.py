@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,13 +146,33 @@ def _run(words: list[str], *, json: bool, check: bool = False,
          methods: tuple[str, ...]) -> tuple[CheckResult, str]:
     """Run `nft [-j] [-c] WORDS...` with the first method that can; its result and output."""
     reasons = []
-    for method in methods:
-        run = _libnftables if method == "libnftables" else _binary
-        result, output = run(words, json, check)
-        if result.ran:
-            return result, output
-        reasons.append(result.message)
+    with _utc():
+        for method in methods:
+            run = _libnftables if method == "libnftables" else _binary
+            result, output = run(words, json, check)
+            if result.ran:
+                return result, output
+            reasons.append(result.message)
     return CheckResult(False, False, "none", "; ".join(reasons)), ""
+
+
+@contextmanager
+def _utc() -> Iterator[None]:
+    """Run nft in UTC. nft lists `meta hour` in its process's local time, and
+    west of UTC it lists times it cannot read back ("1193041:28:16"-"03:59:59"
+    in New York), so a saved listing would not restore; in UTC listings load
+    back unchanged. Compiled rulesets hold numbers, the same in every zone."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 def _import_binding():

@@ -303,3 +303,16 @@ def test_the_guard_refuses_before_loading_and_force_passes(ns, tmp_path):
                             env=outside, stdin=subprocess.DEVNULL, timeout=WAIT_SECONDS)
     assert forced.returncode == 0, forced.stderr
     assert tables(ns) == [("inet", "mailpub"), ("ip", "foreign")]
+
+
+def test_a_schedule_rolls_back_west_of_utc(ns, tmp_path):
+    """nft lists `meta hour` in local time, which west of UTC it cannot read
+    back: the saved state must still restore (here with a rename too)."""
+    west = dict(os.environ, TZ="America/New_York")
+    scheduled = os.path.join(os.path.dirname(__file__), "..", "golden", "schedules", "policy.yaml")
+    assert apply(ns, scheduled, env=west).returncode == 0
+    before = ruleset(ns)
+    back = apply(ns, policy(tmp_path), "--confirm", "3", env=west)
+    assert back.returncode == 4, back.stderr
+    assert "warning" not in back.stderr         # the table it replaces is not foreign
+    assert ruleset(ns) == before
