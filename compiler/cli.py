@@ -1,12 +1,17 @@
 """The `mailpubc` command: a thin layer over `mailpubc.api` and `mailpubc.nft`.
 
     mailpubc [compile] [-o FILE] [--format nft|json] [--no-nft-check] POLICY
-    mailpubc check [--strict] [--no-nft-check] POLICY...
+    mailpubc check [--strict] [--no-nft-check] [--live [--netns NS]] POLICY...
+    mailpubc apply [--netns NS] [--confirm SECONDS [--no-wait]] [--force] POLICY
+    mailpubc confirm [--netns NS]
+    mailpubc diff [--netns NS] [--format text|json] POLICY
+    mailpubc reapply [--netns NS]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
 or has warnings under `check --strict`; 2 wrong usage; 3 an internal error,
-such as nft rejecting what the compiler wrote (a bug).
+such as nft rejecting what the compiler wrote (a bug). apply, confirm, diff
+and reapply have their own codes (mailpubc.deploy, docs/policy-language.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from importlib import metadata
@@ -63,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--live", action="store_true",
                        help="also warn about other tables whose base chains drop what "
                             "the policy accepts (reads the live ruleset)")
-    check.add_argument("--netns", metavar="NS", help="with --live: the network namespace to read")
+    check.add_argument("--netns", metavar="NS", type=_netns_name,
+                       help="with --live: the network namespace to read")
     check.set_defaults(run=_check)
     _deploy_commands(commands)
     return parser
@@ -72,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def _deploy_commands(commands) -> None:
     """apply, confirm, diff, reapply (mailpubc.deploy) and the rollback watcher."""
     def netns(sub) -> None:
-        sub.add_argument("--netns", metavar="NS",
+        sub.add_argument("--netns", metavar="NS", type=_netns_name,
                          help="work in network namespace NS (ip netns), with its own state")
 
     apply = commands.add_parser(
@@ -83,7 +90,7 @@ def _deploy_commands(commands) -> None:
                     "confirmed and rolled back.")
     apply.add_argument("policy", metavar="POLICY")
     netns(apply)
-    apply.add_argument("--confirm", type=float, metavar="SECONDS",
+    apply.add_argument("--confirm", type=_seconds, metavar="SECONDS",
                        help="restore the previous state after SECONDS unless confirmed "
                             "(answer y on the terminal, or run `mailpubc confirm`)")
     apply.add_argument("--no-wait", action="store_true",
@@ -117,6 +124,23 @@ def _deploy_commands(commands) -> None:
     netns(watcher)
     watcher.add_argument("token")
     watcher.set_defaults(run=lambda args: deploy.watch(args.netns, args.token) or EXIT_OK)
+
+
+def _netns_name(text: str) -> str:
+    """A name `ip netns` made (/run/netns/NAME), also a folder name in the state."""
+    if text in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"not a network namespace name: {text!r}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 86400): {text!r}")
+    return value
 
 
 def _version() -> str:
@@ -200,7 +224,10 @@ def _check(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
         if args.live:
-            found = deploy.live_warnings(result.ruleset.table, args.netns)
+            try:
+                found = deploy.live_warnings(result.ruleset.table, args.netns)
+            except nft.NftError as exc:
+                raise UsageError(f"cannot read the live ruleset: {exc}") from exc
             _warn(found)
             if args.strict and found:
                 status = EXIT_INVALID

@@ -5,6 +5,7 @@ a temporary directory: the host's ruleset and state are never touched."""
 import fcntl
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -316,3 +317,29 @@ def test_a_schedule_rolls_back_west_of_utc(ns, tmp_path):
     assert back.returncode == 4, back.stderr
     assert "warning" not in back.stderr         # the table it replaces is not foreign
     assert ruleset(ns) == before
+
+
+@pytest.mark.parametrize("answer, status", [("y", 0), ("n", 4)])
+def test_the_answer_on_the_terminal_decides(ns, tmp_path, answer, status):
+    assert apply(ns, policy(tmp_path)).returncode == 0
+    previous = ruleset(ns)
+    terminal, side = pty.openpty()
+    asking = subprocess.Popen(
+        [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "600",
+         policy(tmp_path, "new", "[smtp, smtps]")],
+        stdin=side, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(side)
+    try:
+        wait_for(lambda: State.of(ns.name).read("pending") is not None
+                 and "smtps" in ruleset(ns), "the new table")
+        os.write(terminal, f"{answer}\n".encode())
+        _, stderr = asking.communicate(timeout=WAIT_SECONDS)
+    finally:
+        asking.kill()
+        asking.wait()
+        os.close(terminal)
+    assert asking.returncode == status, stderr
+    assert "confirm? [y/N]" in stderr
+    assert ("smtps" in ruleset(ns)) == (answer == "y")
+    if answer == "n":
+        assert ruleset(ns) == previous
