@@ -343,3 +343,28 @@ def test_the_answer_on_the_terminal_decides(ns, tmp_path, answer, status):
     assert ("smtps" in ruleset(ns)) == (answer == "y")
     if answer == "n":
         assert ruleset(ns) == previous
+
+
+def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY.format(table="mailpub", services="[smtpx]"))
+    for command, status in (("apply", 1), ("diff", 2)):
+        # a namespace that does not exist: nothing could be touched anyway
+        run = run_mailpubc(command, "--netns", "mp-absent", str(bad))
+        assert (run.returncode, run.stdout) == (status, ""), run.stderr
+        assert run.stderr == f"{bad}:8:81: error: unknown service 'smtpx'; did you mean 'smtp'?\n"
+    assert not (tmp_path / "state").exists()
+
+
+def test_diff_as_json(ns, tmp_path):
+    path = policy(tmp_path)
+    assert apply(ns, path).returncode == 0
+    same = json.loads(run_mailpubc("diff", "--format", "json", "--netns", ns.name, path).stdout)
+    assert same == {"changed": False, "diff": "", "before": "", "after": ""}
+    changed = run_mailpubc("diff", "--format", "json", "--netns", ns.name,
+                           policy(tmp_path, "new", "[smtp, smtps]"))
+    report = json.loads(changed.stdout)
+    assert changed.returncode == 1 and report["changed"]
+    assert "smtps" in report["after"] and "smtps" not in report["before"]
+    assert report["after"].startswith("table inet mailpub {")
