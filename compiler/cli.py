@@ -19,10 +19,12 @@ from importlib import metadata
 
 from . import api
 from . import nft
+from . import reports
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check")
+COMMANDS += reports.COMMANDS
 
 
 class InternalError(Exception):
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--no-nft-check", action="store_true",
                        help="skip the nft dry run of the generated rulesets")
     check.set_defaults(run=_check)
+    reports.add_commands(commands)
     return parser
 
 
