@@ -39,17 +39,14 @@ class Check:
     publication: str
     record: str                # A, AAAA, PTR or MX
     name: str                  # the name queried
-    expected: tuple[str, ...]  # A/AAAA: exactly these; PTR/MX: this one among what is found
+    expected: tuple[str, ...]  # A/AAAA: exactly these; PTR/MX: this name among those found
     found: tuple[str, ...]
     ok: bool
 
     def __str__(self) -> str:
         found = ", ".join(self.found) or "nothing"
-        if self.ok:
-            return f"ok    {self.publication}: {self.record} {self.name} is {found}"
-        want = "exactly " if self.record in RECORD.values() else "naming "
-        return (f"FAIL  {self.publication}: {self.record} {self.name}: expected "
-                f"{want}{', '.join(self.expected)}, found {found}")
+        line = f"{self.publication}: {self.record} {self.name} is {found}"
+        return f"ok    {line}" if self.ok else f"FAIL  {line}; expected {', '.join(self.expected)}"
 
     def as_json(self) -> dict:
         return asdict(self)

@@ -44,9 +44,9 @@ def _service_names(rule: Publish | Outbound) -> str:
 def build(policy: Policy) -> graphviz.Digraph:
     """The picture as a Graphviz graph (render with `.pipe(format="svg")`)."""
     firewall = policy.firewall
-    graph = graphviz.Digraph(name=firewall.table, graph_attr={"rankdir": "LR", "fontname": "Helvetica"},
-                             node_attr={"shape": "box", "fontname": "Helvetica"},
-                             edge_attr={"fontname": "Helvetica"})
+    font = {"fontname": "Helvetica"}
+    graph = graphviz.Digraph(name=firewall.table, graph_attr={"rankdir": "LR", **font},
+                             node_attr={"shape": "box", **font}, edge_attr=font)
     graph.node("internet", _label("Internet"), shape="ellipse")
     external = {address: f"ext{i}" for i, address in enumerate(firewall.external_addresses)}
     with graph.subgraph(name="cluster_firewall") as box:
