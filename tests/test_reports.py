@@ -71,7 +71,7 @@ def test_invalid_policy_exits_1_for_table_and_graph():
 
 def test_labels_are_escaped():
     """User text is shown as written, never read as DOT or SVG markup."""
-    shown = 'a<b>&"c\\l'
+    shown = 'a<b>&"c\\l\'d'
     drawing = graphviz.Digraph()
     drawing.node("n", graph._label(shown, shown))
     assert svg_texts(drawing.pipe(format="svg", encoding="utf-8")) == [shown, shown]
