@@ -88,6 +88,9 @@ def build(policy: Policy) -> graphviz.Digraph:
     return graph
 
 
-def render(policy: Policy) -> str:
-    """The picture as SVG text."""
-    return build(policy).pipe(format="svg", encoding="utf-8")
+def render(policy: Policy, output_format: str = "svg") -> str:
+    """The picture as SVG, as its DOT source (`dot`), or laid out as
+    Graphviz's JSON (`json`: every node and edge with its label and place)."""
+    graph = build(policy)
+    return graph.source if output_format == "dot" else graph.pipe(format=output_format,
+                                                                  encoding="utf-8")

@@ -1,7 +1,7 @@
 """The report commands of `mailpubc`: `table`, `graph` and `dns-check`.
 
     mailpubc table [--format text|markdown|json] POLICY
-    mailpubc graph [-o FILE] POLICY
+    mailpubc graph [-o FILE] [--format svg|dot|json] POLICY
     mailpubc dns-check [--nameserver IP[:PORT]] [--timeout SECONDS] [--format text|json] POLICY
 
 `table` and `graph` exit 0, or 1 for an invalid policy. `dns-check` exits 0
@@ -36,6 +36,8 @@ def add_commands(commands) -> None:
     graph.add_argument("policy", metavar="POLICY")
     graph.add_argument("-o", "--output", metavar="FILE",
                        help="write the SVG to FILE (atomically) instead of stdout")
+    graph.add_argument("--format", choices=("svg", "dot", "json"), default="svg",
+                       help="SVG (default), the DOT source, or Graphviz's JSON")
     graph.set_defaults(run=_graph)
 
     check = commands.add_parser("dns-check", help="check A/AAAA, PTR and MX against POLICY",
@@ -93,7 +95,7 @@ def _graph(args: argparse.Namespace) -> int:
     if not result.ok:
         return EXIT_INVALID
     try:
-        svg = graph.render(result.policy)
+        svg = graph.render(result.policy, args.format)
     except graphviz.ExecutableNotFound as exc:
         raise UsageError("graph needs Graphviz's `dot` (Debian: apt-get install graphviz)") \
             from exc

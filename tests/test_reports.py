@@ -60,6 +60,18 @@ def test_every_report_runs_on_golden_policy(case):
     assert len(rows) == sum(len(s.ports) for p in services for s in p.services)
 
 
+def test_graph_as_json_and_dot_name_every_rule():
+    policy = api.compile_path(str(EXAMPLE)).policy
+    names = [f"publish {r.name}" for r in policy.publish] + \
+        [f"outbound {r.name}" for r in policy.outbound]
+    run = run_mailpubc("graph", "--format", "json", EXAMPLE)
+    labels = [node["label"] for node in json.loads(run.stdout)["objects"]]
+    assert all(any(name in label for label in labels) for name in names)
+    run = run_mailpubc("graph", "--format", "dot", EXAMPLE)
+    assert run.stdout.startswith("digraph mailpub {")
+    assert all(name in run.stdout for name in names)
+
+
 def test_invalid_policy_exits_1_for_table_and_graph():
     invalid = ROOT / "golden" / "err-unknown-key" / "policy.yaml"
     for command in ("table", "graph"):
