@@ -93,7 +93,7 @@ def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
     checks: dict[tuple, Check] = {}
 
     def add(publication: Publish, record: str, name, expected, found, ok) -> None:
-        key = (record, str(name), expected)
+        key = (record, name.canonicalize(), expected)     # DNS names ignore case
         checks.setdefault(key, Check(publication.name, record, name.to_text(True),
                                      expected, found, ok))
 

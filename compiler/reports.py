@@ -16,6 +16,7 @@ import json
 import sys
 
 from . import api, table
+from .addresses import parse_address
 
 COMMANDS = ("table", "graph", "dns-check")
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -58,7 +59,6 @@ def add_commands(commands) -> None:
 
 def _nameserver(text: str) -> tuple[str, int]:
     """IP, IP:PORT or [IPv6]:PORT as (address, port)."""
-    from .addresses import parse_address
     address, port = text, "53"
     if text.startswith("["):
         address, _, rest = text[1:].partition("]")
