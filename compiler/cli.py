@@ -27,10 +27,12 @@ from importlib import metadata
 from . import api
 from . import deploy
 from . import nft
+from . import reports
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check", "apply", "confirm", "diff", "reapply", "rollback-watch")
+COMMANDS += reports.COMMANDS
 
 
 class InternalError(Exception):
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --live: the network namespace to read")
     check.set_defaults(run=_check)
     _deploy_commands(commands)
+    reports.add_commands(commands)
     return parser
 
 

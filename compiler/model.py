@@ -95,6 +95,8 @@ class Publish:
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
     external_position: Optional[Position] = field(default=None, compare=False)
+    hostname: Optional[str] = None       # for dns-check: its A/AAAA is external_address
+    mail_domains: tuple[str, ...] = ()   # for dns-check: their MX names hostname
 
 
 @dataclass(frozen=True)

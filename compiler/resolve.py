@@ -429,7 +429,16 @@ class _Resolver:
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
             external_position=self.at(path + ("external_address",)),
+            hostname=spec.get("hostname"),
+            mail_domains=self._mail_domains(path, spec),
         )
+
+    def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:
+        """An MX can only be checked against a hostname."""
+        if "mail_domains" in spec and "hostname" not in spec:
+            self.key_error(path + ("mail_domains",), "mail_domains needs hostname: "
+                                                     "the host their MX records must name")
+        return tuple(spec.get("mail_domains", ()))
 
     def _outbound(self, index: int, spec: dict) -> Outbound:
         path: Path = ("outbound", index)

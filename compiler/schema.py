@@ -24,6 +24,7 @@ from .loader import Document, Path
 
 _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
                bool: "a boolean", type(None): "an empty value"}
+ANNOTATIONS = {"description", "default", "examples"}   # keys that do not change validation
 _SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
                  "integer": "a whole number", "boolean": "a boolean"}
 
@@ -53,15 +54,17 @@ def _for_python(node: Any, definitions: dict) -> Any:
 
     - each local `$ref` replaced by its definition, which validates three
       times faster (a reference is looked up on every use, and a policy may
-      hold tens of thousands of addresses);
+      hold tens of thousands of addresses); annotations beside the `$ref`
+      (a key's description, default, examples) are kept on the copy;
     - each pattern's final `$` made `\\Z`: in the schema's ECMA regex, `$` is
       the end of the text, but Python's also matches before a final newline,
       which would let "eth0\\n" pass as an interface name.
     """
     if isinstance(node, dict):
         reference = node.get("$ref", "")
-        if len(node) == 1 and reference.startswith("#/$defs/"):
-            return _for_python(definitions[reference[len("#/$defs/"):]], definitions)
+        if reference.startswith("#/$defs/") and set(node) - {"$ref"} <= ANNOTATIONS:
+            definition = _for_python(definitions[reference[len("#/$defs/"):]], definitions)
+            return {**definition, **{key: node[key] for key in node if key != "$ref"}}
         converted = {key: _for_python(value, definitions) for key, value in node.items()}
         pattern = node.get("pattern")
         if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):

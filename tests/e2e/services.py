@@ -144,10 +144,10 @@ zone:
     return host.ns.spawn("knotd", "-c", str(conf), log=str(home / "knotd.out"))
 
 
-def _wait_zones_loaded(log: Path, timeout: float = 10) -> None:
+def _wait_zones_loaded(log: Path, timeout: float = 10, zones: int = 2) -> None:
     """Knot listens before its zones are loaded; queries must not race that."""
     deadline = time.monotonic() + timeout
-    while log.read_text().count("loaded, serial") < 2:
+    while log.read_text().count("loaded, serial") < zones:
         if time.monotonic() > deadline:
             raise CommandError(f"Knot did not load its zones in {timeout}s; see {log}")
         time.sleep(0.05)

@@ -1,0 +1,114 @@
+"""`mailpubc dns-check` against a real Knot DNS server.
+
+Knot serves the zones in tests/dnscheck/zones/ (one file per zone, named
+after it: a correct zone, a broken one and their reverse zones) on the
+loopback of a network namespace of its own; the command runs inside that
+namespace. Each tests/dnscheck/NAME.yaml is a policy and NAME.out the exact
+standard output; the exit status must be 1 when the output has a FAIL line,
+else 0. Adding a case is adding the two files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import run_mailpubc
+from e2e import netns
+from e2e.services import _wait_zones_loaded
+
+HERE = Path(__file__).resolve().parent / "dnscheck"
+ZONES = sorted((HERE / "zones").glob("*.zone"))
+CASES = sorted(HERE.glob("*.yaml"))
+INVALID = Path(__file__).resolve().parent.parent / "golden" / "err-unknown-key" / "policy.yaml"
+
+
+@pytest.fixture(scope="module")
+def dns_ns():
+    """A namespace with Knot answering on 127.0.0.1:53 for the fixture zones."""
+    reason = netns.prerequisites(["knotd"])
+    if reason:
+        pytest.skip(reason)
+    netns.install_cleanup()
+    netns.reap_stale()
+    home = netns.scratch_dir()
+    home.chmod(0o755)
+    ns = netns.Namespace("dnscheck")
+    zones = "".join(f"  - domain: {zone.stem}\n" for zone in ZONES)
+    (home / "knot.conf").write_text(f"""\
+server:
+    rundir: {home}
+    listen: [ 127.0.0.1@53 ]
+log:
+  - target: {home}/knot.log
+    any: info
+database:
+    storage: {home}
+template:
+  - id: default
+    storage: {HERE / "zones"}
+    file: "%s.zone"
+zone:
+{zones}""")
+    try:
+        knot = ns.spawn("knotd", "-c", str(home / "knot.conf"), log=str(home / "knotd.out"))
+        ns.wait_listening({("udp", 53), ("tcp", 53)}, [knot])
+        _wait_zones_loaded(home / "knot.log", zones=len(ZONES))
+        yield ns
+    finally:
+        ns.delete()
+        netns.remove_dir(home)
+
+
+def dns_check(ns, *args) -> subprocess.CompletedProcess:
+    """`mailpubc dns-check ARGS` run inside the namespace, as users run it."""
+    command = [sys.executable, "-m", "mailpubc", "dns-check", *map(str, args)]
+    return subprocess.run(ns.argv(*command), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_case(dns_ns, case):
+    expected = case.with_suffix(".out").read_text(encoding="utf-8")
+    run = dns_check(dns_ns, "--nameserver", "127.0.0.1", case)
+    assert run.stderr == ""
+    assert run.stdout == expected
+    assert run.returncode == (1 if "\nFAIL" in "\n" + expected else 0)
+
+
+def test_json_report(dns_ns):
+    run = dns_check(dns_ns, "--nameserver", "127.0.0.1:53", "--format", "json",
+                    HERE / "broken.yaml")
+    assert run.returncode == 1, run.stderr
+    report = json.loads(run.stdout)
+    assert report["ok"] is False
+    assert [(c["record"], c["ok"]) for c in report["checks"]] == \
+        [("A", False), ("PTR", False), ("MX", False)]
+    assert report["checks"][0]["found"] == ["198.51.100.99"]
+
+
+@pytest.mark.parametrize("nameserver", ["127.0.0.1:5353", "127.0.0.2"])
+def test_unreachable_dns_exits_2(dns_ns, nameserver):
+    """Nothing listens there: refused at once, or no answer within the timeout."""
+    run = dns_check(dns_ns, "--nameserver", nameserver, "--timeout", "1",
+                    HERE / "correct.yaml")
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.startswith("mailpubc: DNS unreachable: ")
+
+
+def test_invalid_policy_exits_2_with_positioned_errors():
+    run = run_mailpubc("dns-check", "--nameserver", "127.0.0.1", INVALID)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.startswith(f"{INVALID}:") and ": error: " in run.stderr
+
+
+@pytest.mark.parametrize("nameserver", ["localhost", "127.0.0.1:0", "[::1]x", "::1:99999x"])
+def test_bad_nameserver_is_usage_error(nameserver):
+    run = run_mailpubc("dns-check", "--nameserver", nameserver, HERE / "correct.yaml")
+    assert run.returncode == 2
+    assert "is not IP, IP:PORT or [IPv6]:PORT" in run.stderr
