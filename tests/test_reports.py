@@ -28,6 +28,11 @@ GOLDEN = sorted(p.parent for p in (ROOT / "golden").glob("*/expected.nft"))
 SVG = "{http://www.w3.org/2000/svg}"
 
 
+def only_warnings(stderr: str) -> bool:
+    """Reports print the policy's warnings, as compiling does, and nothing else."""
+    return all(": warning: " in line for line in stderr.splitlines())
+
+
 def svg_texts(svg: str) -> list[str]:
     """The text an SVG shows, one string per <text> element."""
     return ["".join(node.itertext()) for node in ET.fromstring(svg).iter(f"{SVG}text")]
@@ -36,7 +41,7 @@ def svg_texts(svg: str) -> list[str]:
 @pytest.mark.parametrize("case", GOLDEN, ids=[c.name for c in GOLDEN])
 def test_graph_names_every_rule(case):
     run = run_mailpubc("graph", case / "policy.yaml")
-    assert (run.returncode, run.stderr) == (0, "")
+    assert run.returncode == 0 and only_warnings(run.stderr), run.stderr
     texts = svg_texts(run.stdout)
     policy = api.compile_path(str(case / "policy.yaml")).policy
     for rule in policy.publish:
@@ -53,7 +58,7 @@ def test_every_report_runs_on_golden_policy(case):
     for args in (["table", policy], ["table", "--format", "markdown", policy],
                  ["dns-check", "--nameserver", "127.0.0.1", "--timeout", "1", policy]):
         run = run_mailpubc(*args)
-        assert (run.returncode, run.stderr) == (0, ""), args
+        assert run.returncode == 0 and only_warnings(run.stderr), args
     run = run_mailpubc("table", "--format", "json", policy)
     rows = json.loads(run.stdout)["publications"]
     services = api.compile_path(str(policy)).policy.publish
