@@ -61,7 +61,8 @@ names = st.from_regex(NAME, fullmatch=True)
 # PyYAML writes "08" unquoted (no YAML 1.1 number), which the loader refuses
 # as a number with a leading zero: such names are only valid quoted
 interface_names = st.from_regex(INTERFACE, fullmatch=True).filter(
-    lambda n: n not in (".", "..") and not (n.isdigit() and n.startswith("0") and len(n) > 1))
+    lambda n: n not in (".", "..") and not n.startswith("@")
+    and not (n.isdigit() and n.startswith("0") and len(n) > 1))
 table_names = st.one_of(names, st.sampled_from(TABLE_WORDS)).filter(
     lambda n: n not in nft_keywords())
 
