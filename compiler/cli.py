@@ -22,10 +22,8 @@ import os
 import re
 import sys
 import tempfile
-from importlib import metadata
 
 from . import api
-from . import deploy
 from . import nft
 from . import reports
 from .generate import UnsafeText
@@ -48,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="mailpubc",
         description="Compile a mail-publishing policy into an nftables ruleset. "
                     "`mailpubc POLICY` is `mailpubc compile POLICY`.")
-    parser.add_argument("--version", action="version", version=f"mailpubc {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     compile_ = commands.add_parser("compile", help="compile POLICY (the default command)",
@@ -126,7 +124,7 @@ def _deploy_commands(commands) -> None:
     watcher = commands.add_parser("rollback-watch")     # internal: started by apply --confirm
     netns(watcher)
     watcher.add_argument("token")
-    watcher.set_defaults(run=lambda args: deploy.watch(args.netns, args.token) or EXIT_OK)
+    watcher.set_defaults(run=lambda args: _deploy().watch(args.netns, args.token) or EXIT_OK)
 
 
 def _netns_name(text: str) -> str:
@@ -146,11 +144,24 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _version() -> str:
-    try:
-        return metadata.version("mailpubc")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+class _Version(argparse.Action):
+    """--version, looked up only when asked: importlib.metadata costs more
+    than the rest of a `mailpubc check` start."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+        try:
+            version = metadata.version("mailpubc")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"mailpubc {version}")
+        parser.exit()
+
+
+def _deploy():
+    """mailpubc.deploy, imported by the commands that use it, not by every start."""
+    from . import deploy
+    return deploy
 
 
 def _report(result: api.Result) -> None:
@@ -228,7 +239,7 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
         if args.live:
             try:
-                found = deploy.live_warnings(result.ruleset.table, args.netns)
+                found = _deploy().live_warnings(result.ruleset.table, args.netns)
             except nft.NftError as exc:
                 raise UsageError(f"cannot read the live ruleset: {exc}") from exc
             _warn(found)
@@ -243,6 +254,7 @@ def _warn(warnings) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    deploy = _deploy()
     if args.no_wait and args.confirm is None:
         raise UsageError("--no-wait goes with --confirm SECONDS")
     result = api.compile_path(args.policy)
@@ -252,7 +264,7 @@ def _apply(args: argparse.Namespace) -> int:
     path = None if args.policy == "-" else os.path.abspath(args.policy)
     try:
         outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
-                               force=args.force, policy_path=path)
+                              force=args.force, policy_path=path)
     except deploy.Refused as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return deploy.EXIT_REFUSED
@@ -272,7 +284,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    if deploy.confirm(args.netns):
+    if _deploy().confirm(args.netns):
         print("mailpubc: confirmed", file=sys.stderr)
         return EXIT_OK
     print("mailpubc: nothing to confirm", file=sys.stderr)
@@ -280,6 +292,7 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    deploy = _deploy()
     result = api.compile_path(args.policy)
     _report(result)
     if not result.ok:
@@ -299,6 +312,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _reapply(args: argparse.Namespace) -> int:
+    deploy = _deploy()
     try:
         result, outcome = deploy.reapply(args.netns)
     except deploy.Refused as exc:
