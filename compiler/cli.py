@@ -2,6 +2,7 @@
 
     mailpubc [compile] [-o FILE] [--format nft|json] [--no-nft-check] POLICY
     mailpubc check [--strict] [--no-nft-check] POLICY...
+    mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
@@ -12,6 +13,7 @@ such as nft rejecting what the compiler wrote (a bug).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -22,7 +24,7 @@ from . import nft
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("compile", "check")
+COMMANDS = ("compile", "check", "explain")
 
 
 class InternalError(Exception):
@@ -59,7 +61,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--no-nft-check", action="store_true",
                        help="skip the nft dry run of the generated rulesets")
     check.set_defaults(run=_check)
+    _add_explain(commands)
     return parser
+
+
+def _add_explain(commands) -> None:
+    explain = commands.add_parser(
+        "explain", help="which rule decides a new connection",
+        description="Which policy rule decides a new connection from ADDR to ADDR:PORT, "
+                    "the chains it passes, its translation and its verdict.")
+    explain.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
+    explain.add_argument("--from", dest="source", required=True, metavar="ADDR",
+                         help="the client: an address, or localhost (the firewall itself)")
+    explain.add_argument("--to", dest="target", required=True, metavar="ADDR:PORT[/PROTO]",
+                         help="[ADDR]:PORT for IPv6; PROTO tcp (default) or udp; ADDR/icmp: ping")
+    explain.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
+                         help="the time, in the policy's time zone (default now)")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.set_defaults(run=_explain)
 
 
 def _version() -> str:
@@ -143,6 +162,34 @@ def _check(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
     return status
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import explain
+    at = None
+    if args.at is not None:
+        try:
+            at = datetime.strptime(args.at, "%Y-%m-%d %H:%M")
+        except ValueError as exc:
+            raise UsageError(f"--at {args.at!r}: expected YYYY-MM-DD HH:MM") from exc
+    result = api.compile_path(args.policy)
+    _report(result)
+    if not result.ok:
+        return EXIT_INVALID
+    try:
+        destination, protocol = explain.parse_target(args.target)
+        answer = explain.explain(result, args.source, destination, protocol, at)
+    except explain.QueryError as exc:
+        raise UsageError(str(exc)) from exc
+    except explain.ExplainError as exc:
+        raise InternalError(str(exc)) from exc
+    if args.format == "json":
+        sys.stdout.write(json.dumps(answer.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(answer.text())
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
