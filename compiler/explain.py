@@ -61,9 +61,9 @@ class Packet:
     iif: Optional[str]
     oif: Optional[str]
     time: datetime              # UTC
-    original_saddr: Optional[int] = None     # before NAT: `ct original ...`
-    original_daddr: Optional[int] = None
-    original_dport: Optional[int] = None
+    original_saddr: Optional[int]            # before NAT: `ct original ...`
+    original_daddr: int
+    original_dport: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,10 @@ class Explainer:
         # each rule with its matches' predicates, looked up once: a sweep asks per port
         self.rules = {c.name: [(rule, [(_predicate(m), m) for m in rule.matches])
                                for rule in c.rules] for c in ruleset.chains}
+        for chain in ruleset.chains:
+            for rule in chain.rules:
+                for statement in rule.statements:
+                    _handler(statement)
         # the firewall's own addresses; internal ones come with firewall.internal.address
         self.own = {int(a) for a in (*fw.external_addresses,
                                      *getattr(fw, "internal_addresses", ()))}
@@ -247,12 +251,12 @@ class Explainer:
             side, iif = "internal", fw.internal_interface
         else:
             side, iif = "outside", fw.external_interface
-        packet = Packet(family, None if saddr is None else int(saddr), int(daddr),
-                        ICMP[family] if protocol == "icmp" else protocol, dport,
-                        ECHO_REQUEST if protocol == "icmp" else None, iif, None,
-                        self.at.astimezone(timezone.utc))
-        walk = _Walk(self, replace(packet, original_saddr=packet.saddr,
-                                   original_daddr=packet.daddr, original_dport=dport))
+        source_int = None if saddr is None else int(saddr)
+        walk = _Walk(self, Packet(family, source_int, int(daddr),
+                                  ICMP[family] if protocol == "icmp" else protocol, dport,
+                                  ECHO_REQUEST if protocol == "icmp" else None, iif, None,
+                                  self.at.astimezone(timezone.utc),
+                                  source_int, int(daddr), dport))
         walk.run(side)
         last = walk.packet
         at = None
@@ -273,7 +277,6 @@ class Explainer:
             self.firewall.external_interface
 
 
-
 class _Walk:
     """One packet's way through the hooks, and what each chain did to it."""
 
@@ -284,7 +287,6 @@ class _Walk:
         self.verdict = "accept"
         self.decider: Optional[Origin] = None
         self.decider_chain = ""
-        self.masquerade = False
         self.rule_origin: Optional[Origin] = None   # the rule whose statements run
         self.jumped: list[str] = []                 # regular chains the current chain jumped to
 
@@ -358,11 +360,7 @@ class _Walk:
     def statements(self, rule: Rule) -> Optional[tuple[str, Optional[Origin], str]]:
         """The rule's statements in order, until one ends the rule or the chain."""
         for statement in rule.statements:
-            handler = STATEMENTS.get(statement.kind)
-            if handler is None:
-                raise ExplainError(f"explain cannot judge statement kind {statement.kind!r}: "
-                                   "add a handler to mailpubc.explain.STATEMENTS")
-            outcome = handler(statement, self)
+            outcome = STATEMENTS[statement.kind](statement, self)
             if outcome == STOP:
                 return None
             if isinstance(outcome, tuple):
@@ -370,8 +368,6 @@ class _Walk:
         return None
 
     def source_text(self) -> str:
-        if self.masquerade:
-            return "masquerade"
         return _endpoint(self.packet.family, self.packet.saddr, None)
 
     def ended(self, verdict: str, action: Optional[str] = None):
@@ -446,6 +442,14 @@ MATCHES: dict[str, Callable] = {
     "protocol": _protocol, "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack,
     "day": _day, "hour": _hour,
 }
+
+
+def _handler(statement) -> Callable:
+    handler = STATEMENTS.get(statement.kind)
+    if handler is None:
+        raise ExplainError(f"explain cannot judge statement kind {statement.kind!r}: add a "
+                           "handler to mailpubc.explain.STATEMENTS")
+    return handler
 
 
 # -- statements: one handler per kind (statement, walk) -> None (go on), STOP

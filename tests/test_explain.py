@@ -97,10 +97,15 @@ class _NewMatch:
     kind: ClassVar[str] = "not-yet-known"
 
 
-def test_unknown_match_kind_is_a_clear_error():
+@pytest.mark.parametrize("matches,statements,message", [
+    ((_NewMatch(),), (), "match kind 'not-yet-known'.*MATCHES"),
+    ((), (_NewMatch(),), "statement kind 'not-yet-known'.*STATEMENTS"),
+])
+def test_unknown_kind_is_a_clear_error(matches, statements, message):
+    """Other work adds kinds: explain must refuse one it cannot judge, not guess."""
     result = compile_path(str(ROOT / EXAMPLE))
     chains = result.ruleset.chains
-    odd = dataclasses.replace(chains[1], rules=(Rule(Origin("fixed", "odd"), (_NewMatch(),), ()),))
+    odd = dataclasses.replace(chains[1], rules=(Rule(Origin("fixed", "odd"), matches, statements),))
     ruleset = dataclasses.replace(result.ruleset, chains=(chains[0], odd, *chains[2:]))
-    with pytest.raises(ExplainError, match="match kind 'not-yet-known'.*MATCHES"):
+    with pytest.raises(ExplainError, match=message):
         explain_module.Explainer(result.policy, ruleset, datetime.now().astimezone())
