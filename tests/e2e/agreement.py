@@ -51,6 +51,7 @@ class Tally:
 
 
 def check(lab, probes: list[Probe]) -> Tally:
+    """explain's answer on each connection of `probes`, held to what they saw."""
     tally = Tally()
     policy = lab.policy
     zone = lab.scenario.timezone
@@ -64,7 +65,8 @@ def check(lab, probes: list[Probe]) -> Tally:
                                        "to e2e.agreement.CONNECTIONS")
             continue
         source = _source(lab, probe)
-        for protocol, port, through in CONNECTIONS[kind](lab, probe.request, probe.result):
+        connections = CONNECTIONS[kind](probe.request, probe.result)
+        for index, (protocol, port, through) in enumerate(connections):
             if through is None:
                 tally.unjudged += 1
                 continue
@@ -72,19 +74,20 @@ def check(lab, probes: list[Probe]) -> Tally:
             answer = explainer.explain(source, target, protocol)
             listens = _listens(lab, answer.translated_destination, protocol)
             expected = answer.verdict == "accept" and listens
-            if expected == through:
-                tally.agreed += 1
-                tally.unobservable += answer.verdict == "accept" and not listens
-                problem = _translation(lab, probe, answer) if through else None
-            else:
+            if expected != through:
                 seen = "got through" if through else "did not get through"
                 problem = (f"the kernel: it {seen}; explain: {answer.verdict} by "
                            f"{answer.to_json()['rule'] or answer.chain + ' policy'}"
                            f"{'' if listens else ', nothing listens there'}")
+            else:
+                problem = _translation(lab, probe, answer, index == 0) if through else None
             if problem:
                 tally.disagreements.append(
                     f"probe from {probe.source} ({source}) to {target}/{protocol}: {problem}; "
                     f"explain's chains {list(answer.chains)}")
+            else:
+                tally.agreed += 1
+                tally.unobservable += answer.verdict == "accept" and not listens
     return tally
 
 
@@ -111,13 +114,13 @@ def _listens(lab, destination: str, protocol: str) -> bool:
     return any((protocol, port) in SERVER_PORTS[server] for server in host.servers)
 
 
-def _translation(lab, probe: Probe, answer) -> str | None:
-    """Where the lab saw the connection's addresses, do they match explain's?"""
+def _translation(lab, probe: Probe, answer, first: bool) -> str | None:
+    """Where the lab saw the connection's addresses, do they match explain's?
+    (A delivery's first connection is the one that carried the message.)"""
     seen = probe.result.get("addresses")          # whoami: as the DNS server saw us
     if seen is not None and seen != [answer.translated_source]:
         return f"the DNS server saw {seen}, explain says source {answer.translated_source}"
-    if probe.request["kind"] == "deliver" and probe.result.get("subject") and \
-            parse_destination(answer.translated_destination, "tcp")[1] == probe.request["port"]:
+    if probe.request["kind"] == "deliver" and first and probe.result.get("subject"):
         received = lab.smtp_record(probe.result["subject"])
         if received is None:
             return None
@@ -144,13 +147,13 @@ def _dns(request: dict, result: dict):
             for t in ("udp", "tcp")]
 
 
-def _reach(lab, request: dict, result: dict):
+def _reach(request: dict, result: dict):
     if request["service"] == "dns":
         return _dns(request, result)
     return [("tcp", request["port"], _through(result["status"]))]
 
 
-def _deliver(lab, request: dict, result: dict):
+def _deliver(request: dict, result: dict):
     """SMTP, then each reader, which run only when the message was sent."""
     if result["status"] == "closed":
         return [("tcp", request["port"], False)]
@@ -159,11 +162,11 @@ def _deliver(lab, request: dict, result: dict):
         ("tcp", reader["port"], readers) for reader in request.get("read_with", [])]
 
 
-def _whoami(lab, request: dict, result: dict):
+def _whoami(request: dict, result: dict):
     return _dns(request, result)
 
 
-def _sweep(lab, request: dict, result: dict):
+def _sweep(request: dict, result: dict):
     found = set(result.get("open", ()))
     judged = result["status"] == "open"
     return [("tcp", port, (port in found) if judged else None)
