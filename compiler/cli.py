@@ -6,6 +6,7 @@
     mailpubc confirm [--netns NS]
     mailpubc diff [--netns NS] [--format text|json] POLICY
     mailpubc reapply [--netns NS]
+    mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
@@ -29,7 +30,8 @@ from . import reports
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("compile", "check", "apply", "confirm", "diff", "reapply", "rollback-watch")
+COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
+            "rollback-watch")
 COMMANDS += reports.COMMANDS
 
 
@@ -72,9 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--netns", metavar="NS", type=_netns_name,
                        help="with --live: the network namespace to read")
     check.set_defaults(run=_check)
+    _add_explain(commands)
     _deploy_commands(commands)
     reports.add_commands(commands)
     return parser
+
+
+def _add_explain(commands) -> None:
+    explain = commands.add_parser(
+        "explain", help="which rule decides a new connection",
+        description="Which policy rule decides a new connection from ADDR to ADDR:PORT, "
+                    "the chains it passes, its translation and its verdict.")
+    explain.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
+    explain.add_argument("--from", dest="source", required=True, metavar="ADDR",
+                         help="the client: an address, or localhost (the firewall itself)")
+    explain.add_argument("--to", dest="target", required=True, metavar="ADDR:PORT[/PROTO]",
+                         help="[ADDR]:PORT for IPv6; PROTO tcp (default) or udp; ADDR/icmp: ping")
+    explain.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
+                         help="the time, in the policy's time zone (default now)")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.set_defaults(run=_explain)
 
 
 def _deploy_commands(commands) -> None:
@@ -246,6 +265,34 @@ def _check(args: argparse.Namespace) -> int:
             if args.strict and found:
                 status = EXIT_INVALID
     return status
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import explain
+    at = None
+    if args.at is not None:
+        try:
+            at = datetime.strptime(args.at, "%Y-%m-%d %H:%M")
+        except ValueError as exc:
+            raise UsageError(f"--at {args.at!r}: expected YYYY-MM-DD HH:MM") from exc
+    result = api.compile_path(args.policy)
+    _report(result)
+    if not result.ok:
+        return EXIT_INVALID
+    try:
+        destination, protocol = explain.parse_target(args.target)
+        answer = explain.explain(result, args.source, destination, protocol, at)
+    except explain.QueryError as exc:
+        raise UsageError(str(exc)) from exc
+    except explain.ExplainError as exc:
+        raise InternalError(str(exc)) from exc
+    if args.format == "json":
+        sys.stdout.write(json.dumps(answer.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(answer.text())
+    return EXIT_OK
 
 
 def _warn(warnings) -> None:

@@ -1,7 +1,9 @@
 """Every scenario fixture in tests/e2e/scenarios/, on a real kernel.
 
 One test per expectation, named after its scenario and what it expects, so
-a broken rule shows up as the expectation it breaks.  Needs root, iproute2,
+a broken rule shows up as the expectation it breaks; and one per
+expectation that `mailpubc explain` agrees with the kernel on every probe
+it sent (e2e/agreement.py).  Needs root, iproute2,
 nft, Dovecot, Knot and openssl; without them the tests skip and say why.
 """
 
@@ -44,3 +46,16 @@ def test_expectation(labs, scenario, index):
         failure = str(exc)
     if failure:
         pytest.fail(failure, pytrace=False)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scenario,index", CASES)
+def test_explain_agrees(labs, scenario, index):
+    try:
+        tally = labs.explained(scenario)[index]
+    except Exception as exc:  # noqa: BLE001 - the lab's or explain's error, as the failure
+        pytest.fail(f"scenario {scenario.name}: {type(exc).__name__}: {exc}", pytrace=False)
+    if tally.disagreements:
+        pytest.fail(f"scenario {scenario.name}, expectation #{index} "
+                    f"({describe(scenario.expectations[index])}): explain disagrees with the "
+                    "kernel:\n" + "\n".join(tally.disagreements), pytrace=False)

@@ -18,8 +18,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -29,7 +31,7 @@ from mailpubc.diagnostics import PolicyError
 from mailpubc.api import compile_path
 from mailpubc.vocab import BUILTIN_SERVICES, PortRange
 
-from . import netns, pki, services
+from . import agreement, netns, pki, services
 from .netns import CommandError
 from .scenario import REPO, Scenario, describe
 from .topology import MEMBERSHIP_EXPIRY, Host, Topology
@@ -60,6 +62,8 @@ class Lab:
         self.workdir = netns.scratch_dir()
         self.workdir.chmod(0o755)
         self.policy_file = scenario.policy_file
+        self.probes: dict[int, list[agreement.Probe]] = {}   # by expectation, for explain
+        self._recording = threading.local()
         if self.policy_file is None:
             self.policy_file = self.workdir / "policy.yaml"
             self.policy_file.write_text(yaml.safe_dump(scenario.policy, sort_keys=False))
@@ -116,14 +120,15 @@ class Lab:
         with ThreadPoolExecutor(PARALLEL_PROBES) as pool:
             order = sorted(range(len(expectations)),
                            key=lambda i: expectations[i]["kind"] != "portsweep")
-            futures = {i: pool.submit(self._judge_safely, expectations[i]) for i in order}
+            futures = {i: pool.submit(self._judge_safely, expectations[i], i) for i in order}
             outcomes = [futures[i].result() for i in range(len(expectations))]
         return [None if o is None else
                 f"scenario {self.scenario.name}, expectation #{i} ({describe(e)}): {o}"
                 f" [lab files: {self.evidence}]"
                 for i, (e, o) in enumerate(zip(self.scenario.expectations, outcomes))]
 
-    def _judge_safely(self, exp: dict) -> str | None:
+    def _judge_safely(self, exp: dict, index: int) -> str | None:
+        self._recording.probes = self.probes[index] = []
         try:
             return JUDGES[exp["kind"]](self, exp)
         except (CommandError, KeyError, ValueError) as exc:
@@ -134,8 +139,16 @@ class Lab:
         request = dict(request, cafile=str(self.ca), account=[user, password],
                        zone=services.ZONE, whoami_zone=services.WHOAMI_ZONE)
         host = self.topology.host(source)
+        at = datetime.now(timezone.utc)
         out = host.ns.run(sys.executable, str(PROBE), json.dumps(request), timeout=timeout)
-        return json.loads(out.stdout)
+        result = json.loads(out.stdout)
+        self._recording.probes.append(agreement.Probe(source, request, result, at))
+        return result
+
+    def explain_all(self) -> list[agreement.Tally]:
+        """explain's verdicts on every probe each expectation sent (e2e/agreement.py)."""
+        return [agreement.check(self, self.probes.get(i, []))
+                for i in range(len(self.scenario.expectations))]
 
     def address(self, name: str, family: int | None) -> str:
         try:
@@ -276,30 +289,55 @@ JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "port
 
 class Labs:
     """Runs each scenario once, when its first test asks: builds the lab,
-    judges all its expectations, tears it down.  The tests then report the
-    outcomes one by one (or each the error that stopped the lab)."""
+    judges all its expectations, asks explain about every probe, tears it
+    down.  The tests then report the outcomes one by one (or each the error
+    that stopped the lab)."""
 
     def __init__(self, ca: Path, evidence_root: Path):
         self.ca = ca
         self.evidence_root = evidence_root
-        self.current: str | None = None
-        self.outcome: list[str | None] | Exception = []
+        # by scenario: (failures, explain tallies or the error explain raised), or the lab's error
+        self.outcomes: dict[str, tuple[list, list | Exception] | Exception] = {}
 
-    def results(self, scenario: Scenario) -> list[str | None]:
-        if scenario.name != self.current:
-            self.current, self.outcome = scenario.name, []
+    def _outcome(self, scenario: Scenario) -> tuple[list, list | Exception]:
+        if scenario.name not in self.outcomes:
             try:
                 lab = Lab(scenario, self.ca, self.evidence_root / scenario.name)
             except LabError as exc:
-                self.outcome = exc
+                self.outcomes[scenario.name] = exc
             else:
                 try:
                     lab.start()
-                    self.outcome = lab.judge_all()
+                    failures = lab.judge_all()
+                    try:
+                        tallies = lab.explain_all()
+                        self._log_tallies(scenario, tallies)
+                    except Exception as exc:  # noqa: BLE001 - the explain tests report it
+                        tallies = exc
+                    self.outcomes[scenario.name] = (failures, tallies)
                 except Exception as exc:  # noqa: BLE001 - every test of the scenario reports it
-                    self.outcome = exc
+                    self.outcomes[scenario.name] = exc
                 finally:
                     lab.close()
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-        return self.outcome
+        outcome = self.outcomes[scenario.name]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _log_tallies(self, scenario: Scenario, tallies: list[agreement.Tally]) -> None:
+        """explain's agreement counts, one line an expectation, for the run's report."""
+        with open(self.evidence_root / "explain-agreement.jsonl", "a") as log:
+            for index, tally in enumerate(tallies):
+                log.write(json.dumps({"scenario": scenario.name, "expectation": index,
+                                      "agreed": tally.agreed, "unobservable": tally.unobservable,
+                                      "unjudged": tally.unjudged,
+                                      "disagreed": len(tally.disagreements)}) + "\n")
+
+    def results(self, scenario: Scenario) -> list[str | None]:
+        return self._outcome(scenario)[0]
+
+    def explained(self, scenario: Scenario) -> list[agreement.Tally]:
+        tallies = self._outcome(scenario)[1]
+        if isinstance(tallies, Exception):
+            raise tallies
+        return tallies

@@ -121,8 +121,9 @@ def _both_transports(req: dict, name: str, rdtype: str) -> dict:
 
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(("udp", "tcp"), pool.map(ask, ("udp", "tcp"))))
-    states = {state.split(" ")[0] for state, _ in results.values()}
-    return {"status": states.pop() if len(states) == 1 else "broken",
+    transports = {t: state.split(" ")[0] for t, (state, _) in results.items()}
+    states = set(transports.values())
+    return {"status": states.pop() if len(states) == 1 else "broken", "transports": transports,
             "detail": "; ".join(f"{t}: {state}" for t, (state, _) in results.items()),
             "answers": [answer for _, answer in results.values() if answer is not None]}
 

@@ -1,0 +1,176 @@
+"""`mailpubc explain` against the kernel: every probe of the lab, asked again.
+
+Each connection a probe makes (a TCP handshake, a DNS query over UDP or
+TCP, every port of a sweep) is put to `explain` with the same source,
+destination, protocol and time, and explain's verdict must match what the
+probe saw. The kernel's side is what the client observes: a connection got
+through when its handshake or query was answered. A connection explain
+accepts can only be seen getting through when something listens where it
+ends (after DNAT): every TCP port of a lab host but the firewall (the
+catch-all canary), and the ports of the servers a host runs; so the
+expected observation is "explain accepts it and something listens there".
+Where the lab also sees a translation (the address an SMTP or DNS server
+saw the client as, the server that received a message), explain's source
+and destination must match it too.
+
+A scenario's zone (`timezones:`) is given to the plan as the policy's
+zone, as the lab's compiler got it through TZ; the time is the lab's clock
+when the probe was sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from mailpubc.explain import LOCALHOST, Explainer, parse_destination
+from mailpubc.plan import plan
+
+from .topology import SERVER_PORTS
+
+
+@dataclass
+class Probe:
+    """One probe as the lab sent it: from which host, the request, what it saw."""
+
+    source: str
+    request: dict
+    result: dict
+    at: datetime
+
+
+@dataclass
+class Tally:
+    """What one expectation's probes came to."""
+
+    agreed: int = 0
+    unobservable: int = 0       # explain accepts, but nothing listens there: seen as closed
+    unjudged: int = 0           # the probe broke before making the connection's outcome known
+    disagreements: list[str] = field(default_factory=list)
+
+
+def check(lab, probes: list[Probe]) -> Tally:
+    """explain's answer on each connection of `probes`, held to what they saw."""
+    tally = Tally()
+    policy = lab.policy
+    zone = lab.scenario.timezone
+    if zone and policy.firewall.timezone is None:
+        policy = replace(policy, firewall=replace(policy.firewall, timezone=zone))
+    for probe in probes:
+        explainer = Explainer(policy, plan(policy, probe.at), probe.at)
+        kind = probe.request["kind"]
+        if kind not in CONNECTIONS:
+            tally.disagreements.append(f"no explain query for probe kind {kind!r}: add one "
+                                       "to e2e.agreement.CONNECTIONS")
+            continue
+        source = _source(lab, probe)
+        connections = CONNECTIONS[kind](probe.request, probe.result)
+        for index, (protocol, port, through) in enumerate(connections):
+            if through is None:
+                tally.unjudged += 1
+                continue
+            target = _target(probe.request["host"], port)
+            answer = explainer.explain(source, target, protocol)
+            listens = _listens(lab, answer.translated_destination, protocol)
+            expected = answer.verdict == "accept" and listens
+            if expected != through:
+                seen = "got through" if through else "did not get through"
+                problem = (f"the kernel: it {seen}; explain: {answer.verdict} by "
+                           f"{answer.to_json()['rule'] or answer.chain + ' policy'}"
+                           f"{'' if listens else ', nothing listens there'}")
+            else:
+                problem = _translation(lab, probe, answer, index == 0) if through else None
+            if problem:
+                tally.disagreements.append(
+                    f"probe from {probe.source} ({source}) to {target}/{protocol}: {problem}; "
+                    f"explain's chains {list(answer.chains)}")
+            else:
+                tally.agreed += 1
+                tally.unobservable += answer.verdict == "accept" and not listens
+    return tally
+
+
+def _source(lab, probe: Probe) -> str:
+    host = lab.topology.host(probe.source)
+    if host.side == "firewall":
+        return LOCALHOST
+    version = ipaddress.ip_address(probe.request["host"]).version
+    return str(host.address(version))
+
+
+def _target(host: str, port: int) -> str:
+    address = ipaddress.ip_address(host)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _listens(lab, destination: str, protocol: str) -> bool:
+    address, port = parse_destination(destination, protocol)
+    host = lab.topology.owner(ipaddress.ip_address(str(address)))
+    if host is None:
+        return False
+    if host.side != "firewall" and protocol == "tcp":
+        return True         # the catch-all: every TCP port meets a listener
+    return any((protocol, port) in SERVER_PORTS[server] for server in host.servers)
+
+
+def _translation(lab, probe: Probe, answer, first: bool) -> str | None:
+    """Where the lab saw the connection's addresses, do they match explain's?
+    (A delivery's first connection is the one that carried the message.)"""
+    seen = probe.result.get("addresses")          # whoami: as the DNS server saw us
+    if seen is not None and seen != [answer.translated_source]:
+        return f"the DNS server saw {seen}, explain says source {answer.translated_source}"
+    if probe.request["kind"] == "deliver" and first and probe.result.get("subject"):
+        received = lab.smtp_record(probe.result["subject"])
+        if received is None:
+            return None
+        server, record = received
+        address = parse_destination(answer.translated_destination, "tcp")[0]
+        if lab.topology.owner(ipaddress.ip_address(str(address))) is not server:
+            return f"the message reached {server.name}, explain says {answer.translated_destination}"
+        if ipaddress.ip_address(record["peer"]) != ipaddress.ip_address(answer.translated_source):
+            return f"the server saw {record['peer']}, explain says source {answer.translated_source}"
+    return None
+
+
+# -- the connections each probe kind makes: (protocol, port, got through or None) -------
+
+def _through(state: str) -> bool:
+    """A connection got through unless the probe found it closed (an answer
+    that then failed, "broken", came from past the firewall)."""
+    return state != "closed"
+
+
+def _dns(request: dict, result: dict):
+    transports = result.get("transports", {})
+    return [(t, request["port"], _through(transports[t]) if t in transports else None)
+            for t in ("udp", "tcp")]
+
+
+def _reach(request: dict, result: dict):
+    if request["service"] == "dns":
+        return _dns(request, result)
+    return [("tcp", request["port"], _through(result["status"]))]
+
+
+def _deliver(request: dict, result: dict):
+    """SMTP, then each reader, which run only when the message was sent."""
+    if result["status"] == "closed":
+        return [("tcp", request["port"], False)]
+    readers = True if result["status"] == "open" else None
+    return [("tcp", request["port"], True)] + [
+        ("tcp", reader["port"], readers) for reader in request.get("read_with", [])]
+
+
+def _whoami(request: dict, result: dict):
+    return _dns(request, result)
+
+
+def _sweep(request: dict, result: dict):
+    found = set(result.get("open", ()))
+    judged = result["status"] == "open"
+    return [("tcp", port, (port in found) if judged else None)
+            for port in range(request["first"], request["last"] + 1)]
+
+
+CONNECTIONS = {"reach": _reach, "deliver": _deliver, "whoami": _whoami, "sweep": _sweep}
