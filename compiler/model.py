@@ -86,6 +86,33 @@ class AddressSet:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A rate as the policy writes it: `count` per `unit` (second, minute, hour)."""
+
+    count: int
+    unit: str
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Per source address, for each published service (`publish[].limit`)."""
+
+    new: Optional[Rate] = None          # new connections per unit
+    burst: Optional[int] = None         # quick new connections beyond the rate
+    concurrent: Optional[int] = None    # simultaneous connections
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`firewall.log`: logging of what the chain policies drop, and the
+    nflog group every log statement uses."""
+
+    dropped: bool = False
+    rate: Rate = Rate(10, "minute")
+    group: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
@@ -94,6 +121,8 @@ class Publish:
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
     external_position: Optional[Position] = field(default=None, compare=False)
+    limit: Optional[Limit] = None
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,7 @@ class Outbound:
     destinations: AddressRef
     schedule: Optional[Schedule]
     position: Optional[Position] = field(default=None, compare=False)
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +149,7 @@ class Firewall:
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     internal_interface_position: Optional[Position] = field(default=None, compare=False)
+    log: LogSettings = LogSettings()
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

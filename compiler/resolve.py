@@ -23,8 +23,8 @@ from . import addresses as syntax
 from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
-from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
-                    PortRange, Publish, Schedule, Service)
+from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
+                    Policy, PortRange, Publish, Rate, Schedule, Service)
 from .vocab import BUILTIN_SERVICES, nft_day
 
 MINUTES_PER_DAY = 24 * 60
@@ -345,6 +345,7 @@ class _Resolver:
                          if ssh is not None else None),
             timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
+            log=self._log_settings(),
         )
 
     def _external_addresses(self) -> tuple:
@@ -375,6 +376,8 @@ class _Resolver:
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
             external_position=self.at(path + ("external_address",)),
+            limit=self._limit(path + ("limit",), spec.get("limit")),
+            log=spec.get("log", False),
         )
 
     def _outbound(self, index: int, spec: dict) -> Outbound:
@@ -388,7 +391,36 @@ class _Resolver:
             destinations=destinations,
             schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
             position=self.at(path + ("name",)),
+            log=spec.get("log", False),
         )
+
+    # -- limits and logging -------------------------------------------------
+
+    def _rate(self, path: Path, text: str) -> Optional[Rate]:
+        """"N/unit" (schema-checked); a rate of 0 would admit nothing."""
+        count, _, unit = text.partition("/")
+        if int(count) == 0:
+            self.error(path, f"rate {text!r} admits nothing: use at least 1/{unit}")
+            return None
+        return Rate(int(count), unit)
+
+    def _limit(self, path: Path, spec: Optional[dict]) -> Optional[Limit]:
+        if spec is None:
+            return None
+        if "burst" in spec and "new" not in spec:
+            self.key_error(path + ("burst",), "burst needs new: it is the number of quick new "
+                                              "connections beyond the `new` rate")
+        new = self._rate(path + ("new",), spec["new"]) if "new" in spec else None
+        return Limit(new, spec.get("burst"), spec.get("concurrent"))
+
+    def _log_settings(self) -> LogSettings:
+        spec = self.data["firewall"].get("log") or {}
+        rate = spec.get("rate")
+        return LogSettings(
+            dropped=spec.get("dropped", False),
+            rate=(self._rate(("firewall", "log", "rate"), rate) if rate else None)
+            or LogSettings.rate,
+            group=spec.get("group"))
 
 
 @lru_cache(maxsize=1)
