@@ -60,6 +60,9 @@ KINDS = {
                                        "expect_server", "family"}),
     "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
     "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
+    "connections": ({"from", "to", "expect"}, {"service", "port", "family", "hold", "then_from"}),
+    "log": ({"from", "to", "group", "expect_prefix"},
+            {"service", "port", "family", "flood", "at_most"}),
 }
 
 
@@ -166,6 +169,10 @@ def _checked(exp: dict, where: str) -> dict:
                             f"{sorted(optional)}; got {sorted(keys)}")
     if kind == "reach" and ("service" in exp) == ("port" in exp):
         raise ScenarioError(f"{where}: reach needs exactly one of service, port")
+    if kind in ("connections", "log") and ("service" in exp) == ("port" in exp):
+        raise ScenarioError(f"{where}: {kind} needs exactly one of service, port")
+    if kind == "connections" and not set(exp["expect"]) <= {"open", "closed"}:
+        raise ScenarioError(f"{where}: expect must be a list of open and closed")
     if kind == "reach" and exp["expect"] not in ("open", "closed"):
         raise ScenarioError(f"{where}: expect must be open or closed")
     return dict(exp, kind=kind)
@@ -183,6 +190,12 @@ def describe(exp: dict) -> str:
         return f"{src} delivers to {exp['to']}{family} via {exp.get('service', 'smtp')}, reads via {readers}"
     if kind == "snat-source":
         return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
+    if kind == "connections":
+        held = " held" if exp.get("hold") else ""
+        return f"{src} -> {exp['to']}{family} {exp.get('service') or exp.get('port')}{held} {'-'.join(exp['expect'])}"
+    if kind == "log":
+        what = f"flood {exp['flood']}" if "flood" in exp else exp.get("service") or exp.get("port")
+        return f"{src} -> {exp['to']}{family} {what} logged {exp['expect_prefix'].strip()}"
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
 
 
