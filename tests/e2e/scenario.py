@@ -22,6 +22,16 @@ A scenario is ``scenarios/NAME.yaml``::
          expect_source: 198.51.100.10}
       - {kind: portsweep, from: client, target: 198.51.100.10,
          expect_open: [25, 110, 143]}
+      - {kind: connections, from: client, to: 198.51.100.10, service: smtp,
+         expect: [open, open, open, closed], then_from: client2}
+                                           # one after another (hold: true keeps
+                                           # each open), then one from then_from
+      - {kind: log, from: client, to: 198.51.100.10, service: smtp, group: 5,
+         expect_prefix: "mailpub exchange: "}
+                                           # nflog group 5 in the firewall gets an
+                                           # entry with the prefix from `from`;
+                                           # with flood: N (UDP datagrams to port)
+                                           # 1 to at_most entries
 
 ``from``/``to``/``target`` name a host (see topology.py for the derived
 names) or give an address; ``family: 6`` picks a host's IPv6 address.
