@@ -238,6 +238,7 @@ ACCEPT = Verdict("accept")
 DROP = Verdict("drop")
 DEFAULT_BURST = 5                   # nft's own default for `limit rate`
 METER_SIZE = 65535                  # sources a meter tracks at once
+METER_TIMEOUT_MAX = 7 * 24 * 3600     # seconds: a source idle for a week starts afresh
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 
 
@@ -467,8 +468,9 @@ class _Planner:
             burst = limit.burst or DEFAULT_BURST
             refill = -(-burst // limit.new.count)       # units until a full burst is back
             name = stem + "new" + version
+            timeout = min(UNIT_SECONDS[limit.new.unit] * max(1, refill), METER_TIMEOUT_MAX)
             self.used_sets[name] = NftSet(name, family, (), ("dynamic", "timeout"), METER_SIZE,
-                                          UNIT_SECONDS[limit.new.unit] * max(1, refill))
+                                          timeout)
             rules.append(Rule(accept.origin, matches, (
                 RateMeter(name, family, limit.new.count, limit.new.unit, burst), verdict)))
         if limit.concurrent is not None:
