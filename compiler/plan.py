@@ -453,7 +453,7 @@ class _Planner:
         the accept: one meter a service, family and kind, keyed on the source."""
         fw = self.firewall
         family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
-        protocol = next(m.protocol for m in accept.matches if isinstance(m, PortMatch))
+        protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
         chain_policy = fw.input_policy if publication.server is None else fw.forward_policy
         verdict = DROP if chain_policy != "reject" else (
             Verdict("reject", "tcp reset") if protocol == "tcp"
