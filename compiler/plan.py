@@ -187,7 +187,15 @@ class Log:
     group: Optional[int] = None
 
 
-Statement = Union[Nat, Verdict, Jump, RateMeter, CountMeter, RateLimit, Log]
+@dataclass(frozen=True)
+class CounterRef:
+    """`counter name "publish_exchange"`: the named counter of a policy rule."""
+
+    kind: ClassVar[str] = "counter"
+    name: str
+
+
+Statement = Union[Nat, Verdict, Jump, RateMeter, CountMeter, RateLimit, Log, CounterRef]
 
 
 # -- the ruleset --------------------------------------------------------------------
@@ -232,6 +240,7 @@ class Ruleset:
     sets: tuple[NftSet, ...]
     chains: tuple[Chain, ...]
     zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
+    counters: tuple[str, ...] = ()      # named counters, one per policy rule with an accept
 
 
 ACCEPT = Verdict("accept")
@@ -240,6 +249,7 @@ DEFAULT_BURST = 5                   # nft's own default for `limit rate`
 METER_SIZE = 65535                  # sources a meter tracks at once
 METER_TIMEOUT_MAX = 7 * 24 * 3600     # seconds: a source idle for a week starts afresh
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+COUNTED = ("publish", "outbound", "management")     # origins with a named counter
 
 
 def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
@@ -306,9 +316,12 @@ class _Planner:
                   tuple(self._snat())),
         )
         chains = tuple(self._drop_logged(chain) for chain in chains)
+        chains = tuple(self._counted(chain) for chain in chains)
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
         note = zone_note(*self.zone, self.at) if self.zone else None
-        return Ruleset(fw.table, sets, chains, note)
+        counters = tuple(sorted({s.name for chain in chains for rule in chain.rules
+                                 for s in rule.statements if isinstance(s, CounterRef)}))
+        return Ruleset(fw.table, sets, chains, note, counters)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:
@@ -494,6 +507,19 @@ class _Planner:
             Log(("drop", chain.name), log.group)))
         at = len(chain.rules) - tail
         return Chain(chain.name, chain.hook, chain.rules[:at] + (rule,) + chain.rules[at:])
+
+    @staticmethod
+    def _counted(chain: Chain) -> Chain:
+        """Each accept of a policy rule counts in the rule's named counter,
+        `KIND_NAME` (kinds and names are identifiers, and names are unique
+        within a kind), for `mailpubc stats`."""
+        if chain.hook is None or chain.hook.type != "filter":
+            return chain
+        return Chain(chain.name, chain.hook, tuple(
+            Rule(rule.origin, rule.matches,
+                 (CounterRef(f"{rule.origin.kind}_{rule.origin.name}"),) + rule.statements)
+            if rule.origin.kind in COUNTED and ACCEPT in rule.statements else rule
+            for rule in chain.rules))
 
     def _snat(self) -> list[Rule]:
         """Published servers leave as their published address; the rest of the

@@ -297,7 +297,8 @@ def test_checker_reports_an_accept_on_ct_status():
     """A text edit: the plan has no `ct status` match, and the compiler never
     writes one (it would accept everything DNATed), so none is added for this."""
     compiled = _compile(BASE)
-    rule = 'ct original proto-dst 25 accept comment "mailpub publish exchange smtp"\n'
+    rule = ('ct original proto-dst 25 counter name "publish_exchange" accept '
+            'comment "mailpub publish exchange smtp"\n')
     assert rule in compiled.text, "the base ruleset changed; update this breakage"
     broken = compiled.text.replace(rule, rule + "\t\tct status dnat accept\n", 1)
     problems = failclosed.check(failclosed.load(broken), compiled.policy)

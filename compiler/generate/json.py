@@ -24,6 +24,8 @@ def generate(ruleset: Ruleset) -> dict:
         {"delete": {"table": dict(table)}},
         {"add": {"table": dict(table)}},
     ]
+    commands += [{"add": {"counter": {"family": FAMILY, "table": ruleset.table,
+                                      "name": safe_name(name)}}} for name in ruleset.counters]
     commands += [{"add": {"set": _set(ruleset.table, s)}} for s in ruleset.sets]
     # every chain before any rule, so a jump may name a chain added after it
     commands += [{"add": {"chain": _chain(ruleset.table, chain)}} for chain in ruleset.chains]
@@ -161,6 +163,10 @@ def _limit(s) -> dict:
     return {"limit": {"rate": s.count, "per": s.unit, "burst": s.burst}}
 
 
+def _counter(s) -> dict:
+    return {"counter": safe_name(s.name)}
+
+
 def _log(s) -> dict:
     body = {"prefix": log_prefix(s)}
     if s.group is not None:
@@ -171,4 +177,4 @@ def _log(s) -> dict:
 _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
-          "count_meter": _count_meter, "limit": _limit, "log": _log}
+          "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter}
