@@ -87,6 +87,33 @@ class AddressSet:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A rate as the policy writes it: `count` per `unit` (second, minute, hour)."""
+
+    count: int
+    unit: str
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Per source address, for each published service (`publish[].limit`)."""
+
+    new: Optional[Rate] = None          # new connections per unit
+    burst: Optional[int] = None         # quick new connections beyond the rate
+    concurrent: Optional[int] = None    # simultaneous connections
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`firewall.log`: logging of what the chain policies drop, and the
+    nflog group every log statement uses."""
+
+    dropped: bool = False
+    rate: Rate = Rate(10, "minute")
+    group: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
@@ -97,6 +124,8 @@ class Publish:
     external_position: Optional[Position] = field(default=None, compare=False)
     hostname: Optional[str] = None       # for dns-check: its A/AAAA is external_address
     mail_domains: tuple[str, ...] = ()   # for dns-check: their MX names hostname
+    limit: Optional[Limit] = None
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +136,7 @@ class Outbound:
     destinations: AddressRef
     schedule: Optional[Schedule]
     position: Optional[Position] = field(default=None, compare=False)
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,7 @@ class Firewall:
     block: Optional[AddressRef] = None   # firewall.block: sources dropped before every accept
     dynamic_block: Optional[str] = None  # firewall.dynamic_block: run-time sets NAME_v4/_v6
     dynamic_block_position: Optional[Position] = field(default=None, compare=False)
+    log: LogSettings = LogSettings()
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

@@ -145,7 +145,58 @@ class Jump:
     target: str
 
 
-Statement = Union[Nat, Verdict, Jump]
+@dataclass(frozen=True)
+class RateMeter:
+    """`update @S { ip saddr limit rate over N/unit burst B packets }`: true for
+    a source over its own rate, each source with its own bucket in set S."""
+
+    kind: ClassVar[str] = "rate_meter"
+    set_name: str
+    family: str
+    count: int
+    unit: str                   # second, minute, hour
+    burst: int
+
+
+@dataclass(frozen=True)
+class CountMeter:
+    """`add @S { ip saddr ct count over N }`: true for a source that already
+    has N connections counted in set S."""
+
+    kind: ClassVar[str] = "count_meter"
+    set_name: str
+    family: str
+    count: int
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`limit rate N/unit burst B packets`: true for at most that many packets."""
+
+    kind: ClassVar[str] = "limit"
+    count: int
+    unit: str
+    burst: int
+
+
+@dataclass(frozen=True)
+class Log:
+    """`log prefix "mailpub WORDS: "`, to nflog `group` when given."""
+
+    kind: ClassVar[str] = "log"
+    words: tuple[str, ...]      # the prefix's words after "mailpub": ("exchange",), ("drop", "input")
+    group: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class CounterRef:
+    """`counter name "publish_exchange"`: the named counter of a policy rule."""
+
+    kind: ClassVar[str] = "counter"
+    name: str
+
+
+Statement = Union[Nat, Verdict, Jump, RateMeter, CountMeter, RateLimit, Log, CounterRef]
 
 
 # -- the ruleset --------------------------------------------------------------------
@@ -163,6 +214,8 @@ class NftSet:
     family: str
     intervals: tuple[Interval, ...]
     flags: tuple[str, ...] = ("interval",)
+    size: Optional[int] = None          # dynamic sets (meters): most sources tracked at once
+    timeout: Optional[int] = None       # seconds an idle source stays in a meter
 
 
 @dataclass(frozen=True)
@@ -188,12 +241,18 @@ class Ruleset:
     sets: tuple[NftSet, ...]
     chains: tuple[Chain, ...]
     zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
+    counters: tuple[str, ...] = ()      # named counters, one per policy rule with an accept
 
 
 ACCEPT = Verdict("accept")
 DROP = Verdict("drop")
 # dynamic_block's sets: operators add addresses or networks, each for a while
 DYNAMIC_FLAGS = ("interval", "timeout")
+DEFAULT_BURST = 5                   # nft's own default for `limit rate`
+METER_SIZE = 65535                  # sources a meter tracks at once
+METER_TIMEOUT_MAX = 7 * 24 * 3600     # seconds: a source idle for a week starts afresh
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+COUNTED = ("publish", "outbound", "management")     # origins with a named counter
 
 
 def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
@@ -249,6 +308,8 @@ class _Planner:
         fw = self.firewall
         prerouting, forward_publish, input_publish = self._publishing()
         forward_out, output_out = self._outbound()
+        forward_publish, input_publish, forward_out, output_out = (
+            self._guarded(rules) for rules in (forward_publish, input_publish, forward_out, output_out))
         chains = (
             Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"), tuple(prerouting)),
             self._filter_chain("input", fw.input_policy, input_publish + self._management()),
@@ -258,9 +319,13 @@ class _Planner:
                   tuple(self._snat())),
         )
         chains = tuple(self._blocked(chain) for chain in chains)
+        chains = tuple(self._drop_logged(chain) for chain in chains)
+        chains = tuple(self._counted(chain) for chain in chains)
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
         note = zone_note(*self.zone, self.at) if self.zone else None
-        return Ruleset(fw.table, sets, chains, note)
+        counters = tuple(sorted({s.name for chain in chains for rule in chain.rules
+                                 for s in rule.statements if isinstance(s, CounterRef)}))
+        return Ruleset(fw.table, sets, chains, note, counters)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:
@@ -417,6 +482,86 @@ class _Planner:
         return [Rule(origin, (saddr, PortMatch(SSH.protocol, SSH.low, SSH.high)), (ACCEPT,))
                 for family in FAMILIES
                 if (saddr := self._match(sources, family, "saddr")) is not None]
+
+    # -- limits and logging --------------------------------------------------
+
+    def _guarded(self, rules: list[Rule]) -> list[Rule]:
+        """Each accept of a limited publication preceded by the rules that turn
+        away a source over its limits; accepts of logged rules log first."""
+        rules_by_name = {("publish", r.name): r for r in self.policy.publish}
+        rules_by_name.update({("outbound", r.name): r for r in self.policy.outbound})
+        guarded = []
+        for rule in rules:
+            source = rules_by_name.get((rule.origin.kind, rule.origin.name))
+            limit = getattr(source, "limit", None)
+            if limit is not None:
+                guarded.extend(self._limit_rules(source, rule, limit))
+            if source is not None and source.log:
+                rule = Rule(rule.origin, rule.matches,
+                            (Log((source.name,), self.firewall.log.group),) + rule.statements)
+            guarded.append(rule)
+        return guarded
+
+    def _limit_rules(self, publication, accept: Rule, limit) -> list[Rule]:
+        """New connections over the source's rate, or beyond its concurrent
+        connections, meet the chain policy's verdict (drop, or reject) before
+        the accept: one meter a service, family and kind, keyed on the source."""
+        fw = self.firewall
+        family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
+        protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
+        chain_policy = fw.input_policy if publication.server is None else fw.forward_policy
+        verdict = DROP if chain_policy != "reject" else (
+            Verdict("reject", "tcp reset") if protocol == "tcp"
+            else Verdict("reject", "icmpx", "admin-prohibited"))
+        index = 1 + next(i for i, s in enumerate(publication.services)
+                         if s.name == accept.origin.service)
+        stem = f"{publication.name}_{index}_"
+        version = "4" if family == "ip" else "6"
+        matches = accept.matches + (ConntrackMatch(("new",)),)
+        rules = []
+        if limit.new is not None:
+            burst = limit.burst or DEFAULT_BURST
+            refill = -(-burst // limit.new.count)       # units until a full burst is back
+            name = stem + "new" + version
+            timeout = min(UNIT_SECONDS[limit.new.unit] * max(1, refill), METER_TIMEOUT_MAX)
+            self.used_sets[name] = NftSet(name, family, (), ("dynamic", "timeout"), METER_SIZE,
+                                          timeout)
+            rules.append(Rule(accept.origin, matches, (
+                RateMeter(name, family, limit.new.count, limit.new.unit, burst), verdict)))
+        if limit.concurrent is not None:
+            name = stem + "conn" + version
+            self.used_sets[name] = NftSet(name, family, (), ("dynamic",), METER_SIZE)
+            rules.append(Rule(accept.origin, matches, (
+                CountMeter(name, family, limit.concurrent), verdict)))
+        return rules
+
+    def _drop_logged(self, chain: Chain) -> Chain:
+        """With firewall.log.dropped, a filter chain whose policy drops (or
+        rejects) logs, at a limited rate, what reaches its end: the last rule
+        before the reject tail."""
+        log = self.firewall.log
+        if not log.dropped or chain.hook is None or chain.hook.type != "filter" \
+                or chain.hook.policy != "drop":
+            return chain
+        tail = 2 if getattr(self.firewall, f"{chain.name}_policy") == "reject" else 0
+        rule = Rule(Origin("log", chain.name), (), (
+            RateLimit(log.rate.count, log.rate.unit, DEFAULT_BURST),
+            Log(("drop", chain.name), log.group)))
+        at = len(chain.rules) - tail
+        return Chain(chain.name, chain.hook, chain.rules[:at] + (rule,) + chain.rules[at:])
+
+    @staticmethod
+    def _counted(chain: Chain) -> Chain:
+        """Each accept of a policy rule counts in the rule's named counter,
+        `KIND_NAME` (kinds and names are identifiers, and names are unique
+        within a kind), for `mailpubc stats`."""
+        if chain.hook is None or chain.hook.type != "filter":
+            return chain
+        return Chain(chain.name, chain.hook, tuple(
+            Rule(rule.origin, rule.matches,
+                 (CounterRef(f"{rule.origin.kind}_{rule.origin.name}"),) + rule.statements)
+            if rule.origin.kind in COUNTED and ACCEPT in rule.statements else rule
+            for rule in chain.rules))
 
     def _snat(self) -> list[Rule]:
         """Published servers leave as their published address; the rest of the

@@ -24,8 +24,8 @@ from . import lists
 from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
-from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
-                    PortRange, Publish, Schedule, Service)
+from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
+                    Policy, PortRange, Publish, Rate, Schedule, Service)
 from .vocab import BUILTIN_SERVICES, nft_day
 
 MINUTES_PER_DAY = 24 * 60
@@ -383,6 +383,7 @@ class _Resolver:
             timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
             **self._blocks(spec),
+            log=self._log_settings(),
         )
 
     def _blocks(self, spec: dict) -> dict:
@@ -431,6 +432,8 @@ class _Resolver:
             external_position=self.at(path + ("external_address",)),
             hostname=spec.get("hostname"),
             mail_domains=self._mail_domains(path, spec),
+            limit=self._limit(path + ("limit",), spec.get("limit")),
+            log=spec.get("log", False),
         )
 
     def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:
@@ -451,7 +454,36 @@ class _Resolver:
             destinations=destinations,
             schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
             position=self.at(path + ("name",)),
+            log=spec.get("log", False),
         )
+
+    # -- limits and logging -------------------------------------------------
+
+    def _rate(self, path: Path, text: str) -> Optional[Rate]:
+        """"N/unit" (schema-checked); a rate of 0 would admit nothing."""
+        count, _, unit = text.partition("/")
+        if int(count) == 0:
+            self.error(path, f"rate {text!r} admits nothing: use at least 1/{unit}")
+            return None
+        return Rate(int(count), unit)
+
+    def _limit(self, path: Path, spec: Optional[dict]) -> Optional[Limit]:
+        if spec is None:
+            return None
+        if "burst" in spec and "new" not in spec:
+            self.key_error(path + ("burst",), "burst needs new: it is the number of quick new "
+                                              "connections beyond the `new` rate")
+        new = self._rate(path + ("new",), spec["new"]) if "new" in spec else None
+        return Limit(new, spec.get("burst"), spec.get("concurrent"))
+
+    def _log_settings(self) -> LogSettings:
+        spec = self.data["firewall"].get("log") or {}
+        rate = spec.get("rate")
+        return LogSettings(
+            dropped=spec.get("dropped", False),
+            rate=(self._rate(("firewall", "log", "rate"), rate) if rate else None)
+            or LogSettings.rate,
+            group=spec.get("group"))
 
 
 @lru_cache(maxsize=1)

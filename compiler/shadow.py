@@ -15,8 +15,8 @@ from typing import Callable, Optional
 
 from .addresses import within
 from .diagnostics import Collector, Diagnostic
-from .plan import (AddressMatch, ConntrackMatch, DayMatch, HourMatch, IcmpTypeMatch, Match,
-                   Nat, PortMatch, Rule, Ruleset, Verdict)
+from .plan import (AddressMatch, ConntrackMatch, CounterRef, DayMatch, HourMatch, IcmpTypeMatch,
+                   Log, Match, Nat, PortMatch, Rule, Ruleset, Verdict)
 
 POLICY_KINDS = ("publish", "outbound", "management")
 
@@ -63,8 +63,14 @@ def _describe(rule: Rule, line: bool = True) -> str:
 
 
 def _decides(rule: Rule) -> bool:
-    """A rule whose match ends the chain: a verdict or a translation."""
-    return any(isinstance(s, (Verdict, Nat)) for s in rule.statements)
+    """A rule whose match ends the chain: a verdict or a translation, with
+    nothing before it that may let the packet go on (a meter or a rate limit
+    is true only for some packets)."""
+    return (any(isinstance(s, (Verdict, Nat)) for s in rule.statements)
+            and all(isinstance(s, _UNCONDITIONAL) for s in rule.statements))
+
+
+_UNCONDITIONAL = (Verdict, Nat, Log, CounterRef)
 
 
 def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:

@@ -17,6 +17,11 @@ returns every problem found; an empty list means fail-closed:
   policy allows: a published service (its address and port; the forward
   accept also its original address and port), an outbound rule (its sources
   or destinations, ports and schedule), management ssh (a source, tcp/22);
+- an accept of a publication with a `limit` comes after rules with the
+  same matches that turn away (drop or reject) new connections from a
+  source over a per-source meter no looser than the limit: `update @S {
+  saddr limit rate over N/unit burst B packets }`, `add @S { saddr ct
+  count over C }`; meters appear in no other rule;
 - nothing accepts by port alone (but the firewall's own outbound to
   anywhere, in output) or on `ct status`; no jumps;
 - every DNAT matches the external interface, one external address of the
@@ -40,8 +45,8 @@ from typing import Optional
 
 from mailpubc import nft
 from mailpubc.addresses import merge
-from mailpubc.model import Policy, Schedule
-from mailpubc.plan import LINK_LOCAL
+from mailpubc.model import Limit, Policy, Schedule
+from mailpubc.plan import DEFAULT_BURST, LINK_LOCAL, UNIT_SECONDS
 from mailpubc.vocab import PortRange
 from mailpubc.schedule import schedule_zone
 from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
@@ -185,7 +190,9 @@ class Allowance:
     """One thing the policy allows, as the constraints an accept must keep."""
 
     def __init__(self, chain, ports, family=None, saddr=None, daddr=None,
-                 original_daddr=None, iifname=None, oifname=None, schedule=None, offset=0):
+                 original_daddr=None, iifname=None, oifname=None, schedule=None, offset=0,
+                 limit=None):
+        self.limit = limit          # model.Limit: accepts need meters before them
         self.chain, self.ports, self.family = chain, ports, family
         self.saddr, self.daddr, self.original_daddr = saddr, daddr, original_daddr
         self.iifname, self.oifname, self.schedule = iifname, oifname, schedule
@@ -286,10 +293,10 @@ def allowances(policy: Policy) -> list[Allowance]:
         external = [(int(rule.external_address),) * 2]
         ports = tuple(p for s in rule.services for p in s.ports)
         if rule.server is None:
-            found.append(Allowance("input", ports, family, daddr=external))
+            found.append(Allowance("input", ports, family, daddr=external, limit=rule.limit))
         else:
-            found.append(Allowance("forward", ports, family,
-                                   daddr=[(int(rule.server),) * 2], original_daddr=external))
+            found.append(Allowance("forward", ports, family, daddr=[(int(rule.server),) * 2],
+                                   original_daddr=external, limit=rule.limit))
     for rule in policy.outbound:
         ports = tuple(p for s in rule.services for p in s.ports)
         to = rule.destinations
@@ -415,6 +422,43 @@ def _accept_problems(rule: Rule, allowed: list[Allowance], sets: dict) -> list[s
     return problems
 
 
+def _meters(rule: Rule) -> list[dict]:
+    return [value for name, value in rule.statements if name == "set"]
+
+
+def _enforces(meter: dict, family: str, part: str, limit: Limit) -> bool:
+    """Whether one listed meter keeps each source within `part` (new or
+    concurrent) of `limit`."""
+    if meter["elem"] != {"payload": {"protocol": family, "field": "saddr"}}:
+        return False
+    (kind, body), = meter["stmt"][0].items()
+    if part == "new" and kind == "limit" and body.get("inv") and meter["op"] == "update":
+        rate = body["rate"] * UNIT_SECONDS[limit.new.unit] / UNIT_SECONDS[body.get("per", "second")]
+        return rate <= limit.new.count and body.get("burst", 0) <= (limit.burst or DEFAULT_BURST)
+    if part == "concurrent" and kind == "ct count" and body.get("inv") and meter["op"] == "add":
+        return body["val"] <= limit.concurrent
+    return False
+
+
+def _limit_problems(rule: Rule, earlier: list[Rule], allowed: list[Allowance],
+                    sets: dict) -> list[str]:
+    """An accept that only limited publications admit needs, before it, rules
+    with its matches that turn away new connections of a source over each
+    part of the limit."""
+    admitting = [a for a in allowed if a.admits(rule, sets)]
+    if not admitting or any(a.limit is None for a in admitting):
+        return []
+    guards = [meter for r in earlier if r.verdict in ("drop", "reject")
+              and [m for m in r.matches if m[0] != "ct state"] == rule.matches
+              and _items(r.positive("ct state")) == ["new"]
+              for meter in _meters(r)]
+    for a in admitting:
+        parts = [part for part in ("new", "concurrent") if getattr(a.limit, part) is not None]
+        if all(any(_enforces(m, a.family, part, a.limit) for m in guards) for part in parts):
+            return []
+    return [f"accept of a limited publication without its limits before it: {rule}"]
+
+
 def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     fw = policy.firewall
     externals = {int(a) for a in fw.external_addresses}
@@ -460,12 +504,16 @@ def check(listing: dict, policy: Policy) -> list[str]:
     problems = _chain_problems(chains, rules, policy)
     allowed = allowances(policy)
     problems += _block_problems(rules, policy, sets)
-    for rule in rules:
-        others = {n for n, _ in rule.statements} - VERDICTS - {"counter", "log", "limit"}
+    for index, rule in enumerate(rules):
+        others = {n for n, _ in rule.statements} - VERDICTS - {"counter", "log", "limit", "set"}
         if others:
             problems.append(f"unexpected statement {sorted(others)}: {rule}")
+        if _meters(rule) and rule.verdict not in ("drop", "reject"):
+            problems.append(f"a meter in a rule that does not drop or reject: {rule}")
         if rule.verdict == "accept" and rule.chain in FILTER_CHAINS:
             problems += _accept_problems(rule, allowed, sets)
+            earlier = [r for r in rules[:index] if r.chain == rule.chain]
+            problems += _limit_problems(rule, earlier, allowed, sets)
         elif rule.verdict in ("dnat", "snat"):
             problems += _nat_problems(rule, policy, sets)
     return problems

@@ -272,6 +272,40 @@ def _port_ranges(spec: list[str]) -> list[PortRange]:
     return found
 
 
+RATE_UNITS = ["second", "minute", "hour"]
+rates = st.builds(lambda n, unit: f"{n}/{unit}", st.integers(1, 1000), st.sampled_from(RATE_UNITS))
+
+
+@st.composite
+def _publish_extras(draw) -> dict:
+    """Optional `limit` (at least one of new and concurrent; burst only with
+    new) and `log` of a publication."""
+    extras = {}
+    if draw(st.booleans()):
+        limit = {}
+        if draw(st.booleans()):
+            limit["new"] = draw(rates)
+            if draw(st.booleans()):
+                limit["burst"] = draw(st.integers(1, 1000))
+        if not limit or draw(st.booleans()):
+            limit["concurrent"] = draw(st.integers(1, 1000))
+        extras["limit"] = limit
+    if draw(st.booleans()):
+        extras["log"] = draw(st.booleans())
+    return extras
+
+
+@st.composite
+def _log_settings(draw) -> dict:
+    """Optional `firewall.log`."""
+    if draw(st.booleans()):
+        return {}
+    keys = draw(st.lists(st.sampled_from(["dropped", "rate", "group"]), unique=True))
+    values = {"dropped": draw(st.booleans()), "rate": draw(rates),
+              "group": draw(st.integers(0, 65535))}
+    return {"log": {key: values[key] for key in keys}}
+
+
 @st.composite
 def policies(draw) -> Draw:
     """A valid policy and its YAML text."""
@@ -322,6 +356,7 @@ def policies(draw) -> Draw:
             address = external.exploded if exploded else str(external)
             publish.append({"name": next(rule_names), "server": server,
                             "external_address": address, "services": chosen})
+            publish[-1].update(draw(_publish_extras()))
 
     outbound = []
     internal_sets = [n for n, s in sets.items() if s[2] and s[1]]
@@ -365,6 +400,8 @@ def policies(draw) -> Draw:
             rule["to"] = destinations
         if draw(st.booleans()):
             rule["schedule"] = draw(st.sampled_from(sorted(schedules) + ["always"]))
+        if draw(st.booleans()):
+            rule["log"] = draw(st.booleans())
         outbound.append(rule)
 
     ssh_pool = any_sets + [None]
@@ -377,6 +414,7 @@ def policies(draw) -> Draw:
                 name = draw(_entry_in(draw(pool)))[0]
             ssh.append(name)
         firewall["management"] = {"ssh": ssh}
+    firewall.update(draw(_log_settings()))
 
     firewall.update(draw(_blocks(sets)))
     data = {"version": 1, "firewall": firewall}

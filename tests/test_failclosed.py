@@ -47,14 +47,17 @@ firewall:
   policy: {input: reject, forward: drop, output: drop}
   management:
     ssh: [admins]
+  log: {dropped: true, group: 3}
 address_sets:
   admins: [192.0.2.0/28]
   relays: [10.1.0.25]
 schedules:
   office: {days: [mon, fri], hours: "22:00-06:00"}
 publish:
-  - {name: exchange, server: 10.1.0.25, external_address: 198.51.100.10, services: [smtp, imaps]}
-  - {name: local, server: localhost, external_address: 198.51.100.11, services: [submission]}
+  - {name: exchange, server: 10.1.0.25, external_address: 198.51.100.10, services: [smtp, imaps],
+     limit: {new: 3/minute, burst: 4, concurrent: 2}}
+  - {name: local, server: localhost, external_address: 198.51.100.11, services: [submission],
+     log: true}
 outbound:
   - {name: relay, from: relays, services: [smtp], schedule: office}
   - {name: resolver, from: localhost, services: [dns]}
@@ -141,6 +144,8 @@ MLD = rule_of("fixed", "mld", having=AddressMatch("ip6", "saddr", (LINK_LOCAL,))
 MLD_ANY = rule_of("fixed", "mld", having=AddressMatch("ip6", "saddr", ((0, 0),)))   # from ::
 SERVER = kind("address", field="daddr", original=False)
 EVERY_PORT = {"low": 1, "high": 65535}
+RATE_METER = lambda r: SMTP(r) and any(s.kind == "rate_meter" for s in r.statements)
+COUNT_METER = lambda r: SMTP(r) and any(s.kind == "count_meter" for s in r.statements)
 SNEAKY = Origin("fixed", "sneaky")
 SNEAKY_CHAIN = Chain("sneaky", None, (Rule(SNEAKY, (), (ACCEPT,)),))
 # Monday and Friday 22:00 to 06:00 the next morning in Tokyo: 13:00-21:00 UTC,
@@ -219,6 +224,23 @@ BREAKAGES = [
      lambda p: add_rule(p, "input", LOCAL,
                         Rule(SNEAKY, (IcmpTypeMatch("icmp", ("echo-request",)),), (ACCEPT,))),
      "does not allow"),
+    ("limited accept without its rate meter",
+     lambda p: edit_rules(p, "forward", RATE_METER, lambda r: None),
+     "accept of a limited publication without its limits"),
+    ("limited accept without its concurrent meter",
+     lambda p: edit_rules(p, "forward", COUNT_METER, lambda r: None),
+     "accept of a limited publication without its limits"),
+    ("rate meter looser than the limit",
+     lambda p: edit_rules(p, "forward", RATE_METER, lambda r: replace(
+         r, statements=(replace(r.statements[0], count=30),) + r.statements[1:])),
+     "accept of a limited publication without its limits"),
+    ("meter on other matches than the accept",
+     lambda p: edit_rules(p, "forward", RATE_METER, without(kind("address", original=True))),
+     "accept of a limited publication without its limits"),
+    ("a meter that accepts",
+     lambda p: edit_rules(p, "forward", COUNT_METER, lambda r: replace(
+         r, statements=r.statements[:-1] + (ACCEPT,))),
+     "a meter in a rule that does not drop or reject"),
     ("a jump to a chain of its own",
      lambda p: add_rule(add_chain(p, SNEAKY_CHAIN, before="output"), "forward", SMTP,
                         Rule(SNEAKY, (), (Jump("sneaky"),))),
@@ -305,7 +327,8 @@ def test_checker_reports_an_accept_on_ct_status():
     """A text edit: the plan has no `ct status` match, and the compiler never
     writes one (it would accept everything DNATed), so none is added for this."""
     compiled = _compile(BASE)
-    rule = 'ct original proto-dst 25 accept comment "mailpub publish exchange smtp"\n'
+    rule = ('ct original proto-dst 25 counter name "publish_exchange" accept '
+            'comment "mailpub publish exchange smtp"\n')
     assert rule in compiled.text, "the base ruleset changed; update this breakage"
     broken = compiled.text.replace(rule, rule + "\t\tct status dnat accept\n", 1)
     problems = failclosed.check(failclosed.load(broken), compiled.policy)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ..addresses import interval_texts
-from ..plan import Origin
+from ..plan import Log, Origin
 from ..resolve import nft_keywords
 from ..vocab import VERSIONS
 
@@ -48,6 +48,11 @@ def comment(origin: Origin) -> str:
     else:
         words = (origin.kind, origin.name) + ((origin.service,) if origin.service else ())
     return safe_string("mailpub " + " ".join(words))
+
+
+def log_prefix(log: Log) -> str:
+    """A log statement's prefix: "mailpub exchange: ", "mailpub drop input: "."""
+    return safe_string("mailpub " + " ".join(log.words) + ": ")
 
 
 def address_texts(family: str, intervals) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..addresses import BITS, int_text, interval_blocks
 from ..plan import Chain, NftSet, Rule, Ruleset
 from ..vocab import NFT_DAY_NAMES, PRIORITIES, SET_TYPES, VERSIONS
-from . import comment, safe_name, safe_string
+from . import comment, log_prefix, safe_name, safe_string
 
 FAMILY = "inet"
 
@@ -24,6 +24,8 @@ def generate(ruleset: Ruleset) -> dict:
         {"delete": {"table": dict(table)}},
         {"add": {"table": dict(table)}},
     ]
+    commands += [{"add": {"counter": {"family": FAMILY, "table": ruleset.table,
+                                      "name": safe_name(name)}}} for name in ruleset.counters]
     commands += [{"add": {"set": _set(ruleset.table, s)}} for s in ruleset.sets]
     # every chain before any rule, so a jump may name a chain added after it
     commands += [{"add": {"chain": _chain(ruleset.table, chain)}} for chain in ruleset.chains]
@@ -33,9 +35,18 @@ def generate(ruleset: Ruleset) -> dict:
 
 
 def _set(table: str, nft_set: NftSet) -> dict:
+    # nft 1.0.6's JSON has no "dynamic" flag; nft sets it itself on a set
+    # that rules update, as the text's `flags dynamic` does
+    flags = [flag for flag in nft_set.flags if flag != "dynamic"]
     body = {"family": FAMILY, "table": table, "name": safe_name(nft_set.name),
-            "type": SET_TYPES[nft_set.family], "flags": list(nft_set.flags)}
-    if nft_set.intervals:       # a run-time set (dynamic_block) starts empty
+            "type": SET_TYPES[nft_set.family]}
+    if flags:
+        body["flags"] = flags
+    if nft_set.size:
+        body["size"] = nft_set.size
+    if nft_set.timeout:
+        body["timeout"] = nft_set.timeout
+    if nft_set.intervals:
         body["elem"] = _elements(nft_set.family, nft_set.intervals)
     return body
 
@@ -134,6 +145,36 @@ def _jump(s) -> dict:
     return {"jump": {"target": safe_name(s.target)}}
 
 
+def _meter(op: str, s, statement: dict) -> dict:
+    return {"set": {"op": op, "elem": {"payload": {"protocol": s.family, "field": "saddr"}},
+                    "set": "@" + safe_name(s.set_name), "stmt": [statement]}}
+
+
+def _rate_meter(s) -> dict:
+    return _meter("update", s, {"limit": {"rate": s.count, "per": s.unit, "burst": s.burst,
+                                          "inv": True}})
+
+
+def _count_meter(s) -> dict:
+    return _meter("add", s, {"ct count": {"val": s.count, "inv": True}})
+
+
+def _limit(s) -> dict:
+    return {"limit": {"rate": s.count, "per": s.unit, "burst": s.burst}}
+
+
+def _counter(s) -> dict:
+    return {"counter": safe_name(s.name)}
+
+
+def _log(s) -> dict:
+    body = {"prefix": log_prefix(s)}
+    if s.group is not None:
+        body["group"] = s.group
+    return {"log": body}
+
+
 _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
-          "nat": _nat, "verdict": _verdict, "jump": _jump}
+          "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
+          "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter}

@@ -37,6 +37,7 @@ from .scenario import REPO, Scenario, describe
 from .topology import MEMBERSHIP_EXPIRY, Host, Topology
 
 PROBE = Path(__file__).resolve().parent / "probe.py"
+NFLOG = Path(__file__).resolve().parent / "nflog.py"
 TLS_SERVICES = {"smtps", "submission"}
 SWEEP_TIMEOUT = 0.5
 PARALLEL_PROBES = 12
@@ -58,6 +59,7 @@ class Lab:
         self.scenario = scenario
         self.ca = ca
         self.evidence = evidence
+        self.nflog_lock = threading.Lock()
         # Short (unix socket paths) and traversable by Dovecot's mail user.
         self.workdir = netns.scratch_dir()
         self.workdir.chmod(0o755)
@@ -283,8 +285,66 @@ def _dynamic_block(lab: Lab, exp: dict) -> str | None:
     return None
 
 
+def _port(lab: Lab, exp: dict) -> int:
+    return int(exp["port"]) if "port" in exp else lab.service_port(exp["service"])
+
+
+def _connections(lab: Lab, exp: dict) -> str | None:
+    """New connections from one source one after another (held open with
+    `hold`), each open or closed as listed; then one from `then_from`, open."""
+    target, port = lab.address(exp["to"], exp.get("family")), _port(lab, exp)
+    request = {"kind": "connections", "host": target, "port": port}
+    result = lab.probe(exp["from"], dict(request, count=len(exp["expect"]),
+                                         hold=exp.get("hold", False)))
+    got = [status.split(" ")[0] for status in result["results"]]
+    if got != exp["expect"]:
+        return f"expected {'-'.join(exp['expect'])}, got {result['detail']}"
+    if "then_from" in exp:
+        other = lab.probe(exp["then_from"], dict(request, count=1))
+        if other["results"] != ["open"]:
+            return f"then {exp['then_from']} expected open, got {other['detail']}"
+    return None
+
+
+def _log(lab: Lab, exp: dict) -> str | None:
+    """What the firewall logs to an nflog group while `from` opens one
+    connection (at least one entry with the prefix), or floods a UDP port
+    with `flood` datagrams (at least one, at most `at_most`)."""
+    target, port = lab.address(exp["to"], exp.get("family")), _port(lab, exp)
+    source = lab.address(exp["from"], exp.get("family"))
+    with lab.nflog_lock:    # one reader per group and namespace
+        reader = subprocess.Popen(
+            lab.topology.firewall.ns.argv(sys.executable, str(NFLOG), str(exp["group"])),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            if reader.stdout.readline().strip() != "ready":
+                return f"the nflog reader did not start: {reader.communicate(timeout=10)[1]}"
+            if "flood" in exp:
+                lab.probe(exp["from"], {"kind": "flood", "host": target, "port": port,
+                                        "count": exp["flood"]})
+            else:
+                result = lab.probe(exp["from"], {"kind": "connections", "host": target,
+                                                 "port": port, "count": 1})
+                if result["results"] != ["open"]:
+                    return f"the connection was not open: {result['detail']}"
+            out, err = reader.communicate("", timeout=30)
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+                reader.wait()
+    entries = json.loads(out)
+    count = sum(1 for e in entries if e["prefix"] == exp["expect_prefix"]
+                and e["source"] is not None
+                and ipaddress.ip_address(e["source"]) == ipaddress.ip_address(source))
+    if count == 0 or count > exp.get("at_most", count):
+        return (f"{count} entries with prefix {exp['expect_prefix']!r} from {source}, expected "
+                f"1 to {exp.get('at_most', 'any number')}; all entries: {entries}")
+    return None
+
+
 JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep,
-          "dynamic-block": _dynamic_block}
+          "dynamic-block": _dynamic_block,
+          "connections": _connections, "log": _log}
 
 
 class Labs:

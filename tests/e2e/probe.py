@@ -278,7 +278,48 @@ def _sweep_batch(host: str, family: int, ports: range, timeout: float):
     return found, counts
 
 
-KINDS = {"reach": reach, "deliver": deliver, "whoami": whoami, "sweep": sweep}
+def connections(req: dict) -> dict:
+    """Open ``count`` TCP connections to host:port one after another, each
+    open once the server's greeting arrives.  With ``hold`` every connection
+    stays open until the last was tried (simultaneous connections); without,
+    each is closed at once with a reset, so that the firewall's conntrack
+    entry closes too and only the rate of new connections is tested."""
+    held, statuses = [], []
+    for _ in range(req["count"]):
+        try:
+            sock = socket.create_connection((req["host"], req["port"]), timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            statuses.append(f"closed ({_why(exc)})")
+            continue
+        sock.settimeout(IO_TIMEOUT)
+        try:
+            statuses.append("open" if sock.recv(512) else "broken (no greeting)")
+        except OSError as exc:
+            statuses.append(f"broken ({_why(exc)})")
+        if req.get("hold"):
+            held.append(sock)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    for sock in held:
+        sock.close()
+    return {"status": "open", "results": statuses, "detail": ", ".join(statuses)}
+
+
+def flood(req: dict) -> dict:
+    """Send ``count`` UDP datagrams to host:port as fast as they go."""
+    family = socket.AF_INET6 if ":" in req["host"] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        for _ in range(req["count"]):
+            try:
+                sock.sendto(b"flood", (req["host"], req["port"]))
+            except OSError:         # an ICMP error from an earlier datagram
+                pass
+    return {"status": "open", "detail": f"sent {req['count']} datagrams"}
+
+
+KINDS = {"reach": reach, "deliver": deliver, "whoami": whoami, "sweep": sweep,
+         "connections": connections, "flood": flood}
 
 
 def main() -> None:

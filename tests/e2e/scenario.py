@@ -22,6 +22,16 @@ A scenario is ``scenarios/NAME.yaml``::
          expect_source: 198.51.100.10}
       - {kind: portsweep, from: client, target: 198.51.100.10,
          expect_open: [25, 110, 143]}
+      - {kind: connections, from: client, to: 198.51.100.10, service: smtp,
+         expect: [open, open, open, closed], then_from: client2}
+                                           # one after another (hold: true keeps
+                                           # each open), then one from then_from
+      - {kind: log, from: client, to: 198.51.100.10, service: smtp, group: 5,
+         expect_prefix: "mailpub exchange: "}
+                                           # nflog group 5 in the firewall gets an
+                                           # entry with the prefix from `from`;
+                                           # with flood: N (UDP datagrams to port)
+                                           # 1 to at_most entries
       - {kind: dynamic-block, from: banned, to: 198.51.100.10, service: smtp,
          set: banned}
 
@@ -71,6 +81,9 @@ KINDS = {
     "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
     "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
     "dynamic-block": ({"from", "to", "set"}, {"service", "port", "family"}),
+    "connections": ({"from", "to", "expect"}, {"service", "port", "family", "hold", "then_from"}),
+    "log": ({"from", "to", "group", "expect_prefix"},
+            {"service", "port", "family", "flood", "at_most"}),
 }
 
 
@@ -184,8 +197,10 @@ def _checked(exp: dict, where: str) -> dict:
     if not required <= keys or keys - required - optional:
         raise ScenarioError(f"{where}: {kind} needs {sorted(required)}, may have "
                             f"{sorted(optional)}; got {sorted(keys)}")
-    if kind in ("reach", "dynamic-block") and ("service" in exp) == ("port" in exp):
+    if kind in ("reach", "dynamic-block", "connections", "log") and ("service" in exp) == ("port" in exp):
         raise ScenarioError(f"{where}: {kind} needs exactly one of service, port")
+    if kind == "connections" and not set(exp["expect"]) <= {"open", "closed"}:
+        raise ScenarioError(f"{where}: expect must be a list of open and closed")
     if kind == "reach" and exp["expect"] not in ("open", "closed"):
         raise ScenarioError(f"{where}: expect must be open or closed")
     return dict(exp, kind=kind)
@@ -206,6 +221,12 @@ def describe(exp: dict) -> str:
         return f"{src} -> {exp['to']}{family} {what} blocked while in {exp['set']}"
     if kind == "snat-source":
         return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
+    if kind == "connections":
+        held = " held" if exp.get("hold") else ""
+        return f"{src} -> {exp['to']}{family} {exp.get('service') or exp.get('port')}{held} {'-'.join(exp['expect'])}"
+    if kind == "log":
+        what = f"flood {exp['flood']}" if "flood" in exp else exp.get("service") or exp.get("port")
+        return f"{src} -> {exp['to']}{family} {what} logged {exp['expect_prefix'].strip()}"
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
 
 
