@@ -479,4 +479,18 @@ def _jump(statement, walk: _Walk):
     return decided
 
 
-STATEMENTS: dict[str, Callable] = {"verdict": _verdict, "nat": _nat, "jump": _jump}
+def _goes_on(statement, walk: _Walk):
+    """Counters and logs record the packet and let the rule go on."""
+    return None
+
+
+def _not_hit(statement, walk: _Walk):
+    """A meter or rate limit: explain assumes no limit is hit, so the rule ends."""
+    return STOP
+
+
+STATEMENTS: dict[str, Callable] = {
+    "verdict": _verdict, "nat": _nat, "jump": _jump,
+    "counter": _goes_on, "log": _goes_on,
+    "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,
+}

@@ -265,7 +265,7 @@ BLOCK_BREAKAGES = [
     ("block after ICMP errors",
      lambda p: move_after(p, "input", BLOCK, rule_of("fixed", "icmpv6 errors"))),
     ("forward block after the accepts",
-     lambda p: move_after(p, "forward", BLOCK, lambda r: r.statements == (ACCEPT,))),
+     lambda p: move_after(p, "forward", BLOCK, lambda r: r.statements[-1:] == (ACCEPT,))),
     ("block set narrowed", lambda p: widen_set(p, "_block_v4", "203.0.113.0/25")),
 ]
 
