@@ -2,6 +2,7 @@
 
     mailpubc [compile] [-o FILE] [--format nft|json] [--no-nft-check] POLICY
     mailpubc check [--strict] [--no-nft-check] POLICY...
+    mailpubc install-unit [--prefix DIR]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
@@ -16,13 +17,15 @@ import os
 import sys
 import tempfile
 from importlib import metadata
+from pathlib import Path
 
 from . import api
 from . import nft
+from . import units
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("compile", "check")
+COMMANDS = ("compile", "check", "install-unit")
 
 
 class InternalError(Exception):
@@ -59,7 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--no-nft-check", action="store_true",
                        help="skip the nft dry run of the generated rulesets")
     check.set_defaults(run=_check)
+    _install_unit_parser(commands)
     return parser
+
+
+def _install_unit_parser(commands) -> None:
+    install = commands.add_parser(
+        "install-unit", help="install the systemd units (boot, daylight saving time)",
+        description="Write mailpubc.service (loads the last applied ruleset at boot) and "
+                    "mailpubc-reapply.service/.timer (applies again when the time zone's "
+                    "offset changes); then: systemctl daemon-reload && systemctl enable "
+                    "mailpubc.service mailpubc-reapply.timer")
+    install.add_argument("--prefix", metavar="DIR", default=units.UNIT_DIR,
+                         help=f"the folder for the unit files (default {units.UNIT_DIR})")
+    install.set_defaults(run=_install_unit)
 
 
 def _version() -> str:
@@ -143,6 +159,18 @@ def _check(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
     return status
+
+
+def _install_unit(args: argparse.Namespace) -> int:
+    try:
+        written = units.install(Path(args.prefix))
+    except (units.UnitError, OSError) as exc:
+        raise UsageError(f"cannot install the units: {exc}") from exc
+    for path in written:
+        print(f"wrote {path}")
+    print("now: systemctl daemon-reload && "
+          "systemctl enable mailpubc.service mailpubc-reapply.timer")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
