@@ -114,7 +114,7 @@ def test_check_mode_apply_again_and_an_edit_in_diff_mode(fleet):
     rc, results, output = play("fleet.yml", "--limit", "fw1", "--diff",
                                "-e", '{"services": ["smtp", "imaps", "pop3s"]}')
     assert rc == 0 and results["fw1"]["changed"], output
-    assert "995" in results["fw1"]["diff"]["prepared"] and "995" in output
+    assert "995" in results["fw1"]["diff_text"] and "995" in output    # --diff printed it
     assert "995" in json.dumps(table(netns))
 
 
