@@ -7,6 +7,7 @@ the module's documentation says: with pip into a virtual environment, whose
 The playbooks, the policy template and the inventory's shape are the
 fixture files in tests/ansible/, which the README quotes."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from mailpubc import cli, nft
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "tests" / "ansible"
+COLLECTION = ROOT / "ansible" / "ansible_collections" / "mailpubc" / "firewall"
 FIREWALLS = {"fw1": ("198.51.100.21", "10.1.0.21"),
              "fw2": ("198.51.100.22", "10.1.0.22"),
              "fw3": ("198.51.100.23", "10.1.0.23")}
@@ -89,6 +91,23 @@ def addresses(listing: dict) -> set[str]:
             if isinstance(right, str) and right[0].isdigit():
                 found.add(right)
     return found
+
+
+def test_documentation_parses_and_names_every_option():
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-j",
+                          "mailpubc.firewall.policy"], capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL,
+                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible")})
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    documented = json.loads(run.stdout)["mailpubc.firewall.policy"]["doc"]["options"]
+    spec = importlib.util.spec_from_file_location(
+        "policy", COLLECTION / "plugins" / "modules" / "policy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert sorted(documented) == sorted(module.ARGUMENT_SPEC)
+    for name, argument in module.ARGUMENT_SPEC.items():
+        assert documented[name]["type"] == argument["type"], name
+        assert documented[name].get("default") == argument.get("default"), name
 
 
 def test_invalid_policy_fails_with_its_line_numbers(fleet):

@@ -40,7 +40,7 @@ options:
     description:
       - Lockout protection. Apply with C(--confirm SECONDS --no-wait), the previous table
         being restored after that many seconds unless a later task with O(confirm=true)
-        confirms it; run that task over a new connection (C(meta: reset_connection)),
+        confirms it; run that task over a new connection (after C(- meta) C(reset_connection)),
         so that it proves the new ruleset still lets Ansible in.
     type: int
   confirm:
@@ -89,21 +89,23 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 STATE_DIR = "/var/lib/mailpubc"
-SAME, DIFFERS = 0, 1
+SAME = 0       # mailpubc diff: the live table is the policy
+DIFFERS = 1
+ARGUMENT_SPEC = dict(
+    src=dict(type="path"),
+    content=dict(type="str"),
+    dest=dict(type="path"),
+    netns=dict(type="str"),
+    confirm_timeout=dict(type="int"),
+    confirm=dict(type="bool", default=False),
+    executable=dict(type="str", default="mailpubc"),
+    state_dir=dict(type="path"),
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="path"),
-            content=dict(type="str"),
-            dest=dict(type="path"),
-            netns=dict(type="str"),
-            confirm_timeout=dict(type="int"),
-            confirm=dict(type="bool", default=False),
-            executable=dict(type="str", default="mailpubc"),
-            state_dir=dict(type="path"),
-        ),
+        argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=[("src", "content")],
         supports_check_mode=True,
     )
