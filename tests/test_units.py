@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -87,9 +88,9 @@ def without_handles(listing: dict) -> list:
             for entry in listing["nftables"] for kind, value in entry.items()]
 
 
-def run_in(namespace: str, argv: list[str]) -> None:
+def run_in(namespace: str, argv: list[str], env: dict | None = None) -> None:
     run = subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True,
-                         text=True, timeout=60, stdin=subprocess.DEVNULL)
+                         text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
     assert run.returncode == 0, run.stderr
 
 
@@ -138,7 +139,11 @@ def test_boot_unit_rebuilds_the_live_ruleset_in_a_fresh_namespace(installed, nam
     assert without_handles(nft.list_ruleset(booted)) == without_handles(nft.list_ruleset(live))
 
 
-@pytest.mark.skipif("apply" not in cli.COMMANDS, reason="mailpubc apply is not built yet")
+needs_apply = pytest.mark.skipif("apply" not in cli.COMMANDS,
+                                 reason="mailpubc apply is not built yet")
+
+
+@needs_apply
 def test_boot_unit_loads_what_apply_saved(tmp_path, namespaces):
     base = tmp_path / "state"
     environment = {**os.environ, "MAILPUBC_STATE_DIR": str(base)}
@@ -152,6 +157,26 @@ def test_boot_unit_loads_what_apply_saved(tmp_path, namespaces):
     booted = namespaces()
     run_in(booted, shlex.split(settings(tmp_path / "units" / "mailpubc.service")["ExecStart"]))
     assert without_handles(nft.list_ruleset(booted)) == without_handles(nft.list_ruleset(live))
+
+
+@needs_apply
+def test_reapply_unit_brings_the_live_table_back_to_the_policy(installed, namespaces):
+    """The timer's service, run in a namespace standing for the host: its
+    command and environment find the policy apply recorded, and load it again
+    when the live table no longer matches (as after an offset change)."""
+    folder, state = installed
+    host = {k: v for k, v in os.environ.items()
+            if k not in ("MAILPUBC_STATE_DIR", "SSH_CONNECTION")}
+    netns = namespaces()
+    run_in(netns, [sys.executable, "-m", "mailpubc", "apply", str(POLICY)],
+           {**host, "MAILPUBC_STATE_DIR": str(state)})
+    applied = without_handles(nft.list_ruleset(netns))
+    nft.load("add rule inet mailpub input tcp dport 9 accept\n", netns=netns)
+    assert without_handles(nft.list_ruleset(netns)) != applied
+    unit = settings(folder / "mailpubc-reapply.service")
+    name, value = unit["Environment"].split("=", 1)
+    run_in(netns, shlex.split(unit["ExecStart"]), {**host, name: value})
+    assert without_handles(nft.list_ruleset(netns)) == applied
 
 
 def test_debian_nftables_conf_can_include_the_applied_ruleset(tmp_path, namespaces):
