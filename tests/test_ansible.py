@@ -128,8 +128,9 @@ def test_check_mode_apply_again_and_an_edit_in_diff_mode(fleet):
     rc, results, output = play("fleet.yml", "--limit", "fw1")
     assert rc == 0 and results["fw1"]["changed"], output
     assert table(netns) is not None
-    rc, results, output = play("fleet.yml", "--limit", "fw1")
-    assert rc == 0 and not results["fw1"]["changed"], output
+    for again in ((), ("--check",)):      # check mode agrees with a real run
+        rc, results, output = play("fleet.yml", "--limit", "fw1", *again)
+        assert rc == 0 and not results["fw1"]["changed"], output
     rc, results, output = play("fleet.yml", "--limit", "fw1", "--diff",
                                "-e", '{"services": ["smtp", "imaps", "pop3s"]}')
     assert rc == 0 and results["fw1"]["changed"], output

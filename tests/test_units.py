@@ -115,6 +115,13 @@ def test_boot_unit_runs_before_the_network_from_the_state_folder(installed):
     assert shlex.split(reapply["ExecStart"])[-1] == "reapply"
 
 
+def test_a_path_systemd_would_split_is_refused(tmp_path):
+    run = run_mailpubc("install-unit", "--prefix", tmp_path,
+                       env={**os.environ, "MAILPUBC_STATE_DIR": str(tmp_path / "my state")})
+    assert run.returncode == 2 and run.stdout == ""
+    assert "holds a space" in run.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_timer_fires_five_seconds_after_every_quarter_hour(installed):
     folder, _ = installed
     spec = settings(folder / "mailpubc-reapply.timer")["OnCalendar"]

@@ -49,6 +49,12 @@ options:
         check that the live table is that policy, and fail if it was rolled back.
     type: bool
     default: false
+  force:
+    description:
+      - Apply even if the policy's management SSH rule would not let in the address
+        Ansible connects from (C(mailpubc apply --force)); without it that is refused.
+    type: bool
+    default: false
   executable:
     description: The mailpubc command, a path or a name looked up on PATH.
     type: str
@@ -98,6 +104,7 @@ ARGUMENT_SPEC = dict(
     netns=dict(type="str"),
     confirm_timeout=dict(type="int"),
     confirm=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
     executable=dict(type="str", default="mailpubc"),
     state_dir=dict(type="path"),
 )
@@ -182,7 +189,8 @@ def apply(module, mailpubc, scratch):
         policy = keep(module, policy)
     timeout = module.params["confirm_timeout"]
     wait = ["--confirm", str(timeout), "--no-wait"] if timeout is not None else []
-    rc, out, err = mailpubc.run("apply", *wait, policy)
+    force = ["--force"] if module.params["force"] else []
+    rc, out, err = mailpubc.run("apply", *wait, *force, policy)
     if rc != 0:
         mailpubc.fail("apply", rc, out, err)
     module.exit_json(**result)
