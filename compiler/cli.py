@@ -1,31 +1,40 @@
 """The `mailpubc` command: a thin layer over `mailpubc.api` and `mailpubc.nft`.
 
     mailpubc [compile] [-o FILE] [--format nft|json] [--no-nft-check] POLICY
-    mailpubc check [--strict] [--no-nft-check] POLICY...
+    mailpubc check [--strict] [--no-nft-check] [--live [--netns NS]] POLICY...
+    mailpubc apply [--netns NS] [--confirm SECONDS [--no-wait]] [--force] POLICY
+    mailpubc confirm [--netns NS]
+    mailpubc diff [--netns NS] [--format text|json] POLICY
+    mailpubc reapply [--netns NS]
     mailpubc install-unit [--prefix DIR]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
 or has warnings under `check --strict`; 2 wrong usage; 3 an internal error,
-such as nft rejecting what the compiler wrote (a bug).
+such as nft rejecting what the compiler wrote (a bug). apply, confirm, diff
+and reapply have their own codes (mailpubc.deploy, docs/policy-language.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from . import api
+from . import deploy
 from . import nft
 from . import units
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("compile", "check", "install-unit")
+COMMANDS = ("compile", "check", "apply", "confirm", "diff", "reapply", "rollback-watch",
+            "install-unit")
 
 
 class InternalError(Exception):
@@ -61,7 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     check.add_argument("--no-nft-check", action="store_true",
                        help="skip the nft dry run of the generated rulesets")
+    check.add_argument("--live", action="store_true",
+                       help="also warn about other tables whose base chains drop what "
+                            "the policy accepts (reads the live ruleset)")
+    check.add_argument("--netns", metavar="NS", type=_netns_name,
+                       help="with --live: the network namespace to read")
     check.set_defaults(run=_check)
+    _deploy_commands(commands)
     _install_unit_parser(commands)
     return parser
 
@@ -76,6 +91,73 @@ def _install_unit_parser(commands) -> None:
     install.add_argument("--prefix", metavar="DIR", default=units.UNIT_DIR,
                          help=f"the folder for the unit files (default {units.UNIT_DIR})")
     install.set_defaults(run=_install_unit)
+
+
+def _deploy_commands(commands) -> None:
+    """apply, confirm, diff, reapply (mailpubc.deploy) and the rollback watcher."""
+    def netns(sub) -> None:
+        sub.add_argument("--netns", metavar="NS", type=_netns_name,
+                         help="work in network namespace NS (ip netns), with its own state")
+
+    apply = commands.add_parser(
+        "apply", help="compile and load POLICY in one transaction",
+        description="Compile POLICY, dry-run it and load it in one transaction. Exit 0 "
+                    "applied, 1 invalid policy, 2 refused (lock held, a confirmation "
+                    "pending, lockout guard), 3 nft refused (nothing changed), 4 not "
+                    "confirmed and rolled back.")
+    apply.add_argument("policy", metavar="POLICY")
+    netns(apply)
+    apply.add_argument("--confirm", type=_seconds, metavar="SECONDS",
+                       help="restore the previous state after SECONDS unless confirmed "
+                            "(answer y on the terminal, or run `mailpubc confirm`)")
+    apply.add_argument("--no-wait", action="store_true",
+                       help="with --confirm: return once loaded; confirm later")
+    apply.add_argument("--force", action="store_true",
+                       help="apply even if the policy would lock out this SSH session")
+    apply.set_defaults(run=_apply)
+
+    confirm = commands.add_parser("confirm", help="confirm a pending apply --confirm",
+                                  description="Confirm a pending apply; exit 1 if none is.")
+    netns(confirm)
+    confirm.set_defaults(run=_confirm)
+
+    diff = commands.add_parser(
+        "diff", help="what apply would change in the live table",
+        description="Compare the live table with POLICY's (handles, counters and "
+                    "run-time set elements ignored). Exit 0 same, 1 differs, 2 error.")
+    diff.add_argument("policy", metavar="POLICY")
+    netns(diff)
+    diff.add_argument("--format", choices=("text", "json"), default="text",
+                      help="a unified diff (default), or JSON with before and after")
+    diff.set_defaults(run=_diff)
+
+    reapply = commands.add_parser(
+        "reapply", help="recompile the last applied policy; apply it if it changed",
+        description="For the daylight saving timer: schedules bake in the UTC offset.")
+    netns(reapply)
+    reapply.set_defaults(run=_reapply)
+
+    watcher = commands.add_parser("rollback-watch")     # internal: started by apply --confirm
+    netns(watcher)
+    watcher.add_argument("token")
+    watcher.set_defaults(run=lambda args: deploy.watch(args.netns, args.token) or EXIT_OK)
+
+
+def _netns_name(text: str) -> str:
+    """A name `ip netns` made (/run/netns/NAME), also a folder name in the state."""
+    if text in (".", "..") or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"not a network namespace name: {text!r}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 86400): {text!r}")
+    return value
 
 
 def _version() -> str:
@@ -158,6 +240,14 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{path}: ok (nft dry run passed: {checked.method})")
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
+        if args.live:
+            try:
+                found = deploy.live_warnings(result.ruleset.table, args.netns)
+            except nft.NftError as exc:
+                raise UsageError(f"cannot read the live ruleset: {exc}") from exc
+            _warn(found)
+            if args.strict and found:
+                status = EXIT_INVALID
     return status
 
 
@@ -171,6 +261,81 @@ def _install_unit(args: argparse.Namespace) -> int:
     print("now: systemctl daemon-reload && "
           "systemctl enable mailpubc.service mailpubc-reapply.timer")
     return EXIT_OK
+def _warn(warnings) -> None:
+    for warning in warnings:
+        print(f"mailpubc: warning: {warning}", file=sys.stderr)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    if args.no_wait and args.confirm is None:
+        raise UsageError("--no-wait goes with --confirm SECONDS")
+    result = api.compile_path(args.policy)
+    _report(result)
+    if not result.ok:
+        return EXIT_INVALID
+    path = None if args.policy == "-" else os.path.abspath(args.policy)
+    try:
+        outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
+                               force=args.force, policy_path=path)
+    except deploy.Refused as exc:
+        print(f"mailpubc: {exc}", file=sys.stderr)
+        return deploy.EXIT_REFUSED
+    except nft.NftError as exc:
+        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
+        return deploy.EXIT_NFT
+    _warn(outcome.warnings)
+    print(f"mailpubc: {outcome.message}", file=sys.stderr)
+    if outcome.token is None or args.no_wait:
+        return outcome.status
+    terminal = sys.stdin if sys.stdin.isatty() else None
+    if terminal:
+        print("mailpubc: confirm? [y/N] ", end="", file=sys.stderr, flush=True)
+    final = deploy.await_confirmation(outcome.token, args.netns, terminal)
+    print(f"mailpubc: {final.message}", file=sys.stderr)
+    return final.status
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    if deploy.confirm(args.netns):
+        print("mailpubc: confirmed", file=sys.stderr)
+        return EXIT_OK
+    print("mailpubc: nothing to confirm", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _diff(args: argparse.Namespace) -> int:
+    result = api.compile_path(args.policy)
+    _report(result)
+    if not result.ok:
+        return EXIT_USAGE
+    try:
+        _warn(deploy.live_warnings(result.ruleset.table, args.netns))
+        difference = deploy.diff(result, args.netns)
+    except nft.NftError as exc:
+        print(f"mailpubc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps({"changed": not difference.same, "diff": difference.text,
+                          "before": difference.before, "after": difference.after}, indent=1))
+    else:
+        sys.stdout.write(difference.text)
+    return EXIT_OK if difference.same else 1
+
+
+def _reapply(args: argparse.Namespace) -> int:
+    try:
+        result, outcome = deploy.reapply(args.netns)
+    except deploy.Refused as exc:
+        print(f"mailpubc: {exc}", file=sys.stderr)
+        return deploy.EXIT_REFUSED
+    except nft.NftError as exc:
+        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
+        return deploy.EXIT_NFT
+    if result is not None:
+        _report(result)
+    _warn(outcome.warnings)
+    print(f"mailpubc: {outcome.message}", file=sys.stderr)
+    return outcome.status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,11 +58,13 @@ class CheckResult:
     message: str    # nft's complaints, or why it did not run
 
 
-def dry_run(ruleset: str, *, json: bool = False,
+def dry_run(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
             methods: tuple[str, ...] = METHODS) -> CheckResult:
-    """Check `ruleset` (nft text, or libnftables JSON) without applying it."""
+    """Check `ruleset` (nft text, or libnftables JSON) without applying it;
+    in `netns`, against what that namespace holds."""
     with _file(ruleset) as path:
-        return _run(["-f", path], json=json, check=True, methods=methods)[0]
+        return _in_netns(netns, lambda: _run(["-f", path], json=json, check=True,
+                                             methods=methods))[0]
 
 
 def load(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
@@ -89,6 +92,28 @@ def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
     if not any("table" in e for e in ours):
         return None
     return {"nftables": [e for e in entries if "metainfo" in e] + ours}
+
+
+def list_text(what: str, netns: Optional[str] = None,
+              methods: tuple[str, ...] = METHODS) -> str:
+    """`nft list WHAT` as nft prints it (WHAT e.g. "table inet mailpub"):
+    text that `nft -f` loads back, set elements and counter values included."""
+    return _expect(_in_netns(netns, lambda: _run(["list", *what.split()], json=False,
+                                                 methods=methods)))
+
+
+def scratch(work: Callable[[], T]) -> T:
+    """`work()` in a new, empty network namespace that ends with it (a thread
+    of its own unshares it; the namespace goes when the thread does): to see
+    how nft lists a ruleset without touching any real one. Needs root."""
+    def isolated() -> T:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise NftError(f"cannot make a scratch network namespace: {os.strerror(error)}")
+        return work()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(isolated).result()
 
 
 def _owner(entry: dict) -> tuple:
@@ -121,13 +146,33 @@ def _run(words: list[str], *, json: bool, check: bool = False,
          methods: tuple[str, ...]) -> tuple[CheckResult, str]:
     """Run `nft [-j] [-c] WORDS...` with the first method that can; its result and output."""
     reasons = []
-    for method in methods:
-        run = _libnftables if method == "libnftables" else _binary
-        result, output = run(words, json, check)
-        if result.ran:
-            return result, output
-        reasons.append(result.message)
+    with _utc():
+        for method in methods:
+            run = _libnftables if method == "libnftables" else _binary
+            result, output = run(words, json, check)
+            if result.ran:
+                return result, output
+            reasons.append(result.message)
     return CheckResult(False, False, "none", "; ".join(reasons)), ""
+
+
+@contextmanager
+def _utc() -> Iterator[None]:
+    """Run nft in UTC. nft lists `meta hour` in its process's local time, and
+    west of UTC it lists times it cannot read back ("1193041:28:16"-"03:59:59"
+    in New York), so a saved listing would not restore; in UTC listings load
+    back unchanged. Compiled rulesets hold numbers, the same in every zone."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
 
 
 def _import_binding():

@@ -22,10 +22,10 @@ from pathlib import Path
 import jinja2
 
 from .datafiles import data_dir
+from .state import State
 
 UNITS = ("mailpubc.service", "mailpubc-reapply.service", "mailpubc-reapply.timer")
 UNIT_DIR = "/etc/systemd/system"
-STATE_DIR = "/var/lib/mailpubc"
 NFT_PATHS = ("/usr/sbin/nft", "/sbin/nft")
 
 
@@ -33,19 +33,14 @@ class UnitError(ValueError):
     """A path cannot be written into a unit file as it is."""
 
 
-def state_dir() -> Path:
-    """Where `mailpubc apply` keeps its state for the host's own namespace."""
-    return Path(os.environ.get("MAILPUBC_STATE_DIR") or STATE_DIR).absolute()
-
-
-def render(state: Path, nft: str, command: list[str]) -> dict[str, str]:
+def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
     """Each unit's file name and text. `command` runs mailpubc (absolute paths)."""
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: data_dir("templates").joinpath(name).read_text(encoding="utf-8")),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["word"] = _word
-    values = {"state_dir": str(state), "applied": str(state / "applied.nft"),
+    values = {"state_dir": str(state.folder), "applied": str(state.applied_path),
               "nft": nft, "command": command}
     return {name: env.get_template(f"{name}.j2").render(values) for name in UNITS}
 
@@ -54,7 +49,8 @@ def install(unit_dir: Path) -> list[Path]:
     """Write the units into `unit_dir` (made if missing); the paths written."""
     nft = shutil.which("nft") or next((p for p in NFT_PATHS if os.access(p, os.X_OK)),
                                       NFT_PATHS[0])
-    texts = render(state_dir(), nft, [sys.executable, "-m", "mailpubc"])
+    host = State(State.of(None).folder.absolute())    # the boot loads the host's ruleset
+    texts = render(host, nft, [sys.executable, "-m", "mailpubc"])
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in texts.items():

@@ -1,0 +1,468 @@
+"""Putting a compiled policy to work: apply, confirm or roll back, diff, reapply.
+
+`apply` loads the compiled ruleset in one nft transaction, which nft applies
+whole or not at all. Into that same transaction go the elements operators
+added at run time to the table's timeout sets (`dynamic_block`: a reload
+must not unban anyone), with their remaining timeouts, and, when
+`firewall.table` was renamed, the deletion of the table applied before.
+Only those tables change; nft leaves every other table as it was.
+
+`apply --confirm S` first records the exact previous state (each table's
+`nft list table` text, or its absence) in the state folder and starts a
+detached watcher (its own session: no SIGHUP from a dropped SSH session,
+and a SIGKILL of apply does not reach it). Unless `confirm` comes first,
+the watcher restores that state after S seconds, again in one transaction
+that carries the run-time elements back.
+
+State lives in `mailpubc.state`; nft is reached only through `mailpubc.nft`.
+Nothing here prints: the command line reports the `Outcome`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, TextIO
+
+from . import api, nft, plan
+from .generate import safe_name
+from .state import LockHeld, State
+
+EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
+FAMILY = "inet"
+FILTER_HOOKS = ("input", "forward", "output")
+POLL_SECONDS = 0.2
+GRACE_SECONDS = 10      # a waiting apply rolls back itself when the watcher is this late
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+class Refused(Exception):
+    """apply does not go ahead (exit 2): lock held, a confirmation pending, lockout guard."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int                         # one of the EXIT_ codes
+    message: str
+    token: Optional[str] = None         # set while a confirmation is pending
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Difference:
+    same: bool
+    before: str                         # readable listings of the live tables and of the policy
+    after: str
+    text: str                           # unified diff of the two, "" when same
+
+
+# -- pure parts: guard, warnings, transactions ---------------------------------
+
+def ssh_guard(ruleset: plan.Ruleset, ssh_connection: Optional[str]) -> Optional[str]:
+    """Why loading `ruleset` would cut off the SSH client named in
+    SSH_CONNECTION ("CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"), or None
+    when the input chain lets it in: its policy accepts, or a management rule
+    matches the client address and the server's port. Other rules that might
+    let it in are not counted: a false refusal is what --force is for."""
+    if not ssh_connection:
+        return None
+    words = ssh_connection.split()
+    try:
+        client = ipaddress.ip_address(words[0].split("%")[0])
+        port = int(words[3])
+    except (IndexError, ValueError):
+        return f"cannot read SSH_CONNECTION {ssh_connection!r}; use --force to apply anyway"
+    if client.version == 6 and client.ipv4_mapped:
+        client = client.ipv4_mapped
+    family = "ip" if client.version == 4 else "ip6"
+    sets = {s.name: s.intervals for s in ruleset.sets}
+    chain = next(c for c in ruleset.chains if c.hook and c.hook.hook == "input")
+    if chain.hook.policy == "accept":
+        return None
+    for rule in chain.rules:
+        if rule.origin.kind == "management" and rule.statements == (plan.ACCEPT,) and all(
+                _guard_matches(m, family, int(client), port, sets) for m in rule.matches):
+            return None
+    return (f"refusing to apply: no management ssh rule lets in {client}, the address "
+            f"this SSH session comes from (port {port}), so it would lock you out; "
+            "add it to firewall.management.ssh, or use --force")
+
+
+def _guard_matches(match, family: str, address: int, port: int, sets: dict) -> bool:
+    if isinstance(match, plan.AddressMatch) and match.field == "saddr" and not match.original:
+        intervals = sets.get(match.set_name, ()) if match.set_name else match.intervals
+        return match.family == family and any(lo <= address <= hi for lo, hi in intervals)
+    if isinstance(match, plan.PortMatch) and not match.original:
+        return match.protocol == "tcp" and match.low <= port <= match.high
+    return False
+
+
+def foreign_drop_chains(listing: list, table: str, replaced: Iterable[str] = ()) -> list[str]:
+    """Warnings for base chains of other tables (not `table`, nor the tables
+    apply `replaced`) on a filter hook with policy drop: a packet must pass
+    every base chain on its hook, so they drop what our table accepts."""
+    ours = {(FAMILY, name) for name in (table, *replaced)}
+    found = []
+    for entry in listing:
+        chain = entry.get("chain")
+        if (chain and chain.get("hook") in FILTER_HOOKS and chain.get("policy") == "drop"
+                and chain["family"] in ("ip", "ip6", "inet")
+                and (chain["family"], chain["table"]) not in ours):
+            found.append(f"table {chain['family']} {chain['table']} chain {chain['name']} "
+                         f"drops on hook {chain['hook']} (policy drop): it drops what "
+                         f"table {FAMILY} {table} accepts")
+    return found
+
+
+def carried_sets(sets: Iterable[tuple[str, Iterable[str]]]) -> list[str]:
+    """The names, among (name, flags) pairs, of sets whose elements operators
+    add at run time: those with timeouts. Sets the rules fill themselves
+    (flags dynamic: rate meters) are left out, as an element re-added
+    without its limit state would escape the limit until it expires."""
+    return [name for name, flags in sets if "timeout" in flags and "dynamic" not in flags]
+
+
+def carry_commands(listing: list, source: str, target: str, names: Iterable[str]) -> str:
+    """nft commands that give each named set of table `target` the elements
+    the same set holds live in table `source`, with their remaining
+    timeouts. A set not in `source` is left as it is."""
+    live = {e["set"]["name"]: e["set"] for e in listing
+            if "set" in e and (e["set"]["family"], e["set"]["table"]) == (FAMILY, source)}
+    lines = []
+    for name in names:
+        if name not in live:
+            continue
+        lines.append(f"flush set {FAMILY} {safe_name(target)} {safe_name(name)}\n")
+        elements = [text for element in live[name].get("elem", ())
+                    if (text := _element(element, live[name].get("timeout"))) is not None]
+        if elements:
+            lines.append(f"add element {FAMILY} {safe_name(target)} {safe_name(name)} "
+                         f"{{ {', '.join(elements)} }}\n")
+    return "".join(lines)
+
+
+def _element(element, set_timeout: Optional[int]) -> Optional[str]:
+    """One listed element as nft element text; None if it is about to expire."""
+    inner = element.get("elem", {}) if isinstance(element, dict) else {}
+    value = inner.get("val", element)
+    if isinstance(value, str):
+        text = str(ipaddress.ip_address(value))
+    elif "prefix" in value:
+        text = str(ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}"))
+    else:
+        low, high = map(ipaddress.ip_address, value["range"])
+        text = f"{low}-{high}"
+    expires = inner.get("expires")
+    if expires is None:
+        return text
+    if expires < 1:
+        return None
+    return f"{text} timeout {inner.get('timeout', set_timeout or expires)}s expires {expires}s"
+
+
+def _replace(table: str) -> str:
+    """Declare, then delete: the delete never fails, whether the table exists or not."""
+    return f"table {FAMILY} {safe_name(table)}\ndelete table {FAMILY} {safe_name(table)}\n"
+
+
+def _has_table(listing: list, table: str) -> bool:
+    return any(e.get("table", {}).get("family") == FAMILY and e["table"]["name"] == table
+               for e in listing if "table" in e)
+
+
+def _set_flags(listing: list, table: str) -> list[tuple[str, list]]:
+    return [(e["set"]["name"], e["set"].get("flags", [])) for e in listing
+            if "set" in e and (e["set"]["family"], e["set"]["table"]) == (FAMILY, table)]
+
+
+def transaction(text: str, ruleset: plan.Ruleset, listing: list, old: Optional[str]) -> str:
+    """The compiled ruleset, the deletion of the renamed-away table `old`, and
+    the run-time elements of the live table (or of `old`): one nft file."""
+    table = ruleset.table
+    parts = [text]
+    if old:
+        parts.append(_replace(old))
+    source = table if _has_table(listing, table) else old
+    if source:
+        parts.append(carry_commands(listing, source, table,
+                                    carried_sets((s.name, s.flags) for s in ruleset.sets)))
+    return "".join(parts)
+
+
+def restore_text(pending: dict, listing: list) -> str:
+    """The transaction that brings back the state recorded in `pending`:
+    each recorded table deleted and its saved listing loaded again, with the
+    run-time elements the new table holds now."""
+    previous = pending["previous"]
+    parts = [_replace(name) for name in sorted(previous)]
+    for name in sorted(previous):
+        saved = previous[name]
+        if saved["text"] is not None:
+            parts.append(saved["text"])
+            parts.append(carry_commands(listing, pending["table"], name, saved["carried"]))
+    return "".join(parts)
+
+
+# -- apply, confirm, roll back ----------------------------------------------------
+
+def live_warnings(table: str, netns: Optional[str] = None) -> list[str]:
+    """foreign_drop_chains of the live ruleset; the table apply recorded last
+    is not foreign (a rename deletes it)."""
+    recorded = (State.of(netns).read("state") or {}).get("table")
+    return foreign_drop_chains(nft.list_ruleset(netns)["nftables"], table,
+                               [recorded] if recorded else [])
+
+
+def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[float] = None,
+          force: bool = False, policy_path: Optional[str] = None,
+          environ=os.environ) -> Outcome:
+    """Load the compiled policy; with `confirm`, arm the rollback watcher
+    first and return the pending token (see `await_confirmation`). Raises
+    Refused, nft.NftError (nothing changed) or PolicyError."""
+    ruleset = result.or_raise().ruleset
+    table = ruleset.table
+    state = State.of(netns)
+    try:
+        with state.lock():
+            if _pending(state):
+                raise Refused(f"a confirmation is pending ({state.folder}): run `mailpubc "
+                              f"confirm{_netns_option(netns)}`, or wait for its rollback")
+            if netns is None and not force:
+                why = ssh_guard(ruleset, environ.get("SSH_CONNECTION"))
+                if why:
+                    raise Refused(why)
+            listing = nft.list_ruleset(netns)["nftables"]
+            recorded = (state.read("state") or {}).get("table")
+            old = recorded if recorded != table and recorded and _has_table(listing, recorded) \
+                else None
+            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else []))
+            text = transaction(result.text, ruleset, listing, old)
+            checked = nft.dry_run(text, netns=netns)
+            if not (checked.ran and checked.ok):
+                raise nft.NftError(checked.message)
+            record = {"policy": policy_path, "table": table}
+            if confirm is None:
+                nft.load(text, netns=netns)
+                _finish(state, result.text, record)
+                return Outcome(EXIT_OK, f"applied table {FAMILY} {table}", warnings=warnings)
+            token = _arm(state, netns, confirm, listing, [table] + ([old] if old else []),
+                         result.text, record)
+            try:
+                nft.load(text, netns=netns)
+            except nft.NftError:
+                state.remove("pending")
+                raise
+            return Outcome(EXIT_OK, f"applied table {FAMILY} {table}; rolled back in "
+                           f"{confirm:g}s unless confirmed", token, warnings)
+    except LockHeld as exc:
+        raise Refused(f"{exc}; try again when it is done") from exc
+
+
+def _netns_option(netns: Optional[str]) -> str:
+    return f" --netns {netns}" if netns else ""
+
+
+def _boot_id() -> str:
+    return BOOT_ID.read_text().strip()
+
+
+def _pending(state: State) -> Optional[dict]:
+    """The pending confirmation; one from before a reboot is void (the boot
+    loads applied.nft, the last final ruleset) and is removed."""
+    pending = state.read("pending")
+    if pending and pending["boot"] != _boot_id():
+        state.remove("pending")
+        return None
+    return pending
+
+
+def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
+         tables: list[str], text: str, record: dict) -> str:
+    """Record the tables' state as they are now, then start the watcher."""
+    token = uuid.uuid4().hex
+    previous = {name: {"text": (nft.list_text(f"table {FAMILY} {safe_name(name)}", netns)
+                                if _has_table(listing, name) else None),
+                       "carried": carried_sets(_set_flags(listing, name))}
+                for name in tables}
+    state.write("pending", {"token": token, "boot": _boot_id(),
+                            "deadline": time.monotonic() + seconds, "table": tables[0],
+                            "previous": previous, "applied": text, "record": record})
+    subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
+                      *(["--netns", netns] if netns else []), token],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    return token
+
+
+def _finish(state: State, text: str, record: dict) -> None:
+    """The ruleset is final: save it for the boot, and what was applied."""
+    state.write_file("applied.nft", text, mode=0o644)
+    state.write("state", {**record, "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime())})
+
+
+def confirm(netns: Optional[str] = None) -> bool:
+    """Make the pending apply final; False when none is pending."""
+    state = State.of(netns)
+    with state.lock(wait=True):
+        pending = _pending(state)
+        if not pending:
+            return False
+        _finish(state, pending["applied"], pending["record"])
+        state.write("outcome", {"token": pending["token"], "status": EXIT_OK,
+                                "message": f"confirmed table {FAMILY} {pending['table']}"})
+        state.remove("pending")
+        return True
+
+
+def rollback(netns: Optional[str], token: str) -> None:
+    """Restore the state recorded for `token`, if it is still pending."""
+    state = State.of(netns)
+    with state.lock(wait=True):
+        pending = _pending(state)
+        if not pending or pending["token"] != token:
+            return
+        try:
+            nft.load(restore_text(pending, nft.list_ruleset(netns)["nftables"]), netns=netns)
+            outcome = (EXIT_ROLLED_BACK, "not confirmed: restored the previous state of "
+                       f"table {FAMILY} {pending['table']}")
+        except nft.NftError as exc:
+            outcome = (EXIT_NFT, f"not confirmed, and the rollback failed: {exc}")
+        state.write("outcome", {"token": token, "status": outcome[0], "message": outcome[1]})
+        state.remove("pending")
+
+
+def watch(netns: Optional[str], token: str) -> None:
+    """The detached watcher: roll back at the deadline unless the pending
+    record went (confirmed) first."""
+    state = State.of(netns)
+    while True:
+        pending = state.read("pending")
+        if not pending or pending["token"] != token:
+            return
+        left = pending["deadline"] - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 1.0))
+    rollback(netns, token)
+
+
+def await_confirmation(token: str, netns: Optional[str] = None,
+                       terminal: Optional[TextIO] = None) -> Outcome:
+    """Wait until the pending apply is confirmed or rolled back. With a
+    `terminal`, an answer there decides: y confirms, anything else rolls
+    back at once. Should the watcher be gone, this rolls back itself."""
+    state = State.of(netns)
+    while True:
+        pending = state.read("pending")
+        outcome = state.read("outcome")
+        if outcome and outcome["token"] == token:
+            return Outcome(outcome["status"], outcome["message"])
+        if not pending or pending["token"] != token:
+            return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; "
+                           "check the ruleset")
+        if time.monotonic() > pending["deadline"] + GRACE_SECONDS:
+            rollback(netns, token)
+        elif terminal is not None and select.select([terminal], [], [], POLL_SECONDS)[0]:
+            answer = terminal.readline()
+            if answer.strip().lower() in ("y", "yes"):
+                confirm(netns)
+            elif answer:            # not at end of input: an explicit no
+                rollback(netns, token)
+            else:
+                terminal = None
+        else:
+            time.sleep(POLL_SECONDS)
+
+
+# -- diff and reapply ------------------------------------------------------------
+
+def normalise(listing: list, tables: Iterable[str]) -> list:
+    """The listing's entries of our `tables`, without what changes by itself:
+    handles, counter values, the elements of timeout and dynamic sets."""
+    ours = {(FAMILY, name) for name in tables}
+    kept = []
+    for entry in listing:
+        (kind, value), = entry.items()
+        owner = (value.get("family"), value.get("name" if kind == "table" else "table"))
+        if kind == "metainfo" or owner not in ours:
+            continue
+        value = _zero_counters({k: v for k, v in value.items() if k != "handle"})
+        if kind == "set" and {"timeout", "dynamic"} & set(value.get("flags", ())):
+            value.pop("elem", None)
+        if kind == "counter":
+            value.update(packets=0, bytes=0)
+        kept.append({kind: value})
+    return kept
+
+
+def _zero_counters(value):
+    if isinstance(value, dict):
+        return {k: ({"packets": 0, "bytes": 0} if k == "counter" and isinstance(v, dict)
+                    and "packets" in v else _zero_counters(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_zero_counters(v) for v in value]
+    return value
+
+
+def _readable(entries: list) -> str:
+    """Normalised entries as nft lists them: loaded into a scratch namespace."""
+    if not entries:
+        return ""
+
+    def listed() -> str:
+        nft.load(json.dumps({"nftables": entries}), json=True)
+        return nft.list_text("ruleset")
+    return nft.scratch(listed)
+
+
+def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
+    """What `apply` would change: the live table (and a recorded table a
+    rename would delete) against the policy's, as nft lists them."""
+    table = result.or_raise().ruleset.table
+    live = nft.list_ruleset(netns)["nftables"]
+    recorded = (State.of(netns).read("state") or {}).get("table")
+    tables = {table} | ({recorded} if recorded and _has_table(live, recorded) else set())
+
+    def candidate() -> list:
+        nft.load(result.text)
+        return nft.list_ruleset()["nftables"]
+    before = normalise(live, tables)
+    after = normalise(nft.scratch(candidate), [table])
+    if before == after:
+        return Difference(True, "", "", "")
+    before_text, after_text = _readable(before), _readable(after)
+    where = f"live (netns {netns})" if netns else "live"
+    text = "".join(difflib.unified_diff(before_text.splitlines(keepends=True),
+                                        after_text.splitlines(keepends=True),
+                                        fromfile=where, tofile=result.source))
+    return Difference(False, before_text, after_text, text)
+
+
+def applied_policy(netns: Optional[str] = None) -> Optional[str]:
+    """The policy file the last final apply came from, if recorded."""
+    return (State.of(netns).read("state") or {}).get("policy")
+
+
+def reapply(netns: Optional[str] = None) -> tuple[Optional[api.Result], Outcome]:
+    """Compile the last applied policy again and apply it if the ruleset it
+    gives differs from the live one: schedules bake in their zone's UTC
+    offset, so a daylight saving change calls for this."""
+    path = applied_policy(netns)
+    if path is None:
+        return None, Outcome(EXIT_OK, "nothing applied yet (or from stdin): nothing to reapply")
+    result = api.compile_path(path)
+    if not result.ok:
+        return result, Outcome(EXIT_INVALID, f"{path} no longer compiles; nothing changed")
+    if diff(result, netns).same:
+        return result, Outcome(EXIT_OK, f"{path}: unchanged")
+    return result, apply(result, netns=netns, policy_path=path)
