@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def fleet(tmp_path_factory):
     inventory = tmp / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"firewalls": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "services": ["smtp", "imaps"], "state_dir": str(tmp / "state"),
+        "services": ["smtp", "imaps"], "rollback_after": 120, "state_dir": str(tmp / "state"),
         "mailpubc_venv": str(tmp / "venv"), "mailpubc_source": str(source)}}}))
     environment = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"),
                    "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
@@ -156,3 +157,21 @@ def test_confirmed_over_a_new_connection(fleet):
                                "-e", '{"services": ["submission"]}')
     assert rc == 0 and results["fw2"]["changed"], output    # the last task: confirm
     assert "587" in json.dumps(table(namespaces["fw2"]))
+
+
+@needs_apply
+def test_a_rollback_fails_the_confirming_task(fleet):
+    play, namespaces = fleet
+    netns = namespaces["fw3"]
+    assert play("fleet.yml", "--limit", "fw3")[0] == 0
+    rc, _, output = play("confirm.yml", "--limit", "fw3", "--tags", "apply", "-e",
+                         '{"services": ["pop3s"], "rollback_after": 1}')
+    assert rc == 0 and "995" in json.dumps(table(netns)), output
+    deadline = time.monotonic() + 60      # the watcher restores the table after 1 s
+    while "995" in json.dumps(table(netns)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "995" not in json.dumps(table(netns))
+    rc, results, output = play("confirm.yml", "--limit", "fw3", "--tags", "confirm",
+                               "-e", '{"services": ["pop3s"]}')
+    assert rc == 2 and "rolled back?" in results["fw3"]["msg"], output
+    assert FIREWALLS["fw3"][0] in addresses(table(netns))    # the fleet's table is back
