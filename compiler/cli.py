@@ -7,6 +7,7 @@
     mailpubc diff [--netns NS] [--format text|json] POLICY
     mailpubc reapply [--netns NS]
     mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
+    mailpubc install-unit [--prefix DIR]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
@@ -23,15 +24,17 @@ import os
 import re
 import sys
 import tempfile
+from pathlib import Path
 
 from . import api
 from . import nft
 from . import reports
+from . import units
 from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
-            "rollback-watch")
+            "rollback-watch", "install-unit")
 COMMANDS += reports.COMMANDS
 
 
@@ -77,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_explain(commands)
     _deploy_commands(commands)
     reports.add_commands(commands)
+    _install_unit_parser(commands)
     return parser
 
 
@@ -94,6 +98,18 @@ def _add_explain(commands) -> None:
                          help="the time, in the policy's time zone (default now)")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(run=_explain)
+
+
+def _install_unit_parser(commands) -> None:
+    install = commands.add_parser(
+        "install-unit", help="install the systemd units (boot, daylight saving time)",
+        description="Write mailpubc.service (loads the last applied ruleset at boot) and "
+                    "mailpubc-reapply.service/.timer (applies again when the time zone's "
+                    "offset changes); then: systemctl daemon-reload && systemctl enable "
+                    "mailpubc.service mailpubc-reapply.timer")
+    install.add_argument("--prefix", metavar="DIR", default=units.UNIT_DIR,
+                         help=f"the folder for the unit files (default {units.UNIT_DIR})")
+    install.set_defaults(run=_install_unit)
 
 
 def _deploy_commands(commands) -> None:
@@ -292,6 +308,18 @@ def _explain(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(answer.to_json(), indent=2) + "\n")
     else:
         sys.stdout.write(answer.text())
+    return EXIT_OK
+
+
+def _install_unit(args: argparse.Namespace) -> int:
+    try:
+        written = units.install(Path(args.prefix))
+    except (units.UnitError, OSError) as exc:
+        raise UsageError(f"cannot install the units: {exc}") from exc
+    for path in written:
+        print(f"wrote {path}")
+    print("now: systemctl daemon-reload && "
+          "systemctl enable mailpubc.service mailpubc-reapply.timer")
     return EXIT_OK
 
 

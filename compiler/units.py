@@ -1,0 +1,70 @@
+"""systemd units for the host firewall: `mailpubc install-unit`.
+
+`mailpubc.service` loads the ruleset that `mailpubc apply` last made final
+(STATE/applied.nft) before the network comes up, so a reboot brings back the
+last good firewall, never a half-confirmed one. `mailpubc-reapply.timer`
+runs `mailpubc reapply` every quarter hour: schedules are compiled at the
+zone's current UTC offset, and reapply loads again only when that changed.
+
+The units are rendered from templates/ with absolute paths: the nft binary
+found now, the state folder (MAILPUBC_STATE_DIR, else /var/lib/mailpubc), and
+the Python that runs this mailpubc, so the timer uses the same installation
+(a virtual environment included) as the admin who installed the units.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from .datafiles import data_dir
+from .state import State
+
+UNITS = ("mailpubc.service", "mailpubc-reapply.service", "mailpubc-reapply.timer")
+UNIT_DIR = "/etc/systemd/system"
+NFT_PATHS = ("/usr/sbin/nft", "/sbin/nft")
+
+
+class UnitError(ValueError):
+    """A path cannot be written into a unit file as it is."""
+
+
+def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
+    """Each unit's file name and text. `command` runs mailpubc (absolute paths)."""
+    import jinja2       # here, not at the top: every `mailpubc` start imports this module
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: data_dir("templates").joinpath(name).read_text(encoding="utf-8")),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["word"] = _word
+    values = {"state_dir": str(state.folder), "applied": str(state.applied_path),
+              "nft": nft, "command": command}
+    return {name: env.get_template(f"{name}.j2").render(values) for name in UNITS}
+
+
+def install(unit_dir: Path) -> list[Path]:
+    """Write the units into `unit_dir` (made if missing); the paths written."""
+    nft = shutil.which("nft") or next((p for p in NFT_PATHS if os.access(p, os.X_OK)),
+                                      NFT_PATHS[0])
+    host = State(State.of(None).folder.absolute())    # the boot loads the host's ruleset
+    texts = render(host, nft, [sys.executable, "-m", "mailpubc"])
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in texts.items():
+        path = unit_dir / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o644)
+        written.append(path)
+    return written
+
+
+def _word(value: str) -> str:
+    """`value` as one word of a unit setting. Quotes, spaces, backslashes and `$`
+    would each need systemd's own escaping rules, so they are refused; `%`,
+    systemd's specifier sign, is doubled."""
+    if any(c.isspace() or c in "\"'\\$" for c in value):
+        raise UnitError(f"cannot write {value!r} into a systemd unit: "
+                        "it holds a space, quote, backslash or $")
+    return value.replace("%", "%%")

@@ -1,0 +1,177 @@
+"""The Ansible collection (ansible/ansible_collections/mailpubc/firewall), run
+by the real `ansible-playbook` against localhost, applying into network
+namespaces that stand for three firewalls. mailpubc is installed the way
+the module's documentation says: with pip into a virtual environment, whose
+`bin/mailpubc` the playbooks pass as `executable`.
+
+The playbooks, the policy template and the inventory's shape are the
+fixture files in tests/ansible/, which the README quotes."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.netns import Namespace, prerequisites
+from mailpubc import cli, nft
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "tests" / "ansible"
+COLLECTION = ROOT / "ansible" / "ansible_collections" / "mailpubc" / "firewall"
+FIREWALLS = {"fw1": ("198.51.100.21", "10.1.0.21"),
+             "fw2": ("198.51.100.22", "10.1.0.22"),
+             "fw3": ("198.51.100.23", "10.1.0.23")}
+needs_apply = pytest.mark.skipif("apply" not in cli.COMMANDS,
+                                 reason="mailpubc apply is not built yet")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Three namespaces, an inventory naming them, and mailpubc installed."""
+    reason = prerequisites(["nft"])
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("ansible")
+    source = tmp / "source"    # a clean copy: pip builds in the source folder
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis"))
+    namespaces = {host: Namespace(f"ans-{uuid.uuid4().hex[:8]}") for host in FIREWALLS}
+    hosts = {host: {"netns": namespaces[host].name, "external_address": address,
+                    "server": server} for host, (address, server) in FIREWALLS.items()}
+    inventory = tmp / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"firewalls": {"hosts": hosts, "vars": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "services": ["smtp", "imaps"], "rollback_after": 120, "state_dir": str(tmp / "state"),
+        "mailpubc_venv": str(tmp / "venv"), "mailpubc_source": str(source)}}}))
+    environment = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"),
+                   "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
+                   "ANSIBLE_LOCAL_TEMP": str(tmp / "local"),
+                   "ANSIBLE_REMOTE_TEMP": str(tmp / "remote"),
+                   "ANSIBLE_HOME": str(tmp / "home"), "ANSIBLE_NOCOLOR": "1"}
+
+    runs = iter(range(1000))
+
+    def play(playbook: str, *args: str) -> tuple[int, dict, str]:
+        """Run a playbook: its exit status, each host's last task result (the
+        tree callback's files), and its screen output."""
+        tree = tmp / f"tree-{next(runs)}"
+        run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"),
+                              "-i", str(inventory), str(PLAYBOOKS / playbook), *args],
+                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                             env={**environment, "ANSIBLE_CALLBACK_TREE_DIR": str(tree)}, cwd=tmp)
+        results = {path.name: json.loads(path.read_text()) for path in tree.glob("*")}
+        return run.returncode, results, run.stdout + run.stderr
+
+    try:
+        rc, _, output = play("install.yml", "--limit", "fw1")
+        assert rc == 0, output
+        yield play, {host: ns.name for host, ns in namespaces.items()}
+    finally:
+        for namespace in namespaces.values():
+            namespace.delete()
+
+
+def table(netns: str):
+    return nft.list_table("mailpub", netns=netns)
+
+
+def addresses(listing: dict) -> set[str]:
+    """Every address a rule of the table matches."""
+    found = set()
+    for entry in listing["nftables"]:
+        for match in entry.get("rule", {}).get("expr", []):
+            right = match.get("match", {}).get("right")
+            if isinstance(right, str) and right[0].isdigit():
+                found.add(right)
+    return found
+
+
+def test_documentation_parses_and_names_every_option():
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-j",
+                          "mailpubc.firewall.policy"], capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL,
+                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible")})
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    documented = json.loads(run.stdout)["mailpubc.firewall.policy"]["doc"]["options"]
+    spec = importlib.util.spec_from_file_location(
+        "policy", COLLECTION / "plugins" / "modules" / "policy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert sorted(documented) == sorted(module.ARGUMENT_SPEC)
+    for name, argument in module.ARGUMENT_SPEC.items():
+        assert documented[name]["type"] == argument["type"], name
+        assert documented[name].get("default") == argument.get("default"), name
+
+
+def test_invalid_policy_fails_with_its_line_numbers(fleet):
+    play, _ = fleet
+    rc, results, output = play("fleet.yml", "--limit", "fw1",
+                               "-e", '{"services": ["smtp", "smtp-typo"]}')
+    assert rc == 2, output
+    assert "content:14:22: error: unknown service 'smtp-typo'" in results["fw1"]["msg"]
+
+
+@needs_apply
+def test_check_mode_apply_again_and_an_edit_in_diff_mode(fleet):
+    play, namespaces = fleet
+    netns = namespaces["fw1"]
+    rc, results, output = play("fleet.yml", "--limit", "fw1", "--check")
+    assert rc == 0 and results["fw1"]["changed"], output
+    assert nft.list_ruleset(netns)["nftables"][1:] == []     # metainfo only: nothing loaded
+    rc, results, output = play("fleet.yml", "--limit", "fw1")
+    assert rc == 0 and results["fw1"]["changed"], output
+    assert table(netns) is not None
+    for again in ((), ("--check",)):      # check mode agrees with a real run
+        rc, results, output = play("fleet.yml", "--limit", "fw1", *again)
+        assert rc == 0 and not results["fw1"]["changed"], output
+    rc, results, output = play("fleet.yml", "--limit", "fw1", "--diff",
+                               "-e", '{"services": ["smtp", "imaps", "pop3s"]}')
+    assert rc == 0 and results["fw1"]["changed"], output
+    assert "995" in results["fw1"]["diff_text"] and "995" in output    # --diff printed it
+    assert "995" in json.dumps(table(netns))
+
+
+@needs_apply
+def test_one_run_applies_each_firewall_its_own_addresses(fleet):
+    play, namespaces = fleet
+    rc, results, output = play("fleet.yml")
+    assert rc == 0 and sorted(results) == sorted(FIREWALLS), output
+    for host, (address, server) in FIREWALLS.items():
+        seen = addresses(table(namespaces[host]))
+        others = {a for a, _ in FIREWALLS.values()} - {address}
+        assert address in seen and server in seen and not others & seen, (host, seen)
+
+
+@needs_apply
+def test_confirmed_over_a_new_connection(fleet):
+    play, namespaces = fleet
+    rc, results, output = play("confirm.yml", "--limit", "fw2",
+                               "-e", '{"services": ["submission"]}')
+    assert rc == 0 and results["fw2"]["changed"], output    # the last task: confirm
+    assert "587" in json.dumps(table(namespaces["fw2"]))
+
+
+@needs_apply
+def test_a_rollback_fails_the_confirming_task(fleet):
+    play, namespaces = fleet
+    netns = namespaces["fw3"]
+    assert play("fleet.yml", "--limit", "fw3")[0] == 0
+    rc, _, output = play("confirm.yml", "--limit", "fw3", "--tags", "apply", "-e",
+                         '{"services": ["pop3s"], "rollback_after": 1}')
+    assert rc == 0 and "995" in json.dumps(table(netns)), output
+    deadline = time.monotonic() + 60      # the watcher restores the table after 1 s
+    while "995" in json.dumps(table(netns)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "995" not in json.dumps(table(netns))
+    rc, results, output = play("confirm.yml", "--limit", "fw3", "--tags", "confirm",
+                               "-e", '{"services": ["pop3s"]}')
+    assert rc == 2 and "rolled back?" in results["fw3"]["msg"], output
+    assert FIREWALLS["fw3"][0] in addresses(table(netns))    # the fleet's table is back
