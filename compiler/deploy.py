@@ -89,8 +89,12 @@ def ssh_guard(ruleset: plan.Ruleset, ssh_connection: Optional[str]) -> Optional[
     if chain.hook.policy == "accept":
         return None
     for rule in chain.rules:
-        if rule.origin.kind == "management" and rule.statements == (plan.ACCEPT,) and all(
-                _guard_matches(m, family, int(client), port, sets) for m in rule.matches):
+        if not all(_guard_matches(m, family, int(client), port, sets) for m in rule.matches):
+            continue
+        if rule.origin.kind == "block":
+            return (f"refusing to apply: {client}, the address this SSH session comes from, "
+                    f"is in {rule.origin.name}, so it would lock you out; use --force")
+        if rule.origin.kind == "management" and rule.statements[-1:] == (plan.ACCEPT,):
             return None
     return (f"refusing to apply: no management ssh rule lets in {client}, the address "
             f"this SSH session comes from (port {port}), so it would lock you out; "

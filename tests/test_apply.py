@@ -131,7 +131,7 @@ def test_diff_prints_the_changed_rule(ns, tmp_path):
     changed = run_mailpubc("diff", "--netns", ns.name, policy(tmp_path, "changed", "[smtp, smtps]"))
     assert changed.returncode == 1, changed.stderr
     added = [line for line in changed.stdout.splitlines() if line.startswith("+\t")]
-    assert added == ['+\t\tip daddr 198.51.100.10 tcp dport 465 accept '
+    assert added == ['+\t\tip daddr 198.51.100.10 tcp dport 465 counter name "publish_mail" accept '
                      'comment "mailpub publish mail smtps"']
 
 
@@ -287,6 +287,10 @@ def test_ssh_guard(tmp_path):
     text = POLICY.format(table="mailpub", services="[smtp]")
     opened = api.compile_text(text.replace("firewall:\n", "firewall:\n  policy: {input: accept}\n"))
     assert deploy.ssh_guard(opened.or_raise().ruleset, "203.0.113.9 50000 198.51.100.10 22") is None
+    blocked = api.compile_text(text.replace("  dynamic_block: banned\n",
+                                            "  dynamic_block: banned\n  block: [192.0.2.5]\n"))
+    refusal = deploy.ssh_guard(blocked.or_raise().ruleset, "192.0.2.5 50000 198.51.100.10 22")
+    assert "firewall.block" in refusal       # an admin in the block list is dropped first
 
 
 def test_the_guard_refuses_before_loading_and_force_passes(ns, tmp_path):
