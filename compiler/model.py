@@ -13,7 +13,7 @@ from typing import Optional
 
 from .addresses import Address, Interval, interval_texts, merge
 from .diagnostics import Position
-from .vocab import VERSIONS, PortRange
+from .vocab import SSH, VERSIONS, PortRange
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,12 @@ class AddressSet:
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
-    external_address: Address
+    external_address: Optional[Address]  # None: a routed server, published by filtering alone
     services: tuple[Service, ...]
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
     external_position: Optional[Position] = field(default=None, compare=False)
+    routed: bool = False                 # the server lies in firewall.internal.routed
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class Firewall:
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     internal_interface_position: Optional[Position] = field(default=None, compare=False)
+    routed_networks: Addresses = Addresses()     # internal networks that are not translated
+    routed_position: Optional[Position] = field(default=None, compare=False)
+    ssh_port: int = SSH.low
+    ping_sources: Optional[AddressRef] = None    # who may ping the firewall itself
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)
@@ -131,3 +136,5 @@ class Policy:
     address_sets: tuple[AddressSet, ...]
     publish: tuple[Publish, ...]
     outbound: tuple[Outbound, ...]
+    # user-defined services named like a later built-in (`ping`), which win
+    shadowed_builtins: tuple[tuple[str, Position], ...] = field(default=(), compare=False)

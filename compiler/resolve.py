@@ -24,8 +24,8 @@ from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Outbound, Policy,
-                    PortRange, Publish, Schedule, Service)
-from .vocab import BUILTIN_SERVICES, nft_day
+                    PortRange, Publish, Schedule, Service, family_of)
+from .vocab import BUILTIN_SERVICES, LATER_BUILTINS, SSH, nft_day
 
 MINUTES_PER_DAY = 24 * 60
 LOCALHOST = "localhost"
@@ -58,6 +58,7 @@ class _Resolver:
         self.sets: dict[str, Addresses] = {}
         self.services: dict[str, Service] = {}
         self.schedules: dict[str, Schedule] = {}
+        self.shadowed: list[tuple[str, Position]] = []
 
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
@@ -75,13 +76,14 @@ class _Resolver:
         self._services()
         self._schedules()
         firewall = self._firewall()
-        publish = tuple(self._publish(i, rule)
+        publish = tuple(self._publish(i, rule, firewall.routed_networks)
                         for i, rule in enumerate(self.data.get("publish") or ()))
         outbound = tuple(self._outbound(i, rule)
                          for i, rule in enumerate(self.data.get("outbound") or ()))
         sets = tuple(AddressSet(name, self.sets.get(name, Addresses()))
                      for name in sorted(self.data.get("address_sets") or {}))
-        return Policy(self.doc.file, firewall, sets, publish, outbound)
+        return Policy(self.doc.file, firewall, sets, publish, outbound,
+                      shadowed_builtins=tuple(self.shadowed))
 
     # -- addresses ----------------------------------------------------------
 
@@ -236,7 +238,9 @@ class _Resolver:
     def _services(self) -> None:
         self.services = {name: Service(name, ports) for name, ports in BUILTIN_SERVICES.items()}
         for name, entries in (self.data.get("services") or {}).items():
-            if name in BUILTIN_SERVICES:
+            if name in LATER_BUILTINS:
+                self.shadowed.append((name, self.doc.key_position(("services", name))))
+            elif name in BUILTIN_SERVICES:
                 self.key_error(("services", name),
                                f"service {name!r} is built in and cannot be redefined")
                 continue
@@ -265,6 +269,11 @@ class _Resolver:
         for i, name in enumerate(names):
             if name in self.services:
                 found.append(self.services[name])
+                continue
+            if "/" in name:     # a port written inline (the schema checked its shape)
+                port = self._port(path + (i,), name)
+                if port is not None:
+                    found.append(Service(name, (port,)))
                 continue
             message = f"unknown service {name!r}"
             close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
@@ -331,7 +340,9 @@ class _Resolver:
                        "as a table name; choose another")
         internal = spec.get("internal") or {}
         verdicts = spec.get("policy") or {}
-        ssh = (spec.get("management") or {}).get("ssh")
+        management = spec.get("management") or {}
+        ssh = management.get("ssh")
+        ping = management.get("ping")
         return Firewall(
             table=table,
             external_interface=spec["external"]["interface"],
@@ -345,6 +356,12 @@ class _Resolver:
                          if ssh is not None else None),
             timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
+            routed_networks=self._addresses_of(self._routed_networks()),
+            routed_position=self.at(("firewall", "internal", "routed")),
+            ssh_port=management.get("ssh_port", SSH.low),
+            ping_sources=(self._addresses(("firewall", "management", "ping"), ping,
+                                          allow_any=True)
+                          if ping is not None else None),
         )
 
     def _external_addresses(self) -> tuple:
@@ -363,18 +380,27 @@ class _Resolver:
         return [self._entry(("firewall", "internal", "networks", i), text)
                 for i, text in enumerate(internal.get("networks") or ())]
 
-    def _publish(self, index: int, spec: dict) -> Publish:
+    def _routed_networks(self) -> list:
+        internal = self.data["firewall"].get("internal") or {}
+        return [self._entry(("firewall", "internal", "routed", i), text)
+                for i, text in enumerate(internal.get("routed") or ())]
+
+    def _publish(self, index: int, spec: dict, routed: Addresses) -> Publish:
         path: Path = ("publish", index)
-        server = spec["server"]
+        server = None if spec["server"] == LOCALHOST else self._address(path + ("server",),
+                                                                        spec["server"])
+        external = spec.get("external_address")
         return Publish(
             name=spec["name"],
-            server=None if server == LOCALHOST else self._address(path + ("server",), server),
-            external_address=self._address(path + ("external_address",),
-                                           spec["external_address"]),
+            server=server,
+            external_address=(None if external is None
+                              else self._address(path + ("external_address",), external)),
             services=self._rule_services(path + ("services",), spec["services"]),
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
             external_position=self.at(path + ("external_address",)),
+            routed=server is not None and routed.contains(family_of(server),
+                                                          (int(server), int(server))),
         )
 
     def _outbound(self, index: int, spec: dict) -> Outbound:
