@@ -98,6 +98,22 @@ def merge(intervals) -> tuple[Interval, ...]:
     return tuple((first, last) for first, last in merged)
 
 
+def subtract(intervals, removed) -> tuple[Interval, ...]:
+    """The parts of `intervals` outside every interval of `removed`."""
+    parts = []
+    holes = merge(removed)
+    for first, last in merge(intervals):
+        for low, high in holes:
+            if high < first or low > last:
+                continue
+            if low > first:
+                parts.append((first, low - 1))
+            first = high + 1
+        if first <= last:
+            parts.append((first, last))
+    return tuple(parts)
+
+
 def int_text(version: int, value: int) -> str:
     """inet_ntop for IPv4 (fast); ipaddress for IPv6, whose text inet_ntop
     writes in the deprecated IPv4-compatible form for some addresses."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval, host_mask, merge, parse_network
+from .addresses import Address, Interval, host_mask, merge, parse_network, subtract
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
@@ -423,8 +423,8 @@ class _Planner:
             return rules
         for family in FAMILIES:
             external = fw.first_external(family)
-            networks = tuple(part for low, high in fw.internal_networks.family(family)
-                             for part in _uncovered(low, high, fw.routed_networks.family(family)))
+            networks = subtract(fw.internal_networks.family(family),
+                                fw.routed_networks.family(family))
             if external is None or not networks:
                 continue
             rules.append(Rule(

@@ -9,7 +9,7 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from .addresses import interval_texts
+from .addresses import interval_texts, subtract
 from .diagnostics import Collector, Diagnostic
 from .model import AddressRef, Policy, family_of
 from .vocab import FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
@@ -204,8 +204,8 @@ def _routed(policy: Policy, problems: Collector) -> None:
     firewall = policy.firewall
     networks = firewall.internal_networks
     described = ", ".join(networks.texts("ip") + networks.texts("ip6"))
-    outside = [text for family in FAMILIES for i in firewall.routed_networks.family(family)
-               if not networks.contains(family, i)
+    outside = [text for family in FAMILIES
+               for i in subtract(firewall.routed_networks.family(family), networks.family(family))
                for text in interval_texts(VERSIONS[family], i)]
     if outside:
         problems.error(firewall.routed_position,

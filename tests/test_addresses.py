@@ -4,7 +4,7 @@ import ipaddress
 
 from hypothesis import given, strategies as st
 
-from mailpubc.addresses import BITS, interval_texts, merge, parse_int
+from mailpubc.addresses import BITS, interval_texts, merge, parse_int, subtract
 
 
 @st.composite
@@ -41,3 +41,16 @@ def test_parse_int_refuses_what_ipaddress_refuses():
         assert parse_int(text) is None, text
     assert parse_int("2001:db8::1") == (6, int(ipaddress.IPv6Address("2001:db8::1")))
     assert parse_int("192.0.2.1") == (4, int(ipaddress.IPv4Address("192.0.2.1")))
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=10),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=10))
+def test_subtract_leaves_exactly_the_addresses_outside(kept, holes):
+    """What routed networks leave of the internal networks to SNAT."""
+    spans = [(start, start + length) for start, length in kept]
+    removed = [(start, start + length) for start, length in holes]
+    covered = {a for first, last in spans for a in range(first, last + 1)}
+    gone = {a for first, last in removed for a in range(first, last + 1)}
+    parts = subtract(spans, removed)
+    assert {a for first, last in parts for a in range(first, last + 1)} == covered - gone
+    assert parts == merge(parts)
