@@ -38,6 +38,7 @@ PROBE = Path(__file__).resolve().parent / "probe.py"
 TLS_SERVICES = {"smtps", "submission"}
 SWEEP_TIMEOUT = 0.5
 PARALLEL_PROBES = 12
+PING_WAIT = 2           # seconds ping waits for the echo reply
 EVIDENCE = ("*.nft", "*.yaml", "*.conf", "*.log", "*.jsonl", "*.out")
 
 
@@ -253,7 +254,21 @@ def _sweep(lab: Lab, exp: dict) -> str | None:
     return None
 
 
-JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep}
+def _ping(lab: Lab, exp: dict) -> str | None:
+    """One echo request with ping(8), answered within PING_WAIT seconds or not."""
+    family = exp.get("family", 4)
+    target = lab.address(exp["to"], family)
+    ping = lab.topology.host(exp["from"]).ns.run(
+        "ping", f"-{family}", "-n", "-c1", f"-W{PING_WAIT}", target,
+        timeout=PING_WAIT + 10, check=False)
+    status = {0: "open", 1: "closed"}.get(ping.returncode, "broken")
+    if status != exp["expect"]:
+        return f"expected {exp['expect']}, got {status}: {ping.stdout}{ping.stderr}".rstrip()
+    return None
+
+
+JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep,
+          "ping": _ping}
 
 
 class Labs:

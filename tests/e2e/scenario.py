@@ -22,6 +22,7 @@ A scenario is ``scenarios/NAME.yaml``::
          expect_source: 198.51.100.10}
       - {kind: portsweep, from: client, target: 198.51.100.10,
          expect_open: [25, 110, 143]}
+      - {kind: ping, from: client, to: 198.51.100.10, expect: open}   # an echo reply
 
 ``from``/``to``/``target`` name a host (see topology.py for the derived
 names) or give an address; ``family: 6`` picks a host's IPv6 address.
@@ -60,6 +61,7 @@ KINDS = {
                                        "expect_server", "family"}),
     "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
     "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
+    "ping": ({"from", "to", "expect"}, {"family"}),
 }
 
 
@@ -166,7 +168,7 @@ def _checked(exp: dict, where: str) -> dict:
                             f"{sorted(optional)}; got {sorted(keys)}")
     if kind == "reach" and ("service" in exp) == ("port" in exp):
         raise ScenarioError(f"{where}: reach needs exactly one of service, port")
-    if kind == "reach" and exp["expect"] not in ("open", "closed"):
+    if kind in ("reach", "ping") and exp["expect"] not in ("open", "closed"):
         raise ScenarioError(f"{where}: expect must be open or closed")
     return dict(exp, kind=kind)
 
@@ -181,6 +183,8 @@ def describe(exp: dict) -> str:
     if kind == "smtp-deliver":
         readers = "+".join(exp.get("read_with", [])) or "nothing"
         return f"{src} delivers to {exp['to']}{family} via {exp.get('service', 'smtp')}, reads via {readers}"
+    if kind == "ping":
+        return f"{src} pings {exp['to']}{family} {exp['expect']}"
     if kind == "snat-source":
         return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
