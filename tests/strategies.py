@@ -156,8 +156,9 @@ def _firewall(draw) -> dict:
                                 "networks": [str(n) for n in networks]}
         routed = draw(st.lists(st.sampled_from(networks), max_size=2, unique=True))
         if routed:
-            firewall["internal"]["routed"] = [str(draw(_subnets(n, n.prefixlen, n.prefixlen + 8)))
-                                              for n in routed]
+            firewall["internal"]["routed"] = [
+                str(draw(_subnets(n, n.prefixlen, min(n.max_prefixlen, n.prefixlen + 8))))
+                for n in routed]
     verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
                                     st.sampled_from(VERDICTS)))
     if verdicts or draw(st.booleans()):
