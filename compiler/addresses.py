@@ -119,6 +119,22 @@ def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
     return all(covers(outer, interval) for interval in inner)
 
 
+def subtract(intervals, removed) -> tuple[Interval, ...]:
+    """The parts of `intervals` outside every interval of `removed`."""
+    parts = []
+    holes = merge(removed)
+    for first, last in merge(intervals):
+        for low, high in holes:
+            if high < first or low > last:
+                continue
+            if low > first:
+                parts.append((first, low - 1))
+            first = high + 1
+        if first <= last:
+            parts.append((first, last))
+    return tuple(parts)
+
+
 def int_text(version: int, value: int) -> str:
     """inet_ntop (fast), except where it writes IPv6 in the dotted
     IPv4-compatible or -mapped form: ipaddress's text there."""

@@ -13,7 +13,7 @@ from typing import Optional
 
 from .addresses import Address, Interval, covers, interval_texts, merge
 from .diagnostics import Position
-from .vocab import VERSIONS, PortRange
+from .vocab import SSH, VERSIONS, PortRange
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class LogSettings:
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
-    external_address: Address
+    external_address: Optional[Address]  # None: a routed server, published by filtering alone
     services: tuple[Service, ...]
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
@@ -126,6 +126,7 @@ class Publish:
     mail_domains: tuple[str, ...] = ()   # for dns-check: their MX names hostname
     limit: Optional[Limit] = None
     log: bool = False
+    routed: bool = False                 # the server lies in firewall.internal.routed
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ class Firewall:
     dynamic_block: Optional[str] = None  # firewall.dynamic_block: run-time sets NAME_v4/_v6
     dynamic_block_position: Optional[Position] = field(default=None, compare=False)
     log: LogSettings = LogSettings()
+    routed_networks: Addresses = Addresses()     # internal networks that are not translated
+    routed_position: Optional[Position] = field(default=None, compare=False)
+    ssh_port: int = SSH.low
+    ping_sources: Optional[AddressRef] = None    # who may ping the firewall itself
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)
@@ -168,3 +173,5 @@ class Policy:
     address_sets: tuple[AddressSet, ...]
     publish: tuple[Publish, ...]
     outbound: tuple[Outbound, ...]
+    # user-defined services named like a later built-in (`ping`), which win
+    shadowed_builtins: tuple[tuple[str, Position], ...] = field(default=(), compare=False)

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval, host_mask, merge, parse_network
+from .addresses import Address, Interval, host_mask, merge, parse_network, subtract
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
-from .vocab import (FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
-                    SET_SUFFIX, SSH, PortRange)
+from .vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, ICMP_ERRORS, ICMP_PROTOCOLS,
+                    ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
+                    PortRange)
 
 # -- where a rule comes from ------------------------------------------------------
 
@@ -312,7 +313,8 @@ class _Planner:
             self._guarded(rules) for rules in (forward_publish, input_publish, forward_out, output_out))
         chains = (
             Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"), tuple(prerouting)),
-            self._filter_chain("input", fw.input_policy, input_publish + self._management()),
+            self._filter_chain("input", fw.input_policy,
+                               input_publish + self._management() + self._management_ping()),
             self._filter_chain("forward", fw.forward_policy, forward_publish + forward_out),
             self._filter_chain("output", fw.output_policy, output_out),
             Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
@@ -410,8 +412,11 @@ class _Planner:
         for rule in self.policy.publish:
             for service, port in _ports(rule.services):
                 origin = Origin("publish", rule.name, service.name, rule.position)
+                if rule.external_address is None:
+                    forward.append(self._routed_publication(rule.server, port, origin))
+                    continue
                 external = self._single(rule.external_address, "daddr")
-                dport = PortMatch(port.protocol, port.low, port.high)
+                dport, = _dports(port, (family_of(rule.external_address),))
                 if rule.server is None:
                     input_.append(Rule(origin, (external, dport), (ACCEPT,)))
                     continue
@@ -424,9 +429,18 @@ class _Planner:
                     (InterfaceMatch("oif", fw.internal_interface),
                      self._single(rule.server, "daddr"), dport,
                      self._single(rule.external_address, "daddr", original=True),
-                     PortMatch(port.protocol, port.low, port.high, original=True)),
+                     *_original_port(port)),
                     (ACCEPT,)))
         return prerouting, forward, input_
+
+    def _routed_publication(self, server: Address, port: PortRange, origin: Origin) -> Rule:
+        """A server in a routed network is reached at its own address: a
+        forward filter from outside to it, without translation."""
+        fw = self.firewall
+        dport, = _dports(port, (family_of(server),))
+        return Rule(origin, (InterfaceMatch("iif", fw.external_interface),
+                             InterfaceMatch("oif", fw.internal_interface),
+                             self._single(server, "daddr"), dport), (ACCEPT,))
 
     def _outbound(self) -> tuple[list[Rule], list[Rule]]:
         fw = self.firewall
@@ -451,9 +465,9 @@ class _Planner:
                     if (daddr := self._match(rule.destinations, family, "daddr")) is not None]
             for service, port in _ports(rule.services):
                 origin = Origin("outbound", rule.name, service.name, rule.position)
-                dport = PortMatch(port.protocol, port.low, port.high)
                 for saddr, daddr in routed:
                     addresses = (saddr,) if daddr is None else (saddr, daddr)
+                    dport, = _dports(port, (saddr.family,))
                     for time in times:
                         forward.append(Rule(
                             origin, (InterfaceMatch("iif", fw.internal_interface),
@@ -461,8 +475,9 @@ class _Planner:
                                      *addresses, dport, *time), (ACCEPT,)))
                 for daddr in local:     # on any interface: `to` may be inside too
                     addresses = () if daddr is None else (daddr,)
-                    for time in times:
-                        output.append(Rule(origin, (*addresses, dport, *time), (ACCEPT,)))
+                    for dport in _dports(port, FAMILIES if daddr is None else (daddr.family,)):
+                        for time in times:
+                            output.append(Rule(origin, (*addresses, dport, *time), (ACCEPT,)))
         return forward, output
 
     def _time_matches(self, schedule: Optional[Schedule]) -> list[tuple[Match, ...]]:
@@ -479,9 +494,24 @@ class _Planner:
         if sources is None:
             return []
         origin = Origin("management", "ssh", position=sources.position)
-        return [Rule(origin, (saddr, PortMatch(SSH.protocol, SSH.low, SSH.high)), (ACCEPT,))
+        port = self.firewall.ssh_port
+        return [Rule(origin, (saddr, PortMatch(SSH.protocol, port, port)), (ACCEPT,))
                 for family in FAMILIES
                 if (saddr := self._match(sources, family, "saddr")) is not None]
+
+    def _management_ping(self) -> list[Rule]:
+        """Echo requests to the firewall itself, per family its sources have."""
+        sources = self.firewall.ping_sources
+        if sources is None:
+            return []
+        origin = Origin("management", "ping", position=sources.position)
+        rules = []
+        for family in FAMILIES:
+            saddr = None if sources.any else self._match(sources, family, "saddr")
+            if sources.any or saddr is not None:
+                echo, = _dports(ECHO, (family,))
+                rules.append(Rule(origin, (*([saddr] if saddr else []), echo), (ACCEPT,)))
+        return rules
 
     # -- limits and logging --------------------------------------------------
 
@@ -569,7 +599,7 @@ class _Planner:
         fw = self.firewall
         rules, seen = [], set()
         for rule in self.policy.publish:
-            if rule.server is None or rule.server in seen:
+            if rule.server is None or rule.external_address is None or rule.server in seen:
                 continue
             seen.add(rule.server)
             rules.append(Rule(
@@ -580,7 +610,8 @@ class _Planner:
             return rules
         for family in FAMILIES:
             external = fw.first_external(family)
-            networks = fw.internal_networks.family(family)
+            networks = subtract(fw.internal_networks.family(family),
+                                fw.routed_networks.family(family))
             if external is None or not networks:
                 continue
             rules.append(Rule(
@@ -597,13 +628,29 @@ def _ports(services: tuple[Service, ...]):
     the first service that names it, and a later service keeps only the parts
     of its ranges no earlier one covers (smtp tcp/25, then tcp/20-30, gives
     25, then 20-24 and 26-30)."""
-    covered: dict[str, list[tuple[int, int]]] = {"tcp": [], "udp": []}
+    covered: dict[str, list[tuple[int, int]]] = {"tcp": [], "udp": [], ECHO_PROTOCOL: []}
     for service in services:
         for port in service.ports:
             taken = covered[port.protocol]
             for low, high in _uncovered(port.low, port.high, taken):
                 yield service, PortRange(port.protocol, low, high)
             taken.append((port.low, port.high))
+
+
+def _dports(port: PortRange, families) -> list[Match]:
+    """What a rule matches for one port of a service: the port, or for ping
+    the echo request of each of `families`."""
+    if port.protocol == ECHO_PROTOCOL:
+        return [IcmpTypeMatch(ICMP_PROTOCOLS[family], (ECHO_REQUEST,)) for family in families]
+    return [PortMatch(port.protocol, port.low, port.high)]
+
+
+def _original_port(port: PortRange) -> tuple[Match, ...]:
+    """The port before DNAT, which a forward accept pairs with its address
+    (an echo request keeps its type: nothing to pair)."""
+    if port.protocol == ECHO_PROTOCOL:
+        return ()
+    return (PortMatch(port.protocol, port.low, port.high, original=True),)
 
 
 def _uncovered(low: int, high: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -25,8 +25,8 @@ from .addresses import Address, Interval, merge
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
-                    Policy, PortRange, Publish, Rate, Schedule, Service)
-from .vocab import BUILTIN_SERVICES, nft_day
+                    Policy, PortRange, Publish, Rate, Schedule, Service, family_of)
+from .vocab import BUILTIN_SERVICES, LATER_BUILTINS, SSH, nft_day
 
 MINUTES_PER_DAY = 24 * 60
 LOCALHOST = "localhost"
@@ -60,6 +60,7 @@ class _Resolver:
         self.services: dict[str, Service] = {}
         self.schedules: dict[str, Schedule] = {}
         self.named_sets: set[str] = set()     # address sets some rule or set refers to
+        self.shadowed: list[tuple[str, Position]] = []
 
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
@@ -80,7 +81,7 @@ class _Resolver:
         self._services()
         self._schedules()
         firewall = self._firewall()
-        publish = tuple(self._publish(i, rule)
+        publish = tuple(self._publish(i, rule, firewall.routed_networks)
                         for i, rule in enumerate(self.data.get("publish") or ()))
         outbound = tuple(self._outbound(i, rule)
                          for i, rule in enumerate(self.data.get("outbound") or ()))
@@ -88,7 +89,8 @@ class _Resolver:
                                 used=name in self.named_sets,
                                 position=self.doc.key_position(("address_sets", name)))
                      for name in sorted(self.data.get("address_sets") or {}))
-        return Policy(self.doc.file, firewall, sets, publish, outbound)
+        return Policy(self.doc.file, firewall, sets, publish, outbound,
+                      shadowed_builtins=tuple(self.shadowed))
 
     # -- addresses ----------------------------------------------------------
 
@@ -273,7 +275,9 @@ class _Resolver:
     def _services(self) -> None:
         self.services = {name: Service(name, ports) for name, ports in BUILTIN_SERVICES.items()}
         for name, entries in (self.data.get("services") or {}).items():
-            if name in BUILTIN_SERVICES:
+            if name in LATER_BUILTINS:
+                self.shadowed.append((name, self.doc.key_position(("services", name))))
+            elif name in BUILTIN_SERVICES:
                 self.key_error(("services", name),
                                f"service {name!r} is built in and cannot be redefined")
                 continue
@@ -302,6 +306,11 @@ class _Resolver:
         for i, name in enumerate(names):
             if name in self.services:
                 found.append(self.services[name])
+                continue
+            if "/" in name:     # a port written inline (the schema checked its shape)
+                port = self._port(path + (i,), name)
+                if port is not None:
+                    found.append(Service(name, (port,)))
                 continue
             message = f"unknown service {name!r}"
             close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
@@ -368,7 +377,9 @@ class _Resolver:
                        "as a table name; choose another")
         internal = spec.get("internal") or {}
         verdicts = spec.get("policy") or {}
-        ssh = (spec.get("management") or {}).get("ssh")
+        management = spec.get("management") or {}
+        ssh = management.get("ssh")
+        ping = management.get("ping")
         return Firewall(
             table=table,
             external_interface=spec["external"]["interface"],
@@ -384,6 +395,12 @@ class _Resolver:
             internal_interface_position=self.at(("firewall", "internal", "interface")),
             **self._blocks(spec),
             log=self._log_settings(),
+            routed_networks=self._addresses_of(self._routed_networks()),
+            routed_position=self.at(("firewall", "internal", "routed")),
+            ssh_port=management.get("ssh_port", SSH.low),
+            ping_sources=(self._addresses(("firewall", "management", "ping"), ping,
+                                          allow_any=True)
+                          if ping is not None else None),
         )
 
     def _blocks(self, spec: dict) -> dict:
@@ -418,14 +435,21 @@ class _Resolver:
         return [self._entry(("firewall", "internal", "networks", i), text)
                 for i, text in enumerate(internal.get("networks") or ())]
 
-    def _publish(self, index: int, spec: dict) -> Publish:
+    def _routed_networks(self) -> list:
+        internal = self.data["firewall"].get("internal") or {}
+        return [self._entry(("firewall", "internal", "routed", i), text)
+                for i, text in enumerate(internal.get("routed") or ())]
+
+    def _publish(self, index: int, spec: dict, routed: Addresses) -> Publish:
         path: Path = ("publish", index)
-        server = spec["server"]
+        server = None if spec["server"] == LOCALHOST else self._address(path + ("server",),
+                                                                        spec["server"])
+        external = spec.get("external_address")
         return Publish(
             name=spec["name"],
-            server=None if server == LOCALHOST else self._address(path + ("server",), server),
-            external_address=self._address(path + ("external_address",),
-                                           spec["external_address"]),
+            server=server,
+            external_address=(None if external is None
+                              else self._address(path + ("external_address",), external)),
             services=self._rule_services(path + ("services",), spec["services"]),
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
@@ -434,6 +458,8 @@ class _Resolver:
             mail_domains=self._mail_domains(path, spec),
             limit=self._limit(path + ("limit",), spec.get("limit")),
             log=spec.get("log", False),
+            routed=server is not None and routed.contains(family_of(server),
+                                                          (int(server), int(server))),
         )
 
     def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:

@@ -205,7 +205,7 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
             message += f"; did you mean {close[0]!r}?"
         problems.error(where, message)
         return
-    if validator in ("pattern", "format"):
+    if validator in ("pattern", "format", "minimum", "maximum"):
         problems.error(where, f"{instance!r} {_schema_message(schema)}")
         return
     if validator == "const":

@@ -9,18 +9,19 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from .addresses import covers, interval_texts
+from .addresses import covers, interval_texts, subtract
 from .diagnostics import Collector, Diagnostic
 from .model import AddressRef, Outbound, Policy, Service, family_of
-from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS
+from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
 
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
-                    _outbound_inside, _block_empty, _mail_without_dns, _server_cannot_send,
-                    _localhost_rule_without_effect, _unused_sets):
+                    _outbound_inside, _block_empty, _routed, _shadowed_builtins,
+                    _mail_without_dns, _server_cannot_send, _localhost_rule_without_effect,
+                    _unused_sets):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -60,6 +61,8 @@ def _published_addresses(policy: Policy, problems: Collector) -> None:
     firewall = policy.firewall
     listed = ", ".join(str(a) for a in firewall.external_addresses)
     for rule in policy.publish:
+        if rule.external_address is None:
+            continue
         if rule.external_address not in firewall.external_addresses:
             problems.error(rule.external_position,
                            f"external address {rule.external_address} is not one of the "
@@ -105,7 +108,9 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
                            f"sources of outbound rule {rule.name!r} are not in the internal "
                            f"networks ({described}): {shown}")
         for family in FAMILIES:
-            if sources.family(family) and firewall.first_external(family) is None:
+            translated = [i for i in sources.family(family)
+                          if not firewall.routed_networks.contains(family, i)]
+            if translated and firewall.first_external(family) is None:
                 problems.error(rule.sources.position,
                                f"outbound rule {rule.name!r} has {FAMILY_NAMES[family]} sources "
                                f"but the firewall has no {FAMILY_NAMES[family]} external "
@@ -118,6 +123,8 @@ def _publish_conflicts(policy: Policy, problems: Collector) -> None:
     each port of a rule once), so only other rules count."""
     claimed = []   # (external address, port range, rule)
     for rule in policy.publish:
+        if rule.external_address is None:
+            continue
         for service in rule.services:
             for port in service.ports:
                 for address, other_port, other_rule in claimed:
@@ -161,6 +168,9 @@ def _management(policy: Policy, problems: Collector) -> None:
     ssh = policy.firewall.ssh_sources
     if ssh is not None and not ssh.addresses:
         problems.error(ssh.position, "management.ssh matches no address")
+    ping = policy.firewall.ping_sources
+    if ping is not None and not ping.any and not ping.addresses:
+        problems.error(ping.position, "management.ping matches no address")
 
 
 def _ssh_shadowed(policy: Policy, problems: Collector) -> None:
@@ -169,13 +179,14 @@ def _ssh_shadowed(policy: Policy, problems: Collector) -> None:
     ssh = policy.firewall.ssh_sources
     if ssh is None:
         return
+    port_ = PortRange(SSH.protocol, policy.firewall.ssh_port, policy.firewall.ssh_port)
     for rule in policy.publish:
-        if rule.server is None:
+        if rule.server is None or rule.external_address is None:
             continue
-        if any(port.overlaps(SSH) for service in rule.services for port in service.ports):
+        if any(port.overlaps(port_) for service in rule.services for port in service.ports):
             problems.warning(rule.position,
                              f"publish rule {rule.name!r} forwards {rule.external_address} "
-                             f"tcp/22 to {rule.server}, so management.ssh "
+                             f"{port_} to {rule.server}, so management.ssh "
                              f"({_line(ssh.position)}) cannot reach the firewall's own SSH "
                              "on that address")
 
@@ -272,3 +283,36 @@ def _block_empty(policy: Policy, problems: Collector) -> None:
     block = policy.firewall.block
     if block is not None and not block.addresses:
         problems.warning(block.position, "firewall.block matches no address: nothing is blocked")
+
+
+def _routed(policy: Policy, problems: Collector) -> None:
+    """Routed networks lie inside the internal networks; a server in one is
+    published without an external address, every other server with one."""
+    firewall = policy.firewall
+    networks = firewall.internal_networks
+    described = ", ".join(networks.texts("ip") + networks.texts("ip6"))
+    outside = [text for family in FAMILIES
+               for i in subtract(firewall.routed_networks.family(family), networks.family(family))
+               for text in interval_texts(VERSIONS[family], i)]
+    if outside:
+        problems.error(firewall.routed_position,
+                       f"routed networks must lie inside the internal networks ({described}): "
+                       + ", ".join(outside))
+    for rule in policy.publish:
+        if rule.routed and rule.external_address is not None:
+            problems.error(rule.external_position,
+                           f"server {rule.server} is in a routed network, so publish rule "
+                           f"{rule.name!r} takes no external_address: clients reach the "
+                           "server at its own address")
+        elif not rule.routed and rule.external_address is None:
+            what = "the firewall" if rule.server is None else f"server {rule.server}"
+            problems.error(rule.position,
+                           f"publish rule {rule.name!r} needs an external_address: {what} "
+                           "is not in a routed network (firewall.internal.routed)")
+
+
+def _shadowed_builtins(policy: Policy, problems: Collector) -> None:
+    """A service defined before its name was built in keeps the policy's meaning."""
+    for name, position in policy.shadowed_builtins:
+        problems.warning(position, f"service {name!r} is also built in; this policy's own "
+                                   f"definition is used, not the built-in {name!r}")

@@ -40,9 +40,18 @@ class PortRange:
                 and self.low <= other.high and other.low <= self.high)
 
     def __str__(self) -> str:
+        if self.protocol == ECHO_PROTOCOL:
+            return "ping"
         ports = str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
         return f"{self.protocol}/{ports}"
 
+
+# `ping`: ICMP and ICMPv6 echo request, a "port" of its own protocol with no
+# number, so that services, merging and conflicts treat it like a port
+ECHO_PROTOCOL = "echo"
+ECHO = PortRange(ECHO_PROTOCOL, 0, 0)
+ICMP_PROTOCOLS = {"ip": "icmp", "ip6": "icmpv6"}
+ECHO_REQUEST = "echo-request"             # the type's name in both ICMP and ICMPv6
 
 BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {
     "smtp": (PortRange("tcp", 25, 25),),
@@ -54,8 +63,11 @@ BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {
     "imaps": (PortRange("tcp", 993, 993),),
     "dns": (PortRange("udp", 53, 53), PortRange("tcp", 53, 53)),
     "dns-zone-transfer": (PortRange("tcp", 53, 53),),
+    "ping": (ECHO,),
 }
-SSH = PortRange("tcp", 22, 22)
+# built in after version 1 was published: a policy may still define its own
+LATER_BUILTINS = ("ping",)
+SSH = PortRange("tcp", 22, 22)             # the default of firewall.management.ssh_port
 
 # The fixed rules' ICMP types (docs/ruleset.md says why each is there).
 NEIGHBOUR_DISCOVERY = ("nd-neighbor-solicit", "nd-neighbor-advert",

@@ -16,7 +16,11 @@ returns every problem found; an empty list means fail-closed:
   from ::) with hop limit 1, ICMP errors) or is inside one thing the
   policy allows: a published service (its address and port; the forward
   accept also its original address and port), an outbound rule (its sources
-  or destinations, ports and schedule), management ssh (a source, tcp/22);
+  or destinations, ports and schedule), management ssh (a source, the
+  ssh_port), management ping (a source or any, echo request); a routed
+  server's publication (external to internal interface, its own address and
+  port, no DNAT); `ping` is an ICMP or ICMPv6 echo-request match in place of
+  a port;
 - an accept of a publication with a `limit` comes after rules with the
   same matches that turn away (drop or reject) new connections from a
   source over a per-source meter no looser than the limit: `update @S {
@@ -47,7 +51,7 @@ from mailpubc import nft
 from mailpubc.addresses import merge
 from mailpubc.model import Limit, Policy, Schedule
 from mailpubc.plan import DEFAULT_BURST, LINK_LOCAL, UNIT_SECONDS
-from mailpubc.vocab import PortRange
+from mailpubc.vocab import ECHO, ECHO_PROTOCOL, ECHO_REQUEST, ICMP_PROTOCOLS, PortRange
 from mailpubc.schedule import schedule_zone
 from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
                             NFT_DAY_NAMES)
@@ -216,7 +220,11 @@ class Allowance:
 
     def _port_inside(self, rule: Rule) -> bool:
         """One tcp/udp dport match inside one allowed port range (and, for a
-        published server, the original port inside the same range)."""
+        published server, the original port inside the same range), or an
+        echo request of the allowance's family where it allows ping."""
+        if ECHO in self.ports and any(self.family in (None, family)
+                                      for family in _echo_families(rule)):
+            return True
         dports = [(k.split()[0], v) for k, op, v in rule.matches
                   if k in ("tcp dport", "udp dport") and op == "=="]
         for protocol, value in dports:
@@ -239,6 +247,13 @@ class Allowance:
         return all(_local_minute_allowed(self.schedule, (minute + self.offset) % WEEK_MINUTES)
                    for minute in range(WEEK_MINUTES)
                    if _time_admits(rule, minute * 60) or _time_admits(rule, minute * 60 + 59))
+
+
+def _echo_families(rule: Rule) -> list[str]:
+    """The families whose echo request (and nothing else) the rule matches as its type."""
+    return [family for family, protocol in ICMP_PROTOCOLS.items()
+            for key, op, value in rule.matches
+            if key == f"{protocol} type" and op == "==" and _items(value) == [ECHO_REQUEST]]
 
 
 def _time_admits(rule: Rule, second: int) -> bool:
@@ -289,9 +304,15 @@ def allowances(policy: Policy) -> list[Allowance]:
     offset = _offset_minutes(fw.timezone)
     found = []
     for rule in policy.publish:
+        ports = tuple(p for s in rule.services for p in s.ports)
+        if rule.external_address is None:     # routed: to the server's own address
+            family = "ip" if rule.server.version == 4 else "ip6"
+            found.append(Allowance("forward", ports, family, daddr=[(int(rule.server),) * 2],
+                                   iifname=fw.external_interface,
+                                   oifname=fw.internal_interface))
+            continue
         family = "ip" if rule.external_address.version == 4 else "ip6"
         external = [(int(rule.external_address),) * 2]
-        ports = tuple(p for s in rule.services for p in s.ports)
         if rule.server is None:
             found.append(Allowance("input", ports, family, daddr=external, limit=rule.limit))
         else:
@@ -316,8 +337,13 @@ def allowances(policy: Policy) -> list[Allowance]:
         for family in ("ip", "ip6"):
             sources = fw.ssh_sources.addresses.family(family)
             if sources:
-                found.append(Allowance("input", (PortRange("tcp", 22, 22),),
+                found.append(Allowance("input", (PortRange("tcp", fw.ssh_port, fw.ssh_port),),
                                        family, saddr=sources))
+    if fw.ping_sources is not None:
+        for family in ("ip", "ip6"):
+            sources = None if fw.ping_sources.any else fw.ping_sources.addresses.family(family)
+            if sources != ():
+                found.append(Allowance("input", (ECHO,), family, saddr=sources))
     return found
 
 
@@ -480,10 +506,11 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
         problems.append(f"DNAT not bound to one external address of the firewall: {rule}")
     dports = [(k.split()[0], _ports(v)) for k, op, v in rule.matches
               if k in ("tcp dport", "udp dport") and op == "=="]
+    dports += [(ECHO_PROTOCOL, [(ECHO.low, ECHO.high)]) for _ in _echo_families(rule)]
     if not dports:
         problems.append(f"DNAT without a port: {rule}")
     if not problems and not any(
-            p.server is not None and int(p.server) == target
+            p.server is not None and p.external_address is not None and int(p.server) == target
             and int(p.external_address) in bound
             and any(port.protocol == protocol and _within(ports, [(port.low, port.high)])
                     for protocol, ports in dports for s in p.services for port in s.ports)

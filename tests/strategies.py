@@ -2,10 +2,11 @@
 
 `policies()` draws VALID policies across the whole language (the contract in
 docs/policy-language.md): nested address sets of both families with ranges,
-built-in and custom services, localhost and internal servers, several
-external addresses, outbound rules with from/to/schedule, management.ssh,
-every verdict, custom table names, address sets from list files,
-firewall.block and dynamic_block. Validity is kept by construction, not by
+built-in and custom services (and ports written inline), localhost, internal
+and routed servers, several external addresses, outbound rules with
+from/to/schedule, management.ssh, ssh_port and ping, every verdict, custom
+table names, address sets from list files, firewall.block and
+dynamic_block. Validity is kept by construction, not by
 filtering, so a draw the compiler refuses is a compiler bug.
 
 `mutants()` breaks valid policies (delete, duplicate, retype, rename or
@@ -158,6 +159,11 @@ def _firewall(draw) -> dict:
                                       min_size=1, max_size=2))
         firewall["internal"] = {"interface": interfaces[1],
                                 "networks": [str(n) for n in networks]}
+        routed = draw(st.lists(st.sampled_from(networks), max_size=2, unique=True))
+        if routed:
+            firewall["internal"]["routed"] = [
+                str(draw(_subnets(n, n.prefixlen, min(n.max_prefixlen, n.prefixlen + 8))))
+                for n in routed]
     verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
                                     st.sampled_from(VERDICTS)))
     if verdicts or draw(st.booleans()):
@@ -263,6 +269,15 @@ def _services(draw) -> dict[str, list[str]]:
     return custom
 
 
+def _inline_port(draw) -> str:
+    """A port written inline in a services list."""
+    protocol = draw(st.sampled_from(["tcp", "udp"]))
+    low = draw(st.integers(1, 65535))
+    if draw(st.booleans()):
+        return f"{protocol}/{low}"
+    return f"{protocol}/{low}-{draw(st.integers(low, min(65535, low + 100)))}"
+
+
 def _port_ranges(spec: list[str]) -> list[PortRange]:
     found = []
     for text in spec:
@@ -335,15 +350,30 @@ def policies(draw) -> Draw:
     rule_names = iter(drawn + [n for n in (f"rule-{i}" for i in range(8)) if n not in drawn])
 
     publish, claimed = [], []
+    routed = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("routed", [])]
     for _ in range(draw(st.integers(0, 3))):
+        if routed and draw(st.booleans()):
+            server = draw(_hosts(draw(st.sampled_from(routed))))
+            chosen = draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=4,
+                                   unique=True))
+            if draw(st.booleans()):
+                chosen.append(_inline_port(draw))
+            publish.append({"name": next(rule_names), "server": str(server), "services": chosen})
+            continue
         external = draw(st.sampled_from(externals))
         servers = [n for n in internal if n.version == external.version]
-        server = ("localhost" if not servers or draw(st.booleans())
-                  else str(draw(_hosts(draw(st.sampled_from(servers))))))
+        server = "localhost"
+        if servers and draw(st.booleans()):
+            host = draw(_hosts(draw(st.sampled_from(servers))))
+            if not any(host in n for n in routed):
+                server = str(host)
         chosen, mine = [], []
-        for service in draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
-                                     unique=True)):
-            new = [(external, port) for port in ports[service]]
+        services = draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
+                                 unique=True))
+        if draw(st.integers(0, 3)) == 0:
+            services.append(_inline_port(draw))
+        for service in services:
+            new = [(external, port) for port in ports.get(service) or _port_ranges([service])]
             # ports shared within one publication merge; across publications they conflict
             if any(address == other and port.overlaps(taken)
                    for address, port in new for other, taken in claimed):
@@ -396,6 +426,8 @@ def policies(draw) -> Draw:
                 "from": sources[0] if len(sources) == 1 and draw(st.booleans()) else sources,
                 "services": draw(st.lists(st.sampled_from(sorted(ports)), min_size=1,
                                           max_size=4, unique=True))}
+        if draw(st.integers(0, 3)) == 0 and (port := _inline_port(draw)) not in rule["services"]:
+            rule["services"].append(port)
         if destinations != "any" or draw(st.booleans()):
             rule["to"] = destinations
         if draw(st.booleans()):
@@ -415,6 +447,14 @@ def policies(draw) -> Draw:
             ssh.append(name)
         firewall["management"] = {"ssh": ssh}
     firewall.update(draw(_log_settings()))
+    if draw(st.booleans()):
+        management = firewall.setdefault("management", {})
+        if draw(st.booleans()):
+            management["ssh_port"] = draw(st.integers(1, 65535))
+        if draw(st.booleans()):
+            pool = draw(st.sampled_from([anywhere_v4, anywhere_v6]))
+            management["ping"] = draw(st.sampled_from(
+                ["any", [draw(_entry_in(draw(pool)))[0]]] + ([[any_sets[0]]] if any_sets else [])))
 
     firewall.update(draw(_blocks(sets)))
     data = {"version": 1, "firewall": firewall}

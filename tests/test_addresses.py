@@ -4,7 +4,7 @@ import ipaddress
 
 from hypothesis import given, strategies as st
 
-from mailpubc.addresses import BITS, interval_texts, merge, parse_int
+from mailpubc.addresses import BITS, interval_texts, merge, parse_int, subtract
 
 
 @st.composite
@@ -67,3 +67,16 @@ def test_covers_is_containment_in_one_interval(spans, first, length):
     interval = (first, first + length)
     expected = any(low <= interval[0] and interval[1] <= high for low, high in intervals)
     assert covers(intervals, interval) == expected
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=10),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=10))
+def test_subtract_leaves_exactly_the_addresses_outside(kept, holes):
+    """What routed networks leave of the internal networks to SNAT."""
+    spans = [(start, start + length) for start, length in kept]
+    removed = [(start, start + length) for start, length in holes]
+    covered = {a for first, last in spans for a in range(first, last + 1)}
+    gone = {a for first, last in removed for a in range(first, last + 1)}
+    parts = subtract(spans, removed)
+    assert {a for first, last in parts for a in range(first, last + 1)} == covered - gone
+    assert parts == merge(parts)

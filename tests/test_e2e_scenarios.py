@@ -14,7 +14,7 @@ from e2e.lab import LabError, Labs
 from e2e.pki import make_ca
 from e2e.scenario import describe, load_all
 
-SERVER_PROGRAMS = ["dovecot", "knotd", "openssl"]
+SERVER_PROGRAMS = ["dovecot", "knotd", "openssl", "ping"]
 
 CASES = [
     pytest.param(scenario, index, id=f"{scenario.name}-{index:02d}-{describe(exp)}".replace(" ", "_"))

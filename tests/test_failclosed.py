@@ -348,3 +348,59 @@ def test_checker_reports_a_broken_block(what, breaks):
                     failclosed.load(json.dumps(nft_json.generate(broken)), json=True)):
         problems = failclosed.check(listing, compiled.policy)
         assert any("accept before blocked sources are dropped" in p for p in problems), problems
+
+
+# -- routed publications, ping and ssh_port ------------------------------------------
+
+ROUTED_BASE = """\
+version: 1
+firewall:
+  external: {interface: eth0, addresses: [198.51.100.10, "2001:db8:100::10"]}
+  internal: {interface: eth1, networks: [10.1.0.0/24, "2001:db8:5::/48"],
+             routed: ["2001:db8:5::/48"]}
+  management: {ssh: [admins], ssh_port: 2222, ping: [admins]}
+address_sets:
+  admins: [192.0.2.0/28]
+publish:
+  - {name: mx6, server: "2001:db8:5::25", services: [smtp, ping]}
+  - {name: mx4, server: 10.1.0.25, external_address: 198.51.100.10, services: [ping]}
+"""
+ROUTED_SMTP = rule_of("publish", "mx6", "smtp")
+MX4_PING = rule_of("publish", "mx4", "ping")
+PING = rule_of("management", "ping")
+ROUTED_BREAKAGES = [
+    ("routed accept without the server address",
+     lambda p: edit_rules(p, "forward", ROUTED_SMTP, without(SERVER)), "does not allow"),
+    ("routed accept from the inside",
+     lambda p: edit_rules(p, "forward", ROUTED_SMTP, without(kind("interface", direction="iif"))),
+     "does not allow"),
+    ("routed accept on every port",
+     lambda p: edit_rules(p, "forward", ROUTED_SMTP, changed(kind("port"), **EVERY_PORT)),
+     "does not allow"),
+    ("ssh on 22, not ssh_port",
+     lambda p: edit_rules(p, "input", SSH, changed(kind("port"), low=22, high=22)),
+     "does not allow"),
+    ("ping the firewall from anywhere",
+     lambda p: edit_rules(p, "input", PING, without(kind("address"))), "does not allow"),
+    ("DNATed ping accepted without the original address",
+     lambda p: edit_rules(p, "forward", MX4_PING, without(kind("address", original=True))),
+     "does not allow"),
+    ("ping DNATed to a server nobody published",
+     lambda p: edit_rules(p, "prerouting", MX4_PING, parts(
+         "statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))),
+     "DNAT that no publish rule asks for"),
+]
+
+
+def test_the_unbroken_routed_base_passes():
+    compiled = _compile(ROUTED_BASE)
+    assert failclosed.check(failclosed.load(compiled.text), compiled.policy) == []
+
+
+@pytest.mark.parametrize("what,breaks,expected", ROUTED_BREAKAGES,
+                         ids=[b[0] for b in ROUTED_BREAKAGES])
+def test_checker_reports_a_broken_routed_or_ping_ruleset(what, breaks, expected):
+    compiled = _compile(ROUTED_BASE)
+    listing = failclosed.load(text.generate(breaks(compiled.ruleset)))
+    problems = failclosed.check(listing, compiled.policy)
+    assert any(expected in p for p in problems), problems

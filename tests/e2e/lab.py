@@ -41,6 +41,7 @@ NFLOG = Path(__file__).resolve().parent / "nflog.py"
 TLS_SERVICES = {"smtps", "submission"}
 SWEEP_TIMEOUT = 0.5
 PARALLEL_PROBES = 12
+PING_WAIT = 2           # seconds ping waits for the echo reply
 EVIDENCE = ("*.nft", "*.yaml", "*.conf", "*.log", "*.jsonl", "*.out")
 
 
@@ -342,9 +343,23 @@ def _log(lab: Lab, exp: dict) -> str | None:
     return None
 
 
+def _ping(lab: Lab, exp: dict) -> str | None:
+    """One echo request with ping(8), answered within PING_WAIT seconds or not."""
+    family = exp.get("family", 4)
+    target = lab.address(exp["to"], family)
+    ping = lab.topology.host(exp["from"]).ns.run(
+        "ping", f"-{family}", "-n", "-c1", f"-W{PING_WAIT}", target,
+        timeout=PING_WAIT + 10, check=False)
+    status = {0: "open", 1: "closed"}.get(ping.returncode, "broken")
+    if status != exp["expect"]:
+        return f"expected {exp['expect']}, got {status}: {ping.stdout}{ping.stderr}".rstrip()
+    return None
+
+
 JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep,
           "dynamic-block": _dynamic_block,
-          "connections": _connections, "log": _log}
+          "connections": _connections, "log": _log,
+          "ping": _ping}
 
 
 class Labs:

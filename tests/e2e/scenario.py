@@ -34,6 +34,7 @@ A scenario is ``scenarios/NAME.yaml``::
                                            # 1 to at_most entries
       - {kind: dynamic-block, from: banned, to: 198.51.100.10, service: smtp,
          set: banned}
+      - {kind: ping, from: client, to: 198.51.100.10, expect: open}   # an echo reply
 
 A dynamic-block check connects, adds the source to the run-time set
 ``SET_v4`` (``_v6``) in the firewall (``nft add element``), expects the
@@ -84,6 +85,7 @@ KINDS = {
     "connections": ({"from", "to", "expect"}, {"service", "port", "family", "hold", "then_from"}),
     "log": ({"from", "to", "group", "expect_prefix"},
             {"service", "port", "family", "flood", "at_most"}),
+    "ping": ({"from", "to", "expect"}, {"family"}),
 }
 
 
@@ -197,11 +199,12 @@ def _checked(exp: dict, where: str) -> dict:
     if not required <= keys or keys - required - optional:
         raise ScenarioError(f"{where}: {kind} needs {sorted(required)}, may have "
                             f"{sorted(optional)}; got {sorted(keys)}")
-    if kind in ("reach", "dynamic-block", "connections", "log") and ("service" in exp) == ("port" in exp):
+    if (kind in ("reach", "dynamic-block", "connections", "log")
+            and ("service" in exp) == ("port" in exp)):
         raise ScenarioError(f"{where}: {kind} needs exactly one of service, port")
     if kind == "connections" and not set(exp["expect"]) <= {"open", "closed"}:
         raise ScenarioError(f"{where}: expect must be a list of open and closed")
-    if kind == "reach" and exp["expect"] not in ("open", "closed"):
+    if kind in ("reach", "ping") and exp["expect"] not in ("open", "closed"):
         raise ScenarioError(f"{where}: expect must be open or closed")
     return dict(exp, kind=kind)
 
@@ -219,6 +222,8 @@ def describe(exp: dict) -> str:
     if kind == "dynamic-block":
         what = exp.get("service") or f"port {exp['port']}"
         return f"{src} -> {exp['to']}{family} {what} blocked while in {exp['set']}"
+    if kind == "ping":
+        return f"{src} pings {exp['to']}{family} {exp['expect']}"
     if kind == "snat-source":
         return f"{src} -> {exp['to']}{family} {exp['service']} seen from {exp['expect_source']}"
     if kind == "connections":

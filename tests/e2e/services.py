@@ -6,7 +6,8 @@
 - ``dns``: Knot DNS, authoritative for ``example.net`` (transfers allowed to
   anyone) and for ``whoami.test`` (mod-whoami answers with the client's
   address, which is how tests see DNS SNAT);
-- ``ssh``: canary.py on tcp/22, a stand-in for the firewall's sshd;
+- ``ssh``: canary.py on tcp/22 and tcp/2222, a stand-in for the firewall's
+  sshd on the default port and on the ssh_port scenarios choose;
 - every host but the firewall also gets a catch-all: an nft table of its own
   (not the firewall's) redirecting every TCP port no real server uses to
   canary.py, so that traffic the firewall should have stopped, in either
@@ -154,7 +155,8 @@ def _wait_zones_loaded(log: Path, timeout: float = 10, zones: int = 2) -> None:
 
 
 def _ssh_canary(host: Host, home: Path, cert: Path, key: Path):
-    return host.ns.spawn(sys.executable, str(HERE / "canary.py"), "22",
+    ports = sorted(port for _, port in SERVER_PORTS["ssh"])
+    return host.ns.spawn(sys.executable, str(HERE / "canary.py"), *map(str, ports),
                          log=str(home / "ssh-canary.log"))
 
 

@@ -34,7 +34,7 @@ SERVER_PORTS = {
     "smtp": {("tcp", 25), ("tcp", 465), ("tcp", 587)},
     "dovecot": {("tcp", 110), ("tcp", 143), ("tcp", 993), ("tcp", 995)},
     "dns": {("udp", 53), ("tcp", 53)},
-    "ssh": {("tcp", 22)},
+    "ssh": {("tcp", 22), ("tcp", 2222)},   # the default ssh_port and the scenarios' other one
 }
 CANARY_PORT = 9
 
