@@ -66,7 +66,10 @@ def build(policy: Policy) -> graphviz.Digraph:
         node = f"pub{i}"
         graph.node(node, _label(f"publish {publication.name}", _service_names(publication)),
                    style="rounded")
-        graph.edge(external[publication.external_address], node)
+        if publication.external_address is None:     # routed: reached at its own address
+            graph.edge("internet", node, label="routed")
+        else:
+            graph.edge(external[publication.external_address], node)
         if publication.server is None:
             graph.edge(node, "host")
             continue
