@@ -41,6 +41,13 @@ class Addresses:
         version = VERSIONS[family]
         return tuple(text for i in self.family(family) for text in interval_texts(version, i))
 
+    def intersection(self, other: "Addresses") -> "Addresses":
+        def both(family: str) -> list[Interval]:
+            return [(max(low, first), min(high, last))
+                    for low, high in self.family(family) for first, last in other.family(family)
+                    if max(low, first) <= min(high, last)]
+        return Addresses.of(both("ip"), both("ip6"))
+
 
 def family_of(address: Address) -> str:
     return "ip" if address.version == 4 else "ip6"
@@ -65,6 +72,8 @@ class AddressRef:
 class Service:
     name: str
     ports: tuple[PortRange, ...]
+    server_port: Optional[int] = None    # publish only: the port the server listens on
+    position: Optional[Position] = field(default=None, compare=False)  # where a rule names it
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class Publish:
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
     external_position: Optional[Position] = field(default=None, compare=False)
+    allow_from: AddressRef = AddressRef(Addresses(), any=True)
+    hairpin: bool = False
+    hairpin_position: Optional[Position] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,11 @@ class Firewall:
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     internal_interface_position: Optional[Position] = field(default=None, compare=False)
+    internal_addresses: tuple[Address, ...] = ()   # hairpin SNAT source, at most one a family
+    internal_addresses_position: Optional[Position] = field(default=None, compare=False)
+
+    def internal_address(self, family: str) -> Optional[Address]:
+        return next((a for a in self.internal_addresses if family_of(a) == family), None)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

@@ -113,8 +113,14 @@ class HourMatch:
     last: int
 
 
+@dataclass(frozen=True)
+class ConntrackStatusMatch:
+    kind: ClassVar[str] = "ctstatus"
+    status: str                 # `ct status dnat`: the connection was destination-translated
+
+
 Match = Union[InterfaceMatch, AddressMatch, PortMatch, ProtocolMatch, IcmpTypeMatch,
-              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch]
+              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch, ConntrackStatusMatch]
 
 
 # -- statements -------------------------------------------------------------------
@@ -144,7 +150,23 @@ class Jump:
     target: str
 
 
-Statement = Union[Nat, Verdict, Jump]
+@dataclass(frozen=True)
+class Redirect:
+    """`redirect to :PORT`: to the firewall itself (the incoming interface's
+    primary address), on another port."""
+
+    kind: ClassVar[str] = "redirect"
+    port: int
+
+
+@dataclass(frozen=True)
+class Masquerade:
+    """`masquerade`: source-translate to the outgoing interface's address."""
+
+    kind: ClassVar[str] = "masquerade"
+
+
+Statement = Union[Nat, Verdict, Jump, Redirect, Masquerade]
 
 
 # -- the ruleset --------------------------------------------------------------------
@@ -245,14 +267,16 @@ class _Planner:
     def ruleset(self) -> Ruleset:
         fw = self.firewall
         prerouting, forward_publish, input_publish = self._publishing()
+        hairpin_dnat, hairpin_snat = self._hairpin()
         forward_out, output_out = self._outbound()
         chains = (
-            Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"), tuple(prerouting)),
+            Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"),
+                  tuple(prerouting + hairpin_dnat)),
             self._filter_chain("input", fw.input_policy, input_publish + self._management()),
             self._filter_chain("forward", fw.forward_policy, forward_publish + forward_out),
             self._filter_chain("output", fw.output_policy, output_out),
             Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
-                  tuple(self._snat())),
+                  tuple(self._snat() + hairpin_snat)),
         )
         sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
         note = zone_note(*self.zone, self.at) if self.zone else None
@@ -297,29 +321,80 @@ class _Planner:
     # -- rules ------------------------------------------------------------------
 
     def _publishing(self) -> tuple[list[Rule], list[Rule], list[Rule]]:
-        """DNAT + paired forward accept for internal servers; input accept for localhost."""
+        """DNAT + paired forward accept for internal servers; input accept for
+        localhost, after a redirect when the server listens on another port.
+        Every rule matches allow_from's sources, so others are not translated."""
         fw = self.firewall
         prerouting, forward, input_ = [], [], []
         for rule in self.policy.publish:
+            sources = self._allowed(rule.allow_from, family_of(rule.external_address))
             for service, port in _ports(rule.services):
                 origin = Origin("publish", rule.name, service.name, rule.position)
                 external = self._single(rule.external_address, "daddr")
                 dport = PortMatch(port.protocol, port.low, port.high)
+                served = _served(service, port)
+                original = (self._single(rule.external_address, "daddr", original=True),
+                            PortMatch(port.protocol, port.low, port.high, original=True))
+                if rule.server is None and service.server_port is None:
+                    input_.append(Rule(origin, (*sources, external, dport), (ACCEPT,)))
+                    continue
                 if rule.server is None:
-                    input_.append(Rule(origin, (external, dport), (ACCEPT,)))
+                    prerouting.append(Rule(origin, (*sources, external, dport),
+                                           (Redirect(service.server_port),)))
+                    input_.append(Rule(origin, (*sources, served, *original), (ACCEPT,)))
                     continue
                 family = family_of(rule.server)
                 prerouting.append(Rule(
-                    origin, (InterfaceMatch("iif", fw.external_interface), external, dport),
-                    (Nat("dnat", family, rule.server),)))
+                    origin, (InterfaceMatch("iif", fw.external_interface), *sources, external, dport),
+                    (Nat("dnat", family, rule.server, service.server_port),)))
                 forward.append(Rule(
                     origin,
-                    (InterfaceMatch("oif", fw.internal_interface),
-                     self._single(rule.server, "daddr"), dport,
-                     self._single(rule.external_address, "daddr", original=True),
-                     PortMatch(port.protocol, port.low, port.high, original=True)),
+                    (InterfaceMatch("oif", fw.internal_interface), *sources,
+                     self._single(rule.server, "daddr"), served, *original),
                     (ACCEPT,)))
         return prerouting, forward, input_
+
+    def _allowed(self, sources: AddressRef, family: str) -> tuple[AddressMatch, ...]:
+        """allow_from as a source match in `family`; none for any (semantics
+        has refused an allow_from with no address of the publication's family)."""
+        if sources.any:
+            return ()
+        return (self._match(sources, family, "saddr"),)
+
+    def _hairpin(self) -> tuple[list[Rule], list[Rule]]:
+        """For hairpin publications, the DNAT of internal clients (from the
+        internal interface, in the internal networks and allow_from) and, for
+        those connections only, the source translation that brings the
+        server's replies back through the firewall."""
+        fw = self.firewall
+        prerouting, postrouting, seen = [], [], set()
+        for rule in self.policy.publish:
+            if not rule.hairpin:
+                continue
+            family = family_of(rule.external_address)
+            clients = fw.internal_networks
+            if not rule.allow_from.any:
+                clients = clients.intersection(rule.allow_from.addresses)
+            internal = fw.internal_address(family)
+            for service, port in _ports(rule.services):
+                origin = Origin("hairpin", rule.name, service.name, rule.position)
+                prerouting.append(Rule(
+                    origin, (InterfaceMatch("iif", fw.internal_interface),
+                             AddressMatch(family, "saddr", clients.family(family)),
+                             self._single(rule.external_address, "daddr"),
+                             PortMatch(port.protocol, port.low, port.high)),
+                    (Nat("dnat", family, rule.server, service.server_port),)))
+                served = _served(service, port)
+                if (rule.server, served) in seen:
+                    continue
+                seen.add((rule.server, served))
+                postrouting.append(Rule(
+                    origin, (InterfaceMatch("oif", fw.internal_interface),
+                             ConntrackStatusMatch("dnat"),
+                             AddressMatch(family, "saddr", fw.internal_networks.family(family)),
+                             self._single(rule.server, "daddr"), served),
+                    (Masquerade() if internal is None else Nat("snat", family, internal),)))
+        return prerouting, postrouting
 
     def _outbound(self) -> tuple[list[Rule], list[Rule]]:
         fw = self.firewall
@@ -402,6 +477,13 @@ class _Planner:
                  AddressMatch(family, "saddr", networks)),
                 (Nat("snat", family, external),)))
         return rules
+
+
+def _served(service: Service, port: PortRange) -> PortMatch:
+    """The port the server listens on for a published `port`."""
+    if service.server_port is None:
+        return PortMatch(port.protocol, port.low, port.high)
+    return PortMatch(port.protocol, service.server_port, service.server_port)
 
 
 def _ports(services: tuple[Service, ...]):

@@ -14,6 +14,7 @@ cannot exhaust the stack.
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
@@ -261,16 +262,40 @@ class _Resolver:
         return PortRange(protocol, low_port, high_port)
 
     def _rule_services(self, path: Path, names: list[str]) -> tuple[Service, ...]:
+        found = (self._service(path + (i,), name) for i, name in enumerate(names))
+        return tuple(service for service in found if service is not None)
+
+    def _service(self, path: Path, name: str) -> Optional[Service]:
+        if name in self.services:
+            return self.services[name]
+        message = f"unknown service {name!r}"
+        close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        self.error(path, message)
+        return None
+
+    def _published_services(self, path: Path, entries: list) -> tuple[Service, ...]:
+        """A publication's services, each with where it is named; an entry
+        {service, server_port} is redirected to server_port (None when that is
+        the service's own port, so that it means what the plain name means)."""
         found = []
-        for i, name in enumerate(names):
-            if name in self.services:
-                found.append(self.services[name])
+        for i, entry in enumerate(entries):
+            redirected = isinstance(entry, dict)
+            name = entry["service"] if redirected else entry
+            service = self._service(path + (i, "service") if redirected else path + (i,), name)
+            if service is None:
                 continue
-            message = f"unknown service {name!r}"
-            close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            self.error(path + (i,), message)
+            server_port = entry["server_port"] if redirected else None
+            numbers = {port for p in service.ports for port in (p.low, p.high)}
+            if server_port is not None and len(numbers) != 1:
+                self.error(path + (i, "server_port"),
+                           f"server_port needs a service with one port, but {name!r} has "
+                           f"{', '.join(str(p) for p in service.ports)}: which would move?")
+                continue
+            if server_port in numbers:
+                server_port = None
+            found.append(replace(service, server_port=server_port, position=self.at(path + (i,))))
         return tuple(found)
 
     def _schedules(self) -> None:
@@ -345,6 +370,8 @@ class _Resolver:
                          if ssh is not None else None),
             timezone=self._timezone(),
             internal_interface_position=self.at(("firewall", "internal", "interface")),
+            internal_addresses=self._internal_addresses(),
+            internal_addresses_position=self.at(("firewall", "internal", "address")),
         )
 
     def _external_addresses(self) -> tuple:
@@ -357,6 +384,14 @@ class _Resolver:
             else:
                 found.append(address)
         return tuple(found)
+
+    def _internal_addresses(self) -> tuple:
+        """firewall.internal.address: one address or a list of them."""
+        value = (self.data["firewall"].get("internal") or {}).get("address", [])
+        path = ("firewall", "internal", "address")
+        if isinstance(value, str):
+            return (self._address(path, value),)
+        return tuple(self._address(path + (i,), text) for i, text in enumerate(value))
 
     def _internal_networks(self) -> list:
         internal = self.data["firewall"].get("internal") or {}
@@ -371,10 +406,14 @@ class _Resolver:
             server=None if server == LOCALHOST else self._address(path + ("server",), server),
             external_address=self._address(path + ("external_address",),
                                            spec["external_address"]),
-            services=self._rule_services(path + ("services",), spec["services"]),
+            services=self._published_services(path + ("services",), spec["services"]),
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
             external_position=self.at(path + ("external_address",)),
+            allow_from=(self._addresses(path + ("allow_from",), spec["allow_from"], allow_any=True)
+                        if "allow_from" in spec else AddressRef(Addresses(), any=True)),
+            hairpin=spec.get("hairpin", False),
+            hairpin_position=self.at(path + ("hairpin",)),
         )
 
     def _outbound(self, index: int, spec: dict) -> Outbound:

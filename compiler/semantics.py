@@ -12,14 +12,15 @@ from __future__ import annotations
 from .addresses import interval_texts
 from .diagnostics import Collector, Diagnostic
 from .model import AddressRef, Policy, family_of
-from .vocab import FAMILIES, FAMILY_NAMES, SSH, VERSIONS
+from .vocab import FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
 
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
-                    _outbound_inside):
+                    _outbound_inside, _publish_translations, _allow_from, _hairpin,
+                    _internal_addresses):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -186,3 +187,74 @@ def _outbound_inside(policy: Policy, problems: Collector) -> None:
                              "internal networks, but rules from internal sources only match "
                              "traffic leaving by the external interface, so it never matches "
                              "traffic from its internal sources")
+
+
+def _publish_translations(policy: Policy, problems: Collector) -> None:
+    """Services of one publication that share an external port merge only
+    when they send it to the same server port; otherwise one of them would
+    silently lose its translation."""
+    for rule in policy.publish:
+        for i, service in enumerate(rule.services):
+            for earlier in rule.services[:i]:
+                # server_port None is each port to itself; resolve made a
+                # server_port equal to the service's own port None
+                if service.server_port == earlier.server_port:
+                    continue
+                clash = next((PortRange(port.protocol, max(port.low, other.low),
+                                        min(port.high, other.high))
+                              for port in service.ports for other in earlier.ports
+                              if port.overlaps(other)), None)
+                if clash is not None:
+                    problems.error(service.position,
+                                   f"publish rule {rule.name!r}: {service.name} and "
+                                   f"{earlier.name} ({_line(earlier.position)}) both "
+                                   f"publish {rule.external_address} {clash} but translate it "
+                                   "to different server ports")
+                    break
+
+
+def _allow_from(policy: Policy, problems: Collector) -> None:
+    for rule in policy.publish:
+        sources = rule.allow_from
+        family = family_of(rule.external_address)
+        if not sources.any and not sources.addresses.family(family):
+            problems.error(sources.position,
+                           f"publish rule {rule.name!r}: allow_from has no "
+                           f"{FAMILY_NAMES[family]} address, but the publication is "
+                           f"{FAMILY_NAMES[family]} ({rule.external_address}): nobody could connect")
+
+
+def _hairpin(policy: Policy, problems: Collector) -> None:
+    """Hairpin translates internal clients' connections to an internal server;
+    the firewall's own services need no translation to be reached from inside."""
+    networks = policy.firewall.internal_networks
+    for rule in policy.publish:
+        if not rule.hairpin:
+            continue
+        if rule.server is None:
+            problems.error(rule.hairpin_position,
+                           f"publish rule {rule.name!r}: hairpin needs an internal server; "
+                           "internal clients reach the firewall's own (localhost) services "
+                           "on the external address without it")
+            continue
+        family = family_of(rule.external_address)
+        clients = networks if rule.allow_from.any else networks.intersection(
+            rule.allow_from.addresses)
+        if not clients.family(family):
+            problems.error(rule.hairpin_position,
+                           f"publish rule {rule.name!r}: hairpin, but no {FAMILY_NAMES[family]} "
+                           "address of allow_from is in the internal networks")
+
+
+def _internal_addresses(policy: Policy, problems: Collector) -> None:
+    firewall = policy.firewall
+    where = firewall.internal_addresses_position
+    for family in FAMILIES:
+        mine = [a for a in firewall.internal_addresses if family_of(a) == family]
+        if len(mine) > 1:
+            problems.error(where, f"firewall.internal.address lists {len(mine)} "
+                                  f"{FAMILY_NAMES[family]} addresses; give at most one a family")
+        for address in mine:
+            if not firewall.internal_networks.contains(family, (int(address), int(address))):
+                problems.error(where, f"firewall.internal.address {address} is not in the "
+                                      "internal networks")

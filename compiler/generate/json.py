@@ -132,6 +132,19 @@ def _jump(s) -> dict:
     return {"jump": {"target": safe_name(s.target)}}
 
 
+def _redirect(s) -> dict:
+    return {"redirect": {"port": s.port}}
+
+
+def _masquerade(s) -> dict:
+    return {"masquerade": None}
+
+
+def _ctstatus(m) -> dict:
+    return _match({"ct": {"key": "status"}}, m.status, op="in")
+
+
 _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
-          "nat": _nat, "verdict": _verdict, "jump": _jump}
+          "nat": _nat, "verdict": _verdict, "jump": _jump, "redirect": _redirect,
+          "masquerade": _masquerade, "ctstatus": _ctstatus}
