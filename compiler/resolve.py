@@ -291,7 +291,7 @@ class _Resolver:
             if server_port is not None and len(numbers) != 1:
                 self.error(path + (i, "server_port"),
                            f"server_port needs a service with one port, but {name!r} has "
-                           f"{', '.join(str(p) for p in service.ports)}: which would move?")
+                           f"{', '.join(str(p) for p in service.ports)}")
                 continue
             if server_port in numbers:
                 server_port = None
