@@ -153,6 +153,14 @@ def _firewall(draw) -> dict:
                                       min_size=1, max_size=2))
         firewall["internal"] = {"interface": interfaces[1],
                                 "networks": [str(n) for n in networks]}
+        own = {}                 # the firewall's internal address: at most one a family
+        for network in networks:
+            if network.version not in own and draw(st.integers(0, 2)) == 0:
+                own[network.version] = str(draw(_hosts(network)))
+        if own:
+            values = list(own.values())
+            firewall["internal"]["address"] = (values[0] if len(values) == 1 and draw(st.booleans())
+                                               else values)
     verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
                                     st.sampled_from(VERDICTS)))
     if verdicts or draw(st.booleans()):
@@ -215,6 +223,38 @@ def _port_ranges(spec: list[str]) -> list[PortRange]:
 
 
 @st.composite
+def _reach(draw, external, server: str, internal: list, sets: dict) -> dict:
+    """allow_from and hairpin for one publication: allow_from holds an
+    address of the publication's family (and, with hairpin, one inside)."""
+    found, networks = {}, []
+    family = [n for n in internal if n.version == external.version]
+    pool = anywhere_v4 if external.version == 4 else anywhere_v6
+    if draw(st.integers(0, 2)) == 0:
+        entries = []
+        if family and draw(st.booleans()):
+            text, inside = draw(_entry_in(draw(st.sampled_from(family))))
+            entries.append(text)
+            networks += inside
+        usable = [n for n, spec in sets.items() if external.version in _families(spec[1])]
+        if usable and draw(st.booleans()):
+            entries.append(draw(st.sampled_from(usable)))
+            networks += sets[entries[-1]][1]
+        if external.version not in _families(networks):
+            entries.append(draw(_entry_in(draw(pool)))[0])
+        found["allow_from"] = (entries[0] if len(entries) == 1 and draw(st.booleans())
+                               else entries)
+    elif draw(st.integers(0, 3)) == 0:
+        found["allow_from"] = "any"
+    inside = found.get("allow_from", "any") == "any" or any(
+        network.overlaps(n) for n in family for network in networks)
+    if server != "localhost" and inside and draw(st.booleans()):
+        found["hairpin"] = True
+    elif draw(st.integers(0, 5)) == 0:
+        found["hairpin"] = False
+    return found
+
+
+@st.composite
 def policies(draw) -> Draw:
     """A valid policy and its YAML text."""
     firewall = draw(_firewall())
@@ -247,7 +287,7 @@ def policies(draw) -> Draw:
         servers = [n for n in internal if n.version == external.version]
         server = ("localhost" if not servers or draw(st.booleans())
                   else str(draw(_hosts(draw(st.sampled_from(servers))))))
-        chosen, mine = [], []
+        chosen, mine, translated = [], [], []
         for service in draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
                                      unique=True)):
             new = [(external, port) for port in ports[service]]
@@ -255,14 +295,28 @@ def policies(draw) -> Draw:
             if any(address == other and port.overlaps(taken)
                    for address, port in new for other, taken in claimed):
                 continue
-            chosen.append(service)
+            # a service with one port number may be redirected; services that
+            # share a port must translate it alike
+            numbers = {n for port in ports[service] for n in (port.low, port.high)}
+            server_port = (draw(st.integers(1, 65535))
+                           if len(numbers) == 1 and draw(st.integers(0, 2)) == 0 else None)
+            if server_port in numbers:
+                server_port = None
+            if any(port.overlaps(taken) and server_port != other
+                   for port in ports[service] for taken, other in translated):
+                continue
+            chosen.append(service if server_port is None and draw(st.integers(0, 5))
+                          else {"service": service, "server_port": server_port or min(numbers)})
             mine += new
+            translated += [(port, server_port) for port in ports[service]]
         if chosen:
             claimed += mine
             exploded = external.version == 6 and draw(st.booleans())   # same address, other text
             address = external.exploded if exploded else str(external)
-            publish.append({"name": next(rule_names), "server": server,
-                            "external_address": address, "services": chosen})
+            rule = {"name": next(rule_names), "server": server,
+                    "external_address": address, "services": chosen}
+            rule.update(draw(_reach(external, server, internal, sets)))
+            publish.append(rule)
 
     outbound = []
     internal_sets = [n for n, s in sets.items() if s[2] and s[1]]
