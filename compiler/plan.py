@@ -345,7 +345,8 @@ class _Planner:
                     continue
                 family = family_of(rule.server)
                 prerouting.append(Rule(
-                    origin, (InterfaceMatch("iif", fw.external_interface), *sources, external, dport),
+                    origin,
+                    (InterfaceMatch("iif", fw.external_interface), *sources, external, dport),
                     (Nat("dnat", family, rule.server, service.server_port),)))
                 forward.append(Rule(
                     origin,

@@ -221,7 +221,8 @@ def _allow_from(policy: Policy, problems: Collector) -> None:
             problems.error(sources.position,
                            f"publish rule {rule.name!r}: allow_from has no "
                            f"{FAMILY_NAMES[family]} address, but the publication is "
-                           f"{FAMILY_NAMES[family]} ({rule.external_address}): nobody could connect")
+                           f"{FAMILY_NAMES[family]} ({rule.external_address}): "
+                           "nobody could connect")
 
 
 def _hairpin(policy: Policy, problems: Collector) -> None:

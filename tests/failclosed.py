@@ -441,8 +441,8 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     if not problems and not any(
             p.server is not None and int(p.server) == target
             and int(p.external_address) in bound
-            and any(published.protocol == protocol and _within(ports, [(published.low, published.high)])
-                    and port == s.server_port
+            and any(published.protocol == protocol and port == s.server_port
+                    and _within(ports, [(published.low, published.high)])
                     for protocol, ports in dports for s in p.services for published in s.ports)
             and _sources_within(rule, p, policy, sets, hairpin)
             for p in policy.publish):
