@@ -115,6 +115,8 @@ def _entry_in(draw, network) -> tuple[str, list]:
 
 anywhere_v4 = _subnets(ipaddress.ip_network("0.0.0.0/0"), 8, 32)
 anywhere_v6 = _subnets(ipaddress.ip_network("::/0"), 16, 128)
+# anywhere_v6 can draw ::/16 and the like, which ip_network reads as IPv4
+GLOBAL_V6 = _subnets(ipaddress.ip_network("2000::/3"), 16, 128)
 
 
 def _families(networks) -> set[int]:
@@ -228,7 +230,7 @@ def _reach(draw, external, server: str, internal: list, sets: dict) -> dict:
     address of the publication's family (and, with hairpin, one inside)."""
     found, networks = {}, []
     family = [n for n in internal if n.version == external.version]
-    pool = anywhere_v4 if external.version == 4 else anywhere_v6
+    pool = anywhere_v4 if external.version == 4 else GLOBAL_V6
     if draw(st.integers(0, 2)) == 0:
         entries = []
         if family and draw(st.booleans()):
@@ -305,8 +307,10 @@ def policies(draw) -> Draw:
             if any(port.overlaps(taken) and server_port != other
                    for port in ports[service] for taken, other in translated):
                 continue
-            chosen.append(service if server_port is None and draw(st.integers(0, 5))
-                          else {"service": service, "server_port": server_port or min(numbers)})
+            if server_port is None and (len(numbers) > 1 or draw(st.integers(0, 5))):
+                chosen.append(service)
+            else:           # its own port as server_port means the plain service
+                chosen.append({"service": service, "server_port": server_port or min(numbers)})
             mine += new
             translated += [(port, server_port) for port in ports[service]]
         if chosen:
