@@ -40,6 +40,13 @@ class Addresses:
         version = VERSIONS[family]
         return tuple(text for i in self.family(family) for text in interval_texts(version, i))
 
+    def intersection(self, other: "Addresses") -> "Addresses":
+        def both(family: str) -> list[Interval]:
+            return [(max(low, first), min(high, last))
+                    for low, high in self.family(family) for first, last in other.family(family)
+                    if max(low, first) <= min(high, last)]
+        return Addresses.of(both("ip"), both("ip6"))
+
 
 def family_of(address: Address) -> str:
     return "ip" if address.version == 4 else "ip6"
@@ -64,6 +71,8 @@ class AddressRef:
 class Service:
     name: str
     ports: tuple[PortRange, ...]
+    server_port: Optional[int] = None    # publish only: the port the server listens on
+    position: Optional[Position] = field(default=None, compare=False)  # where a rule names it
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,9 @@ class Publish:
     limit: Optional[Limit] = None
     log: bool = False
     routed: bool = False                 # the server lies in firewall.internal.routed
+    allow_from: AddressRef = AddressRef(Addresses(), any=True)
+    hairpin: bool = False
+    hairpin_position: Optional[Position] = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,11 @@ class Firewall:
     routed_position: Optional[Position] = field(default=None, compare=False)
     ssh_port: int = SSH.low
     ping_sources: Optional[AddressRef] = None    # who may ping the firewall itself
+    internal_addresses: tuple[Address, ...] = ()   # hairpin SNAT source, at most one a family
+    internal_addresses_position: Optional[Position] = field(default=None, compare=False)
+
+    def internal_address(self, family: str) -> Optional[Address]:
+        return next((a for a in self.internal_addresses if family_of(a) == family), None)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

@@ -115,8 +115,14 @@ class HourMatch:
     last: int
 
 
+@dataclass(frozen=True)
+class ConntrackStatusMatch:
+    kind: ClassVar[str] = "ctstatus"
+    status: str                 # `ct status dnat`: the connection was destination-translated
+
+
 Match = Union[InterfaceMatch, AddressMatch, PortMatch, ProtocolMatch, IcmpTypeMatch,
-              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch]
+              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch, ConntrackStatusMatch]
 
 
 # -- statements -------------------------------------------------------------------
@@ -197,7 +203,25 @@ class CounterRef:
     name: str
 
 
-Statement = Union[Nat, Verdict, Jump, RateMeter, CountMeter, RateLimit, Log, CounterRef]
+
+@dataclass(frozen=True)
+class Redirect:
+    """`redirect to :PORT`: to the firewall itself (the incoming interface's
+    primary address), on another port."""
+
+    kind: ClassVar[str] = "redirect"
+    port: int
+
+
+@dataclass(frozen=True)
+class Masquerade:
+    """`masquerade`: source-translate to the outgoing interface's address."""
+
+    kind: ClassVar[str] = "masquerade"
+
+
+Statement = Union[Nat, Verdict, Jump, Redirect, Masquerade, RateMeter, CountMeter, RateLimit,
+                  Log, CounterRef]
 
 
 # -- the ruleset --------------------------------------------------------------------
@@ -308,17 +332,19 @@ class _Planner:
     def ruleset(self) -> Ruleset:
         fw = self.firewall
         prerouting, forward_publish, input_publish = self._publishing()
+        hairpin_dnat, hairpin_snat = self._hairpin()
         forward_out, output_out = self._outbound()
         forward_publish, input_publish, forward_out, output_out = (
             self._guarded(rules) for rules in (forward_publish, input_publish, forward_out, output_out))
         chains = (
-            Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"), tuple(prerouting)),
+            Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"),
+                  tuple(prerouting + hairpin_dnat)),
             self._filter_chain("input", fw.input_policy,
                                input_publish + self._management() + self._management_ping()),
             self._filter_chain("forward", fw.forward_policy, forward_publish + forward_out),
             self._filter_chain("output", fw.output_policy, output_out),
             Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
-                  tuple(self._snat())),
+                  tuple(self._snat() + hairpin_snat)),
         )
         chains = tuple(self._blocked(chain) for chain in chains)
         chains = tuple(self._drop_logged(chain) for chain in chains)
@@ -406,41 +432,96 @@ class _Planner:
     # -- rules ------------------------------------------------------------------
 
     def _publishing(self) -> tuple[list[Rule], list[Rule], list[Rule]]:
-        """DNAT + paired forward accept for internal servers; input accept for localhost."""
+        """DNAT + paired forward accept for internal servers; input accept for
+        localhost, after a redirect when the server listens on another port; a
+        forward filter alone for a routed server. Every rule matches
+        allow_from's sources, so others are not translated."""
         fw = self.firewall
         prerouting, forward, input_ = [], [], []
         for rule in self.policy.publish:
+            at = rule.server if rule.external_address is None else rule.external_address
+            sources = self._allowed(rule.allow_from, family_of(at))
             for service, port in _ports(rule.services):
                 origin = Origin("publish", rule.name, service.name, rule.position)
                 if rule.external_address is None:
-                    forward.append(self._routed_publication(rule.server, port, origin))
+                    forward.append(self._routed_publication(rule.server, port, origin, sources))
                     continue
                 external = self._single(rule.external_address, "daddr")
                 dport, = _dports(port, (family_of(rule.external_address),))
+                served = _served(service, dport)
+                original = (self._single(rule.external_address, "daddr", original=True),
+                            *_original_port(port))
+                if rule.server is None and service.server_port is None:
+                    input_.append(Rule(origin, (*sources, external, dport), (ACCEPT,)))
+                    continue
                 if rule.server is None:
-                    input_.append(Rule(origin, (external, dport), (ACCEPT,)))
+                    prerouting.append(Rule(origin, (*sources, external, dport),
+                                           (Redirect(service.server_port),)))
+                    input_.append(Rule(origin, (*sources, served, *original), (ACCEPT,)))
                     continue
                 family = family_of(rule.server)
                 prerouting.append(Rule(
-                    origin, (InterfaceMatch("iif", fw.external_interface), external, dport),
-                    (Nat("dnat", family, rule.server),)))
+                    origin,
+                    (InterfaceMatch("iif", fw.external_interface), *sources, external, dport),
+                    (Nat("dnat", family, rule.server, service.server_port),)))
                 forward.append(Rule(
                     origin,
-                    (InterfaceMatch("oif", fw.internal_interface),
-                     self._single(rule.server, "daddr"), dport,
-                     self._single(rule.external_address, "daddr", original=True),
-                     *_original_port(port)),
+                    (InterfaceMatch("oif", fw.internal_interface), *sources,
+                     self._single(rule.server, "daddr"), served, *original),
                     (ACCEPT,)))
         return prerouting, forward, input_
 
-    def _routed_publication(self, server: Address, port: PortRange, origin: Origin) -> Rule:
+    def _routed_publication(self, server: Address, port: PortRange, origin: Origin,
+                            sources: tuple[AddressMatch, ...]) -> Rule:
         """A server in a routed network is reached at its own address: a
         forward filter from outside to it, without translation."""
         fw = self.firewall
         dport, = _dports(port, (family_of(server),))
         return Rule(origin, (InterfaceMatch("iif", fw.external_interface),
-                             InterfaceMatch("oif", fw.internal_interface),
+                             InterfaceMatch("oif", fw.internal_interface), *sources,
                              self._single(server, "daddr"), dport), (ACCEPT,))
+
+    def _allowed(self, sources: AddressRef, family: str) -> tuple[AddressMatch, ...]:
+        """allow_from as a source match in `family`; none for any (semantics
+        has refused an allow_from with no address of the publication's family)."""
+        if sources.any:
+            return ()
+        return (self._match(sources, family, "saddr"),)
+
+    def _hairpin(self) -> tuple[list[Rule], list[Rule]]:
+        """For hairpin publications, the DNAT of internal clients (from the
+        internal interface, in the internal networks and allow_from) and, for
+        those connections only, the source translation that brings the
+        server's replies back through the firewall."""
+        fw = self.firewall
+        prerouting, postrouting, seen = [], [], set()
+        for rule in self.policy.publish:
+            if not rule.hairpin:
+                continue
+            family = family_of(rule.external_address)
+            clients = fw.internal_networks
+            if not rule.allow_from.any:
+                clients = clients.intersection(rule.allow_from.addresses)
+            internal = fw.internal_address(family)
+            for service, port in _ports(rule.services):
+                origin = Origin("hairpin", rule.name, service.name, rule.position)
+                dport, = _dports(port, (family,))
+                prerouting.append(Rule(
+                    origin, (InterfaceMatch("iif", fw.internal_interface),
+                             AddressMatch(family, "saddr", clients.family(family)),
+                             self._single(rule.external_address, "daddr"), dport),
+                    (Nat("dnat", family, rule.server, service.server_port),)))
+                served = _served(service, dport)
+                if (rule.server, served) in seen:
+                    continue
+                seen.add((rule.server, served))
+                postrouting.append(Rule(
+                    origin, (InterfaceMatch("oif", fw.internal_interface),
+                             ConntrackStatusMatch("dnat"),
+                             AddressMatch(family, "saddr", fw.internal_networks.family(family)),
+                             self._single(rule.server, "daddr"), served),
+                    (Masquerade() if internal is None else Nat("snat", family, internal),)))
+        return prerouting, postrouting
 
     def _outbound(self) -> tuple[list[Rule], list[Rule]]:
         fw = self.firewall
@@ -620,6 +701,14 @@ class _Planner:
                  AddressMatch(family, "saddr", networks)),
                 (Nat("snat", family, external),)))
         return rules
+
+
+def _served(service: Service, dport: Match) -> Match:
+    """What the server receives for a published port matched by `dport`: the
+    same, or its server_port (resolve allows one only on a single tcp/udp port)."""
+    if service.server_port is None:
+        return dport
+    return PortMatch(dport.protocol, service.server_port, service.server_port)
 
 
 def _ports(services: tuple[Service, ...]):

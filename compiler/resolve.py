@@ -14,6 +14,7 @@ cannot exhaust the stack.
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Optional
@@ -26,7 +27,7 @@ from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
                     Policy, PortRange, Publish, Rate, Schedule, Service, family_of)
-from .vocab import BUILTIN_SERVICES, LATER_BUILTINS, SSH, nft_day
+from .vocab import BUILTIN_SERVICES, ECHO, LATER_BUILTINS, SSH, nft_day
 
 MINUTES_PER_DAY = 24 * 60
 LOCALHOST = "localhost"
@@ -302,21 +303,47 @@ class _Resolver:
         return PortRange(protocol, low_port, high_port)
 
     def _rule_services(self, path: Path, names: list[str]) -> tuple[Service, ...]:
+        found = (self._service(path + (i,), name) for i, name in enumerate(names))
+        return tuple(service for service in found if service is not None)
+
+    def _service(self, path: Path, name: str) -> Optional[Service]:
+        if name in self.services:
+            return self.services[name]
+        if "/" in name:     # a port written inline (the schema checked its shape)
+            port = self._port(path, name)
+            return None if port is None else Service(name, (port,))
+        message = f"unknown service {name!r}"
+        close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        self.error(path, message)
+        return None
+
+    def _published_services(self, path: Path, entries: list) -> tuple[Service, ...]:
+        """A publication's services, each with where it is named; an entry
+        {service, server_port} is redirected to server_port (None when that is
+        the service's own port, so that it means what the plain name means)."""
         found = []
-        for i, name in enumerate(names):
-            if name in self.services:
-                found.append(self.services[name])
+        for i, entry in enumerate(entries):
+            redirected = isinstance(entry, dict)
+            name = entry["service"] if redirected else entry
+            service = self._service(path + (i, "service") if redirected else path + (i,), name)
+            if service is None:
                 continue
-            if "/" in name:     # a port written inline (the schema checked its shape)
-                port = self._port(path + (i,), name)
-                if port is not None:
-                    found.append(Service(name, (port,)))
+            server_port = entry["server_port"] if redirected else None
+            numbers = {port for p in service.ports for port in (p.low, p.high)}
+            if server_port is not None and ECHO in service.ports:
+                self.error(path + (i, "server_port"),
+                           f"server_port needs a tcp or udp service, but {name!r} is ICMP echo")
                 continue
-            message = f"unknown service {name!r}"
-            close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            self.error(path + (i,), message)
+            if server_port is not None and len(numbers) != 1:
+                self.error(path + (i, "server_port"),
+                           f"server_port needs a service with one port, but {name!r} has "
+                           f"{', '.join(str(p) for p in service.ports)}")
+                continue
+            if server_port in numbers:
+                server_port = None
+            found.append(replace(service, server_port=server_port, position=self.at(path + (i,))))
         return tuple(found)
 
     def _schedules(self) -> None:
@@ -401,6 +428,8 @@ class _Resolver:
             ping_sources=(self._addresses(("firewall", "management", "ping"), ping,
                                           allow_any=True)
                           if ping is not None else None),
+            internal_addresses=self._internal_addresses(),
+            internal_addresses_position=self.at(("firewall", "internal", "address")),
         )
 
     def _blocks(self, spec: dict) -> dict:
@@ -430,6 +459,14 @@ class _Resolver:
                 found.append(address)
         return tuple(found)
 
+    def _internal_addresses(self) -> tuple:
+        """firewall.internal.address: one address or a list of them."""
+        value = (self.data["firewall"].get("internal") or {}).get("address", [])
+        path = ("firewall", "internal", "address")
+        if isinstance(value, str):
+            return (self._address(path, value),)
+        return tuple(self._address(path + (i,), text) for i, text in enumerate(value))
+
     def _internal_networks(self) -> list:
         internal = self.data["firewall"].get("internal") or {}
         return [self._entry(("firewall", "internal", "networks", i), text)
@@ -450,7 +487,7 @@ class _Resolver:
             server=server,
             external_address=(None if external is None
                               else self._address(path + ("external_address",), external)),
-            services=self._rule_services(path + ("services",), spec["services"]),
+            services=self._published_services(path + ("services",), spec["services"]),
             position=self.at(path + ("name",)),
             server_position=self.at(path + ("server",)),
             external_position=self.at(path + ("external_address",)),
@@ -460,6 +497,10 @@ class _Resolver:
             log=spec.get("log", False),
             routed=server is not None and routed.contains(family_of(server),
                                                           (int(server), int(server))),
+            allow_from=(self._addresses(path + ("allow_from",), spec["allow_from"], allow_any=True)
+                        if "allow_from" in spec else AddressRef(Addresses(), any=True)),
+            hairpin=spec.get("hairpin", False),
+            hairpin_position=self.at(path + ("hairpin",)),
         )
 
     def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .addresses import covers, interval_texts, subtract
 from .diagnostics import Collector, Diagnostic
-from .model import AddressRef, Outbound, Policy, Service, family_of
+from .model import Address, AddressRef, Outbound, Policy, Service, family_of
 from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
 
 
@@ -20,6 +20,7 @@ def check(policy: Policy) -> list[Diagnostic]:
     for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
                     _outbound_inside, _block_empty, _routed, _shadowed_builtins,
+                    _publish_translations, _allow_from, _hairpin, _internal_addresses,
                     _mail_without_dns, _server_cannot_send, _localhost_rule_without_effect,
                     _unused_sets):
         checker(policy, problems)
@@ -316,3 +317,87 @@ def _shadowed_builtins(policy: Policy, problems: Collector) -> None:
     for name, position in policy.shadowed_builtins:
         problems.warning(position, f"service {name!r} is also built in; this policy's own "
                                    f"definition is used, not the built-in {name!r}")
+
+
+def _publish_translations(policy: Policy, problems: Collector) -> None:
+    """Services of one publication that share an external port merge only
+    when they send it to the same server port; otherwise one of them would
+    silently lose its translation."""
+    for rule in policy.publish:
+        for i, service in enumerate(rule.services):
+            for earlier in rule.services[:i]:
+                # server_port None is each port to itself; resolve made a
+                # server_port equal to the service's own port None
+                if service.server_port == earlier.server_port:
+                    continue
+                clash = next((PortRange(port.protocol, max(port.low, other.low),
+                                        min(port.high, other.high))
+                              for port in service.ports for other in earlier.ports
+                              if port.overlaps(other)), None)
+                if clash is not None:
+                    problems.error(service.position,
+                                   f"publish rule {rule.name!r}: {service.name} and "
+                                   f"{earlier.name} ({_line(earlier.position)}) both "
+                                   f"publish {_published_at(rule)} {clash} but translate it "
+                                   "to different server ports")
+                    break
+
+
+def _published_at(rule) -> Address:
+    """Where clients connect: the external address, or a routed server's own."""
+    return rule.server if rule.external_address is None else rule.external_address
+
+
+def _allow_from(policy: Policy, problems: Collector) -> None:
+    for rule in policy.publish:
+        sources = rule.allow_from
+        if _published_at(rule) is None:     # no external_address: _routed reports it
+            continue
+        family = family_of(_published_at(rule))
+        if not sources.any and not sources.addresses.family(family):
+            problems.error(sources.position,
+                           f"publish rule {rule.name!r}: allow_from has no "
+                           f"{FAMILY_NAMES[family]} address, but the publication is "
+                           f"{FAMILY_NAMES[family]} ({_published_at(rule)}): "
+                           "nobody could connect")
+
+
+def _hairpin(policy: Policy, problems: Collector) -> None:
+    """Hairpin translates internal clients' connections to an internal server;
+    the firewall's own services need no translation to be reached from inside."""
+    networks = policy.firewall.internal_networks
+    for rule in policy.publish:
+        if not rule.hairpin:
+            continue
+        if rule.server is None:
+            problems.error(rule.hairpin_position,
+                           f"publish rule {rule.name!r}: hairpin needs an internal server; "
+                           "internal clients reach the firewall's own (localhost) services "
+                           "on the external address without it")
+            continue
+        if rule.external_address is None:
+            problems.error(rule.hairpin_position,
+                           f"publish rule {rule.name!r}: hairpin needs an external_address; "
+                           "internal clients reach a routed server at its own address")
+            continue
+        family = family_of(rule.external_address)
+        clients = networks if rule.allow_from.any else networks.intersection(
+            rule.allow_from.addresses)
+        if not clients.family(family):
+            problems.error(rule.hairpin_position,
+                           f"publish rule {rule.name!r}: hairpin, but no {FAMILY_NAMES[family]} "
+                           "address of allow_from is in the internal networks")
+
+
+def _internal_addresses(policy: Policy, problems: Collector) -> None:
+    firewall = policy.firewall
+    where = firewall.internal_addresses_position
+    for family in FAMILIES:
+        mine = [a for a in firewall.internal_addresses if family_of(a) == family]
+        if len(mine) > 1:
+            problems.error(where, f"firewall.internal.address lists {len(mine)} "
+                                  f"{FAMILY_NAMES[family]} addresses; give at most one a family")
+        for address in mine:
+            if not firewall.internal_networks.contains(family, (int(address), int(address))):
+                problems.error(where, f"firewall.internal.address {address} is not in the "
+                                      "internal networks")

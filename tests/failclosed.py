@@ -20,7 +20,9 @@ returns every problem found; an empty list means fail-closed:
   ssh_port), management ping (a source or any, echo request); a routed
   server's publication (external to internal interface, its own address and
   port, no DNAT); `ping` is an ICMP or ICMPv6 echo-request match in place of
-  a port;
+  a port; a publication's accepts also keep inside its allow_from, and one
+  with a server_port accepts the server's port only with the published one
+  as the original (`ct original proto-dst`);
 - an accept of a publication with a `limit` comes after rules with the
   same matches that turn away (drop or reject) new connections from a
   source over a per-source meter no looser than the limit: `update @S {
@@ -28,8 +30,14 @@ returns every problem found; an empty list means fail-closed:
   count over C }`; meters appear in no other rule;
 - nothing accepts by port alone (but the firewall's own outbound to
   anywhere, in output) or on `ct status`; no jumps;
-- every DNAT matches the external interface, one external address of the
-  firewall and a port, and translates to the server that publishes them;
+- every DNAT matches the external interface (or, for a hairpin publication,
+  the internal one and sources in the internal networks), one external
+  address of the firewall, a port and sources inside allow_from, and
+  translates to the server and server port that publish them; a redirect
+  likewise for a localhost publication with a server_port;
+- source translation towards the inside (masquerade, or SNAT to
+  firewall.internal.address) only of DNATed connections from the internal
+  networks to a hairpin publication's server;
 - in input and forward, no accept but replies, loopback, neighbour
   discovery and MLD comes before blocked sources are dropped or rejected:
   rules on the source alone that cover all of `firewall.block` and look up
@@ -60,7 +68,7 @@ from e2e.netns import Namespace
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
-VERDICTS = {"accept", "drop", "reject", "dnat", "snat"}
+VERDICTS = {"accept", "drop", "reject", "dnat", "snat", "masquerade", "redirect"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 LISTED_DAYS = {name: number for number, name in enumerate(NFT_DAY_NAMES)}  # nft lists day names
 DAY_MINUTES = 24 * 60
@@ -195,9 +203,11 @@ class Allowance:
 
     def __init__(self, chain, ports, family=None, saddr=None, daddr=None,
                  original_daddr=None, iifname=None, oifname=None, schedule=None, offset=0,
-                 limit=None):
+                 limit=None, original_ports=None):
         self.limit = limit          # model.Limit: accepts need meters before them
         self.chain, self.ports, self.family = chain, ports, family
+        # the published port of each of `ports` when the server listens on another
+        self.original_ports = original_ports or ports
         self.saddr, self.daddr, self.original_daddr = saddr, daddr, original_daddr
         self.iifname, self.oifname, self.schedule = iifname, oifname, schedule
         self.offset = offset        # the schedule zone's UTC offset now, in minutes
@@ -228,11 +238,11 @@ class Allowance:
         dports = [(k.split()[0], v) for k, op, v in rule.matches
                   if k in ("tcp dport", "udp dport") and op == "=="]
         for protocol, value in dports:
-            for port in self.ports:
+            for port, published in zip(self.ports, self.original_ports):
                 span = [(port.low, port.high)]
                 inside = port.protocol == protocol and _within(_ports(value), span)
                 if inside and self.original_daddr is not None:
-                    inside = any(_within(_ports(v), span)
+                    inside = any(_within(_ports(v), [(published.low, published.high)])
                                  for v in rule.positive("ct original proto-dst"))
                 if inside:
                     return True
@@ -307,17 +317,28 @@ def allowances(policy: Policy) -> list[Allowance]:
         ports = tuple(p for s in rule.services for p in s.ports)
         if rule.external_address is None:     # routed: to the server's own address
             family = "ip" if rule.server.version == 4 else "ip6"
-            found.append(Allowance("forward", ports, family, daddr=[(int(rule.server),) * 2],
+            found.append(Allowance("forward", ports, family, saddr=_allowed(rule, family),
+                                   daddr=[(int(rule.server),) * 2],
                                    iifname=fw.external_interface,
-                                   oifname=fw.internal_interface))
+                                   oifname=fw.internal_interface, limit=rule.limit))
             continue
         family = "ip" if rule.external_address.version == 4 else "ip6"
         external = [(int(rule.external_address),) * 2]
+        saddr = _allowed(rule, family)
+        ports = tuple(p for s in rule.services if s.server_port is None for p in s.ports)
         if rule.server is None:
-            found.append(Allowance("input", ports, family, daddr=external, limit=rule.limit))
+            found.append(Allowance("input", ports, family, saddr=saddr, daddr=external,
+                                   limit=rule.limit))
         else:
-            found.append(Allowance("forward", ports, family, daddr=[(int(rule.server),) * 2],
-                                   original_daddr=external, limit=rule.limit))
+            found.append(Allowance("forward", ports, family, saddr=saddr,
+                                   daddr=[(int(rule.server),) * 2], original_daddr=external,
+                                   limit=rule.limit))
+        for published, served in _redirected(rule):
+            # the firewall's own server after a redirect: any own address
+            daddr = None if rule.server is None else [(int(rule.server),) * 2]
+            found.append(Allowance("input" if rule.server is None else "forward", (served,),
+                                   family, saddr=saddr, daddr=daddr, original_daddr=external,
+                                   original_ports=(published,), limit=rule.limit))
     for rule in policy.outbound:
         ports = tuple(p for s in rule.services for p in s.ports)
         to = rule.destinations
@@ -345,6 +366,17 @@ def allowances(policy: Policy) -> list[Allowance]:
             if sources != ():
                 found.append(Allowance("input", (ECHO,), family, saddr=sources))
     return found
+
+
+def _allowed(rule, family: str):
+    """A publication's allowed sources in `family`; None for any."""
+    return None if rule.allow_from.any else rule.allow_from.addresses.family(family)
+
+
+def _redirected(rule):
+    """(published port, server port) of each service with a server_port."""
+    return [(port, PortRange(port.protocol, s.server_port, s.server_port))
+            for s in rule.services if s.server_port is not None for port in s.ports]
 
 
 # -- the checks ------------------------------------------------------------------
@@ -487,6 +519,11 @@ def _limit_problems(rule: Rule, earlier: list[Rule], allowed: list[Allowance],
 
 def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     fw = policy.firewall
+    if rule.verdict == "redirect":
+        return _redirect_problems(rule, policy, sets)
+    if rule.verdict == "masquerade" or any(_items(v) == [fw.internal_interface]
+                                           for v in rule.positive("oifname")):
+        return _hairpin_snat_problems(rule, policy, sets)
     externals = {int(a) for a in fw.external_addresses}
     target = int(ipaddress.ip_address(dict(rule.statements)[rule.verdict]["addr"]))
     if rule.verdict == "snat":
@@ -497,7 +534,9 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     problems = []
     if rule.chain != "prerouting":
         problems.append(f"DNAT outside prerouting: {rule}")
-    if not any(_items(v) == [fw.external_interface] for v in rule.positive("iifname")):
+    hairpin = any(_items(v) == [fw.internal_interface] for v in rule.positive("iifname"))
+    if not hairpin and not any(_items(v) == [fw.external_interface]
+                               for v in rule.positive("iifname")):
         problems.append(f"DNAT without the external interface: {rule}")
     bound = [d[0][0] for k in ("ip daddr", "ip6 daddr") for d in
              (_intervals(v, sets) for v in rule.positive(k))
@@ -509,14 +548,76 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     dports += [(ECHO_PROTOCOL, [(ECHO.low, ECHO.high)]) for _ in _echo_families(rule)]
     if not dports:
         problems.append(f"DNAT without a port: {rule}")
+    port = dict(rule.statements)["dnat"].get("port")
     if not problems and not any(
             p.server is not None and p.external_address is not None and int(p.server) == target
             and int(p.external_address) in bound
-            and any(port.protocol == protocol and _within(ports, [(port.low, port.high)])
-                    for protocol, ports in dports for s in p.services for port in s.ports)
+            and any(published.protocol == protocol and port == s.server_port
+                    and _within(ports, [(published.low, published.high)])
+                    for protocol, ports in dports for s in p.services for published in s.ports)
+            and _sources_within(rule, p, policy, sets, hairpin)
             for p in policy.publish):
         problems.append(f"DNAT that no publish rule asks for: {rule}")
     return problems
+
+
+def _sources_within(rule: Rule, publication, policy: Policy, sets: dict, hairpin: bool) -> bool:
+    """The rule's sources inside the publication's allow_from; for a hairpin
+    DNAT also inside the internal networks, and the publication has hairpin."""
+    family = "ip" if publication.external_address.version == 4 else "ip6"
+    limits = [_allowed(publication, family)]
+    if hairpin:
+        if not publication.hairpin:
+            return False
+        limits.append(policy.firewall.internal_networks.family(family))
+    return all(limit is None
+               or any(_within(_intervals(v, sets), limit) for v in rule.positive(f"{family} saddr"))
+               for limit in limits)
+
+
+def _redirect_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
+    """A redirect only in prerouting, on one external address and port of a
+    localhost publication, to its server_port, for its allowed sources."""
+    port = dict(rule.statements)["redirect"].get("port")
+    dports = [(k.split()[0], _ports(v)) for k, op, v in rule.matches
+              if k in ("tcp dport", "udp dport") and op == "=="]
+    for p in policy.publish:
+        family = "ip" if p.external_address.version == 4 else "ip6"
+        external = [(int(p.external_address),) * 2]
+        if (p.server is None and rule.chain == "prerouting"
+                and any(_within(_intervals(v, sets), external)
+                        for v in rule.positive(f"{family} daddr"))
+                and any(published.protocol == protocol and port == s.server_port
+                        and _within(ports, [(published.low, published.high)])
+                        for protocol, ports in dports for s in p.services
+                        for published in s.ports)
+                and _sources_within(rule, p, policy, sets, hairpin=False)):
+            return []
+    return [f"redirect that no publish rule asks for: {rule}"]
+
+
+def _hairpin_snat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
+    """Source translation towards the inside only for hairpin connections:
+    DNATed (ct status dnat), from the internal networks, to a hairpin
+    publication's server; to firewall.internal.address or masquerade."""
+    fw = policy.firewall
+    statement = dict(rule.statements)[rule.verdict]
+    if rule.verdict == "snat":
+        target = ipaddress.ip_address(statement["addr"])
+        if target not in fw.internal_addresses:
+            return [f"hairpin SNAT to an address that is not firewall.internal.address: {rule}"]
+    dnat = any("dnat" in _items(v) for v in rule.positive("ct status"))
+    for p in policy.publish:
+        if not p.hairpin:
+            continue
+        family = "ip" if p.external_address.version == 4 else "ip6"
+        if (dnat and rule.chain == "postrouting"
+                and any(_within(_intervals(v, sets), [(int(p.server),) * 2])
+                        for v in rule.positive(f"{family} daddr"))
+                and any(_within(_intervals(v, sets), fw.internal_networks.family(family))
+                        for v in rule.positive(f"{family} saddr"))):
+            return []
+    return [f"source translation towards the inside beyond hairpin connections: {rule}"]
 
 
 def check(listing: dict, policy: Policy) -> list[str]:
@@ -541,6 +642,6 @@ def check(listing: dict, policy: Policy) -> list[str]:
             problems += _accept_problems(rule, allowed, sets)
             earlier = [r for r in rules[:index] if r.chain == rule.chain]
             problems += _limit_problems(rule, earlier, allowed, sets)
-        elif rule.verdict in ("dnat", "snat"):
+        elif rule.verdict in ("dnat", "snat", "masquerade", "redirect"):
             problems += _nat_problems(rule, policy, sets)
     return problems

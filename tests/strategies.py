@@ -33,7 +33,7 @@ import yaml
 from hypothesis import strategies as st
 
 from mailpubc.resolve import nft_keywords
-from mailpubc.vocab import BUILTIN_SERVICES, WEEK, PortRange
+from mailpubc.vocab import BUILTIN_SERVICES, ECHO, WEEK, PortRange
 from mailpubc.schema import policy_schema
 
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
@@ -121,6 +121,8 @@ def _entry_in(draw, network) -> tuple[str, list]:
 
 anywhere_v4 = _subnets(ipaddress.ip_network("0.0.0.0/0"), 8, 32)
 anywhere_v6 = _subnets(ipaddress.ip_network("::/0"), 16, 128)
+# anywhere_v6 can draw ::/16 and the like, which ip_network reads as IPv4
+GLOBAL_V6 = _subnets(ipaddress.ip_network("2000::/3"), 16, 128)
 
 
 def _families(networks) -> set[int]:
@@ -164,6 +166,14 @@ def _firewall(draw) -> dict:
             firewall["internal"]["routed"] = [
                 str(draw(_subnets(n, n.prefixlen, min(n.max_prefixlen, n.prefixlen + 8))))
                 for n in routed]
+        own = {}                 # the firewall's internal address: at most one a family
+        for network in networks:
+            if network.version not in own and draw(st.integers(0, 2)) == 0:
+                own[network.version] = str(draw(_hosts(network)))
+        if own:
+            values = list(own.values())
+            firewall["internal"]["address"] = (values[0] if len(values) == 1 and draw(st.booleans())
+                                               else values)
     verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
                                     st.sampled_from(VERDICTS)))
     if verdicts or draw(st.booleans()):
@@ -322,6 +332,38 @@ def _log_settings(draw) -> dict:
 
 
 @st.composite
+def _reach(draw, external, server: str, internal: list, sets: dict) -> dict:
+    """allow_from and hairpin for one publication: allow_from holds an
+    address of the publication's family (and, with hairpin, one inside)."""
+    found, networks = {}, []
+    family = [n for n in internal if n.version == external.version]
+    pool = anywhere_v4 if external.version == 4 else GLOBAL_V6
+    if draw(st.integers(0, 2)) == 0:
+        entries = []
+        if family and draw(st.booleans()):
+            text, inside = draw(_entry_in(draw(st.sampled_from(family))))
+            entries.append(text)
+            networks += inside
+        usable = [n for n, spec in sets.items() if external.version in _families(spec[1])]
+        if usable and draw(st.booleans()):
+            entries.append(draw(st.sampled_from(usable)))
+            networks += sets[entries[-1]][1]
+        if external.version not in _families(networks):
+            entries.append(draw(_entry_in(draw(pool)))[0])
+        found["allow_from"] = (entries[0] if len(entries) == 1 and draw(st.booleans())
+                               else entries)
+    elif draw(st.integers(0, 3)) == 0:
+        found["allow_from"] = "any"
+    inside = found.get("allow_from", "any") == "any" or any(
+        network.overlaps(n) for n in family for network in networks)
+    if server != "localhost" and inside and draw(st.booleans()):
+        found["hairpin"] = True
+    elif draw(st.integers(0, 5)) == 0:
+        found["hairpin"] = False
+    return found
+
+
+@st.composite
 def policies(draw) -> Draw:
     """A valid policy and its YAML text."""
     firewall = draw(_firewall())
@@ -367,26 +409,44 @@ def policies(draw) -> Draw:
             host = draw(_hosts(draw(st.sampled_from(servers))))
             if not any(host in n for n in routed):
                 server = str(host)
-        chosen, mine = [], []
+        chosen, mine, translated = [], [], []
         services = draw(st.lists(st.sampled_from(sorted(ports)), min_size=1, max_size=5,
                                  unique=True))
         if draw(st.integers(0, 3)) == 0:
             services.append(_inline_port(draw))
         for service in services:
-            new = [(external, port) for port in ports.get(service) or _port_ranges([service])]
+            service_ports = ports.get(service) or _port_ranges([service])
+            new = [(external, port) for port in service_ports]
             # ports shared within one publication merge; across publications they conflict
             if any(address == other and port.overlaps(taken)
                    for address, port in new for other, taken in claimed):
                 continue
-            chosen.append(service)
+            # a service with one port number may be redirected; services that
+            # share a port must translate it alike
+            numbers = {n for port in service_ports for n in (port.low, port.high)}
+            redirectable = len(numbers) == 1 and ECHO not in service_ports
+            server_port = (draw(st.integers(1, 65535))
+                           if redirectable and draw(st.integers(0, 2)) == 0 else None)
+            if server_port in numbers:
+                server_port = None
+            if any(port.overlaps(taken) and server_port != other
+                   for port in service_ports for taken, other in translated):
+                continue
+            if server_port is None and (not redirectable or draw(st.integers(0, 5))):
+                chosen.append(service)
+            else:           # its own port as server_port means the plain service
+                chosen.append({"service": service, "server_port": server_port or min(numbers)})
             mine += new
+            translated += [(port, server_port) for port in service_ports]
         if chosen:
             claimed += mine
             exploded = external.version == 6 and draw(st.booleans())   # same address, other text
             address = external.exploded if exploded else str(external)
-            publish.append({"name": next(rule_names), "server": server,
-                            "external_address": address, "services": chosen})
-            publish[-1].update(draw(_publish_extras()))
+            rule = {"name": next(rule_names), "server": server,
+                    "external_address": address, "services": chosen}
+            rule.update(draw(_publish_extras()))
+            rule.update(draw(_reach(external, server, internal, sets)))
+            publish.append(rule)
 
     outbound = []
     internal_sets = [n for n, s in sets.items() if s[2] and s[1]]

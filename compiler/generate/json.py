@@ -174,7 +174,20 @@ def _log(s) -> dict:
     return {"log": body}
 
 
+def _redirect(s) -> dict:
+    return {"redirect": {"port": s.port}}
+
+
+def _masquerade(s) -> dict:
+    return {"masquerade": None}
+
+
+def _ctstatus(m) -> dict:
+    return _match({"ct": {"key": "status"}}, m.status, op="in")
+
+
 _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
-          "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter}
+          "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,
+          "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus}

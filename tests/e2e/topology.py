@@ -107,8 +107,12 @@ class Topology:
         self.hosts: dict[str, Host] = {}
         self.namespaces: list[Namespace] = []
         gateways = [gateway(net) for net in self.internal]
+        # firewall.internal.address comes after the gateways: masquerade picks a
+        # gateway (the primary address), SNAT the configured one
+        own = [a for a in policy.firewall.internal_addresses if a not in gateways]
         self.firewall = self._add(Host("firewall", "firewall",
-                                       [*policy.firewall.external_addresses, *gateways], ["ssh"]))
+                                       [*policy.firewall.external_addresses, *gateways, *own],
+                                       ["ssh"]))
         for name, spec in (overrides or {}).items():
             side, servers = spec.get("side", "inside"), list(spec.get("servers", []))
             if side not in ("inside", "outside") or set(servers) - set(SERVER_PORTS):
@@ -209,8 +213,10 @@ class Topology:
         if self.internal:
             self._plug(fw.ns, config.internal_interface, "lan", "fw-int", members_only=True)
             for net in self.internal:
-                fw.ns.ip("addr", "add", f"{gateway(net)}/{net.prefixlen}", "dev",
-                         config.internal_interface, "nodad")
+                own = [a for a in config.internal_addresses if a in net and a != gateway(net)]
+                for addr in [gateway(net), *own]:
+                    fw.ns.ip("addr", "add", f"{addr}/{net.prefixlen}", "dev",
+                             config.internal_interface, "nodad")
 
         for index, host in enumerate(h for h in self.hosts.values() if h is not fw):
             host.ns = self._namespace(f"h{index}")
