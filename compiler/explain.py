@@ -289,6 +289,7 @@ class _Walk:
         self.decider_chain = ""
         self.rule_origin: Optional[Origin] = None   # the rule whose statements run
         self.jumped: list[str] = []                 # regular chains the current chain jumped to
+        self.masqueraded = False                    # source: the outgoing interface's address
 
     def run(self, side: str) -> None:
         if side == "firewall":
@@ -368,6 +369,8 @@ class _Walk:
         return None
 
     def source_text(self) -> str:
+        if self.masqueraded:
+            return "masquerade"
         return _endpoint(self.packet.family, self.packet.saddr, None)
 
     def ended(self, verdict: str, action: Optional[str] = None):
@@ -437,7 +440,15 @@ def _hour(match, walk: _Walk) -> bool:
     return match.first <= time.hour * 3600 + time.minute * 60 + time.second <= match.last
 
 
+def _ctstatus(match, walk: _Walk) -> bool:
+    """`ct status dnat`: the connection's destination was translated."""
+    packet = walk.packet
+    return match.status == "dnat" and (packet.daddr, packet.dport) != (
+        packet.original_daddr, packet.original_dport)
+
+
 MATCHES: dict[str, Callable] = {
+    "ctstatus": _ctstatus,
     "interface": _interface, "address": _address_match, "port": _port,
     "protocol": _protocol, "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack,
     "day": _day, "hour": _hour,
@@ -470,6 +481,19 @@ def _nat(statement, walk: _Walk):
     return walk.ended("accept", f"snat to {_endpoint(packet.family, address, None)}")
 
 
+def _redirect(statement, walk: _Walk):
+    """To the firewall itself on another port; a localhost publication's
+    address is already one of the firewall's, so only the port changes."""
+    packet = walk.packet
+    walk.packet = replace(packet, dport=statement.port)
+    return walk.ended("accept", f"redirect to {_endpoint(packet.family, packet.daddr, statement.port)}")
+
+
+def _masquerade(statement, walk: _Walk):
+    walk.masqueraded = True
+    return walk.ended("accept", "masquerade")
+
+
 def _jump(statement, walk: _Walk):
     """The target chain's rules; when none ends it, the jumping rule goes on."""
     origin = walk.rule_origin
@@ -490,7 +514,8 @@ def _not_hit(statement, walk: _Walk):
 
 
 STATEMENTS: dict[str, Callable] = {
-    "verdict": _verdict, "nat": _nat, "jump": _jump,
+    "verdict": _verdict, "nat": _nat, "jump": _jump, "redirect": _redirect,
+    "masquerade": _masquerade,
     "counter": _goes_on, "log": _goes_on,
     "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,
 }

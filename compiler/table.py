@@ -1,10 +1,8 @@
 """`mailpubc table`: the seed's published-services table, from the typed model.
 
 One row per publication, service and port range of that service. Each
-column has one function below that reads it from the model, so that a new
-publishing key (redirected server ports, `allow_from`, limits, routed
-publications) changes one line. The limits column is shown only when some
-row has limits.
+column has one function below that reads it from the model. The limits
+column is shown only when some row has limits.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import json
 from typing import Optional
 
 from .model import Policy, Publish, Service
-from .vocab import PortRange
+from .vocab import ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, PortRange
 
 COLUMNS = ("rule", "service", "external address", "protocol", "port", "server",
            "server port", "allowed from")
@@ -21,6 +19,8 @@ LIMITS = "limits"
 
 
 def _external_address(publication: Publish) -> str:
+    if publication.external_address is None:
+        return "(routed: its own)"
     return str(publication.external_address)
 
 
@@ -28,20 +28,40 @@ def _server(publication: Publish) -> str:
     return "localhost" if publication.server is None else str(publication.server)
 
 
+def _protocol(port: PortRange) -> str:
+    return "icmp" if port.protocol == ECHO_PROTOCOL else port.protocol
+
+
 def _port(port: PortRange) -> str:
+    if port.protocol == ECHO_PROTOCOL:
+        return ECHO_REQUEST
     return str(port.low) if port.low == port.high else f"{port.low}-{port.high}"
 
 
 def _server_port(publication: Publish, service: Service, port: PortRange) -> str:
-    return _port(port)               # no redirection yet: the server listens where clients connect
+    return _port(port) if service.server_port is None else str(service.server_port)
 
 
 def _allowed_from(publication: Publish) -> str:
-    return "any"
+    sources = publication.allow_from
+    if sources.any:
+        return "any"
+    if sources.set_name:
+        return sources.set_name
+    return ", ".join(text for family in FAMILIES for text in sources.addresses.texts(family))
 
 
 def _limits(publication: Publish) -> Optional[str]:
-    return None
+    limit = publication.limit
+    if limit is None:
+        return None
+    parts = []
+    if limit.new is not None:
+        parts.append(f"new {limit.new.count}/{limit.new.unit}"
+                     + (f" burst {limit.burst}" if limit.burst else ""))
+    if limit.concurrent is not None:
+        parts.append(f"concurrent {limit.concurrent}")
+    return ", ".join(parts)
 
 
 def rows(policy: Policy) -> list[dict]:
@@ -52,7 +72,7 @@ def rows(policy: Policy) -> list[dict]:
             for port in service.ports:
                 row = dict(zip(COLUMNS, (
                     publication.name, service.name, _external_address(publication),
-                    port.protocol, _port(port), _server(publication),
+                    _protocol(port), _port(port), _server(publication),
                     _server_port(publication, service, port), _allowed_from(publication))))
                 limits = _limits(publication)
                 if limits is not None:
