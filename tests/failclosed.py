@@ -582,6 +582,8 @@ def _redirect_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     dports = [(k.split()[0], _ports(v)) for k, op, v in rule.matches
               if k in ("tcp dport", "udp dport") and op == "=="]
     for p in policy.publish:
+        if p.external_address is None:      # routed: nothing to redirect
+            continue
         family = "ip" if p.external_address.version == 4 else "ip6"
         external = [(int(p.external_address),) * 2]
         if (p.server is None and rule.chain == "prerouting"
@@ -608,7 +610,7 @@ def _hairpin_snat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
             return [f"hairpin SNAT to an address that is not firewall.internal.address: {rule}"]
     dnat = any("dnat" in _items(v) for v in rule.positive("ct status"))
     for p in policy.publish:
-        if not p.hairpin:
+        if not p.hairpin or p.external_address is None:
             continue
         family = "ip" if p.external_address.version == 4 else "ip6"
         if (dnat and rule.chain == "postrouting"
