@@ -38,6 +38,7 @@ class Probe:
     request: dict
     result: dict
     at: datetime
+    run_time_elements: bool = False     # sent while a dynamic_block set held elements
 
 
 @dataclass
@@ -66,6 +67,8 @@ def check(lab, probes: list[Probe]) -> Tally:
             continue
         source = _source(lab, probe)
         connections = CONNECTIONS[kind](probe.request, probe.result)
+        if probe.run_time_elements:     # explain assumes the run-time sets empty
+            connections = [(protocol, port, None) for protocol, port, _ in connections]
         for index, (protocol, port, through) in enumerate(connections):
             if through is None:
                 tally.unjudged += 1
@@ -128,9 +131,19 @@ def _translation(lab, probe: Probe, answer, first: bool) -> str | None:
         address = parse_destination(answer.translated_destination, "tcp")[0]
         if lab.topology.owner(ipaddress.ip_address(str(address))) is not server:
             return f"the message reached {server.name}, explain says {answer.translated_destination}"
+        if answer.translated_source == "masquerade":
+            return _masqueraded(lab, record["peer"])
         if ipaddress.ip_address(record["peer"]) != ipaddress.ip_address(answer.translated_source):
             return f"the server saw {record['peer']}, explain says source {answer.translated_source}"
     return None
+
+
+def _masqueraded(lab, peer: str) -> str | None:
+    """Masquerade takes the firewall's own address on the way out: the peer
+    the server saw must be one of the firewall's."""
+    if lab.topology.owner(ipaddress.ip_address(peer)) is lab.topology.firewall:
+        return None
+    return f"the server saw {peer}, explain says masquerade (a firewall address)"
 
 
 # -- the connections each probe kind makes: (protocol, port, got through or None) -------
@@ -173,4 +186,18 @@ def _sweep(request: dict, result: dict):
             for port in range(request["first"], request["last"] + 1)]
 
 
-CONNECTIONS = {"reach": _reach, "deliver": _deliver, "whoami": _whoami, "sweep": _sweep}
+def _connections(request: dict, result: dict):
+    """Only the first of a series is judged: explain assumes no limit is hit,
+    and the later ones are there to hit one."""
+    statuses = result.get("results", [])
+    return [("tcp", request["port"], _through(status.split(" ")[0]) if i == 0 else None)
+            for i, status in enumerate(statuses)]
+
+
+def _flood(request: dict, result: dict):
+    """Datagrams nobody answers: what got through is not seen."""
+    return [("udp", request["port"], None)]
+
+
+CONNECTIONS = {"reach": _reach, "deliver": _deliver, "whoami": _whoami, "sweep": _sweep,
+               "connections": _connections, "flood": _flood}

@@ -132,6 +132,7 @@ class Lab:
 
     def _judge_safely(self, exp: dict, index: int) -> str | None:
         self._recording.probes = self.probes[index] = []
+        self._recording.run_time_elements = False
         try:
             return JUDGES[exp["kind"]](self, exp)
         except (CommandError, KeyError, ValueError) as exc:
@@ -145,7 +146,8 @@ class Lab:
         at = datetime.now(timezone.utc)
         out = host.ns.run(sys.executable, str(PROBE), json.dumps(request), timeout=timeout)
         result = json.loads(out.stdout)
-        self._recording.probes.append(agreement.Probe(source, request, result, at))
+        self._recording.probes.append(agreement.Probe(
+            source, request, result, at, self._recording.run_time_elements))
         return result
 
     def explain_all(self) -> list[agreement.Tally]:
@@ -280,6 +282,8 @@ def _dynamic_block(lab: Lab, exp: dict) -> str | None:
     for when, expected, command in steps:
         if command is not None:
             firewall.run("nft", *command)
+        # explain assumes the run-time sets empty: it judges no probe made meanwhile
+        lab._recording.run_time_elements = command is not None and command[0] == "add"
         failure = _reach(lab, dict(exp, expect=expected))
         if failure:
             return f"{when}: {failure}"
