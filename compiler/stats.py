@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import nft
+from .diagnostics import Position
 from .plan import CounterRef, Ruleset
 
 
@@ -24,12 +25,13 @@ class TableMissing(Exception):
 class Count:
     kind: str
     rule: str
-    position: Optional[str]     # FILE:LINE:COL of the policy rule
-    packets: Optional[int]      # None: the live table has no such counter
+    position: Optional[Position]   # of the policy rule
+    packets: Optional[int]         # None: the live table has no such counter
     bytes: Optional[int]
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "rule": self.rule, "position": self.position,
+        return {"kind": self.kind, "rule": self.rule,
+                "position": str(self.position) if self.position else None,
                 "packets": self.packets, "bytes": self.bytes}
 
 
@@ -51,25 +53,22 @@ def counts(ruleset: Ruleset, netns: Optional[str] = None) -> list[Count]:
     found = []
     for name in ruleset.counters:
         origin, counter = origins[name], live.get(name)
-        found.append(Count(origin.kind, origin.name,
-                           str(origin.position) if origin.position else None,
+        found.append(Count(origin.kind, origin.name, origin.position,
                            counter["packets"] if counter else None,
                            counter["bytes"] if counter else None))
     return sorted(found, key=_policy_order)
 
 
 def _policy_order(count: Count) -> tuple:
-    """By place in the file (line, column as numbers), then kind and name."""
-    if count.position is None:
-        return (1, 0, 0, count.kind, count.rule)
-    _, line, col = count.position.rsplit(":", 2)
-    return (0, int(line), int(col), count.kind, count.rule)
+    """By place in the file, then kind and name (rules without a place last)."""
+    place = (0, count.position.line, count.position.col) if count.position else (1, 0, 0)
+    return place + (count.kind, count.rule)
 
 
 def text(table: str, found: list[Count]) -> str:
     """An aligned table, then a note for each counter missing live."""
     header = ("kind", "rule", "position", "packets", "bytes")
-    rows = [header] + [(c.kind, c.rule, c.position or "-",
+    rows = [header] + [(c.kind, c.rule, str(c.position or "-"),
                         "-" if c.packets is None else str(c.packets),
                         "-" if c.bytes is None else str(c.bytes)) for c in found]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
