@@ -7,6 +7,7 @@
     mailpubc diff [--netns NS] [--format text|json] POLICY
     mailpubc reapply [--netns NS]
     mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
+    mailpubc stats [--netns NS] [--format text|json] POLICY
     mailpubc install-unit [--prefix DIR]
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
@@ -34,7 +35,7 @@ from .generate import UnsafeText
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
-            "rollback-watch", "install-unit")
+            "rollback-watch", "install-unit", "stats")
 COMMANDS += reports.COMMANDS
 
 
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="with --live: the network namespace to read")
     check.set_defaults(run=_check)
     _add_explain(commands)
+    _add_stats(commands)
     _deploy_commands(commands)
     reports.add_commands(commands)
     _install_unit_parser(commands)
@@ -98,6 +100,18 @@ def _add_explain(commands) -> None:
                          help="the time, in the policy's time zone (default now)")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(run=_explain)
+
+
+def _add_stats(commands) -> None:
+    stats = commands.add_parser(
+        "stats", help="live packet and byte counts per policy rule",
+        description="Read the counters of POLICY's live table: packets and bytes accepted "
+                    "by each policy rule. Exit 2 if the table is not loaded.")
+    stats.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
+    stats.add_argument("--netns", metavar="NS", type=_netns_name,
+                       help="read the table in this network namespace")
+    stats.add_argument("--format", choices=("text", "json"), default="text")
+    stats.set_defaults(run=_stats)
 
 
 def _install_unit_parser(commands) -> None:
@@ -308,6 +322,25 @@ def _explain(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(answer.to_json(), indent=2) + "\n")
     else:
         sys.stdout.write(answer.text())
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from . import stats
+    result = api.compile_path(args.policy)
+    _report(result)
+    if not result.ok:
+        return EXIT_INVALID
+    table = result.ruleset.table
+    try:
+        found = stats.counts(result.ruleset, args.netns)
+    except (stats.TableMissing, nft.NftError) as exc:
+        print(f"mailpubc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(stats.to_json(table, found), indent=1))
+    else:
+        sys.stdout.write(stats.text(table, found))
     return EXIT_OK
 
 

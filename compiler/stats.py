@@ -1,0 +1,87 @@
+"""`mailpubc stats`: live packet and byte counts per policy rule.
+
+The plan names one counter per policy rule with an accept (`KIND_NAME`,
+`plan.Ruleset.counters`); the counts come from the live table's named
+counters, read through `mailpubc.nft`, so nothing here parses nft text.
+A counter the plan declares but the table lacks (not applied, or applied
+from another policy) has no counts (None), never a made-up zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from . import nft
+from .diagnostics import Position
+from .plan import CounterRef, Ruleset
+
+
+class TableMissing(Exception):
+    """The policy's table is not in the kernel (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Count:
+    kind: str
+    rule: str
+    position: Optional[Position]   # of the policy rule
+    packets: Optional[int]         # None: the live table has no such counter
+    bytes: Optional[int]
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "rule": self.rule,
+                "position": str(self.position) if self.position else None,
+                "packets": self.packets, "bytes": self.bytes}
+
+
+def counts(ruleset: Ruleset, netns: Optional[str] = None) -> list[Count]:
+    """One Count per counter the plan declares, in the order the rules come
+    in the policy; TableMissing when the table is not loaded."""
+    listing = nft.list_table(ruleset.table, netns=netns)
+    if listing is None:
+        raise TableMissing(f"table inet {ruleset.table} is not loaded"
+                           + (f" in network namespace {netns}" if netns else "")
+                           + "; apply the policy first")
+    live = {e["counter"]["name"]: e["counter"] for e in listing["nftables"] if "counter" in e}
+    origins = {}
+    for chain in ruleset.chains:
+        for rule in chain.rules:
+            for statement in rule.statements:
+                if isinstance(statement, CounterRef):
+                    origins.setdefault(statement.name, rule.origin)
+    found = []
+    for name in ruleset.counters:
+        origin, counter = origins[name], live.get(name)
+        found.append(Count(origin.kind, origin.name, origin.position,
+                           counter["packets"] if counter else None,
+                           counter["bytes"] if counter else None))
+    return sorted(found, key=_policy_order)
+
+
+def _policy_order(count: Count) -> tuple:
+    """By place in the file, then kind and name (rules without a place last)."""
+    place = (0, count.position.line, count.position.col) if count.position else (1, 0, 0)
+    return place + (count.kind, count.rule)
+
+
+def text(table: str, found: list[Count]) -> str:
+    """An aligned table, then a note for each counter missing live."""
+    header = ("kind", "rule", "position", "packets", "bytes")
+    rows = [header] + [(c.kind, c.rule, str(c.position or "-"),
+                        "-" if c.packets is None else str(c.packets),
+                        "-" if c.bytes is None else str(c.bytes)) for c in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines += [f"note: {c.kind} {c.rule}: table inet {table} has no counter "
+              f"{c.kind}_{c.rule} (applied from another policy?)"
+              for c in found if c.packets is None]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(table: str, found: list[Count]) -> dict:
+    return {"table": table, "rules": [c.to_json() for c in found]}

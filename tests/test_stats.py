@@ -1,0 +1,138 @@
+"""`mailpubc stats` on the real kernel: examples/seed.yaml loaded in a
+firewall namespace, a client namespace on a veth pair (198.51.100.0/24),
+real TCP connections to the firewall's own SMTP (firewall-mail) and the
+counts read back. Namespaces go away afterwards (tests/e2e/netns.py).
+
+The named counter sits on a rule's accept of a new connection: replies and
+the rest of a connection are accepted earlier (`ct state
+established,related`), so N connections count exactly N packets, their SYNs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailpubc import api, nft
+
+from cli import run_mailpubc
+from e2e.netns import Namespace, prerequisites
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = "examples/seed.yaml"          # relative: positions in the output name it so
+README = ROOT / "README.md"
+CONNECTIONS = 3
+SERVER = """
+import socket, sys
+servers = [socket.create_server(("198.51.100.11", port)) for port in (25, 22)]
+print("ready", flush=True)
+while True:
+    servers[0].accept()[0].close()
+"""
+CLIENT = """
+import socket, sys
+for _ in range(int(sys.argv[1])):
+    socket.create_connection(("198.51.100.11", 25), timeout=5).close()
+"""
+
+
+def stats(*args: str):
+    return run_mailpubc("stats", *args, EXAMPLE, cwd=ROOT)
+
+
+def firewall(name: str, ruleset: str | None) -> Namespace:
+    """A namespace with eth0 holding the seed's external addresses and `ruleset` loaded."""
+    ns = Namespace(name)
+    if ruleset is not None:
+        nft.load(ruleset, netns=ns.name)
+    return ns
+
+
+@pytest.fixture(scope="module")
+def counted():
+    """The seed applied, CONNECTIONS connections made to 198.51.100.11:25;
+    the firewall namespace."""
+    reason = prerequisites([])
+    if reason:
+        pytest.skip(reason)
+    fw = firewall("stats-fw", api.compile_path(str(ROOT / EXAMPLE)).or_raise().text)
+    client = Namespace("stats-client")
+    try:
+        fw.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+              "netns", client.name)
+        for address in ("198.51.100.10/24", "198.51.100.11/24"):
+            fw.ip("addr", "add", address, "dev", "eth0")
+        client.ip("addr", "add", "198.51.100.20/24", "dev", "eth0")
+        for ns in (fw, client):
+            ns.ip("link", "set", "eth0", "up")
+        server = fw.spawn(sys.executable, "-c", SERVER, log="/dev/null")
+        fw.wait_listening({("tcp", 25), ("tcp", 22)}, [server])
+        client.run(sys.executable, "-c", CLIENT, str(CONNECTIONS), timeout=30)
+        yield fw
+    finally:
+        client.delete()
+        fw.delete()
+
+
+def test_counts_the_connections_on_their_rule_only(counted):
+    run = stats("--netns", counted.name, "--format", "json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["table"] == "mailpub"
+    rules = {(r["kind"], r["rule"]): r for r in report["rules"]}
+    assert set(rules) == {("publish", "exchange"), ("publish", "firewall-mail"),
+                          ("outbound", "smtp-out"), ("outbound", "dns-out"),
+                          ("management", "ssh")}
+    mail = rules.pop(("publish", "firewall-mail"))
+    assert mail["packets"] == CONNECTIONS
+    assert mail["bytes"] >= CONNECTIONS * 40        # an IPv4 and a TCP header each, at least
+    assert re.fullmatch(r"examples/seed\.yaml:\d+:\d+", mail["position"])
+    assert all(r["packets"] == 0 and r["bytes"] == 0 for r in rules.values())
+
+
+def test_readme_shows_real_output(counted):
+    run = stats("--netns", counted.name)
+    assert run.returncode == 0, run.stderr
+    block = re.search(r"\$ mailpubc stats examples/seed.yaml\n(.*?)```", README.read_text(), re.S)
+    assert block, "README has no `$ mailpubc stats examples/seed.yaml` block"
+    assert block.group(1) == run.stdout
+
+
+def test_a_table_without_the_counters_gives_no_counts():
+    """The same table with every counter taken out: stats says so, and the
+    counts above could not have passed against it."""
+    reason = prerequisites([])
+    if reason:
+        pytest.skip(reason)
+    text = api.compile_path(str(ROOT / EXAMPLE)).or_raise().text
+    stripped = re.sub(r'\tcounter \S+ \{\s*\}\n|counter name "[^"]+" ', "", text)
+    assert "counter" not in stripped
+    fw = firewall("stats-stripped", stripped)
+    try:
+        run = stats("--netns", fw.name, "--format", "json")
+        assert run.returncode == 0, run.stderr
+        rules = json.loads(run.stdout)["rules"]
+        assert len(rules) == 5
+        assert all(r["packets"] is None and r["bytes"] is None for r in rules)
+        run = stats("--netns", fw.name)
+        assert "note: publish firewall-mail: table inet mailpub has no counter" in run.stdout
+    finally:
+        fw.delete()
+
+
+def test_an_unapplied_table_exits_2():
+    reason = prerequisites([])
+    if reason:
+        pytest.skip(reason)
+    fw = firewall("stats-empty", None)
+    try:
+        run = stats("--netns", fw.name)
+        assert (run.returncode, run.stdout) == (2, "")
+        assert run.stderr == (f"mailpubc: table inet mailpub is not loaded in network "
+                              f"namespace {fw.name}; apply the policy first\n")
+    finally:
+        fw.delete()
