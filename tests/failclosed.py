@@ -48,10 +48,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import time
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -59,9 +56,9 @@ from mailpubc import nft
 from mailpubc.addresses import merge
 from mailpubc.model import Limit, Policy, Schedule
 from mailpubc.plan import DEFAULT_BURST, LINK_LOCAL, UNIT_SECONDS
-from mailpubc.vocab import ECHO, ECHO_PROTOCOL, ECHO_REQUEST, ICMP_PROTOCOLS, PortRange
 from mailpubc.schedule import schedule_zone
-from mailpubc.vocab import (ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
+from mailpubc.vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, ICMP_PROTOCOLS, PortRange,
+                            ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
                             NFT_DAY_NAMES)
 from e2e.netns import Namespace
 
@@ -79,32 +76,14 @@ def load(text: str, json: bool = False) -> dict:
     """Load the ruleset (libnftables JSON when `json`) in a fresh namespace;
     nft's JSON listing of it.
 
-    Both in UTC: nft turns `meta hour` into UTC on loading and back on
-    listing, and nft 1.0.6 lists hours wrongly west of UTC (America/Los_Angeles:
-    "08:00"-"18:00" loads right but lists as != "1193040:28:16"-"08:00")."""
+    mailpubc.nft runs nft in UTC: nft turns `meta hour` into UTC on loading
+    and back on listing, and nft 1.0.6 lists hours wrongly west of UTC."""
     namespace = Namespace(f"fc-{uuid.uuid4().hex[:8]}")
     try:
-        with _utc():
-            nft.load(text, json=json, netns=namespace.name)
-            return nft.list_ruleset(netns=namespace.name)
+        nft.load(text, json=json, netns=namespace.name)
+        return nft.list_ruleset(netns=namespace.name)
     finally:
         namespace.delete()
-
-
-@contextmanager
-def _utc():
-    """This process in UTC for a while: libnftables and an nft it starts read TZ."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 # -- nft's JSON, made comparable ---------------------------------------------------
