@@ -230,6 +230,8 @@ def main() -> int:
     parser.add_argument("--rules", type=int, default=20, help="outbound rules (R)")
     parser.add_argument("--aerleon-venv", type=Path, default=ROOT / "bench" / ".aerleon-venv")
     parser.add_argument("--no-aerleon", action="store_true")
+    parser.add_argument("--aerleon-max", type=int, default=20000,
+                        help="run Aerleon only up to this N (it takes minutes beyond)")
     args = parser.parse_args()
     if shutil.which("nft") is None:
         raise SystemExit("bench: nft is needed (apt-get install nftables)")
@@ -240,7 +242,7 @@ def main() -> int:
     walls = {}
     with tempfile.TemporaryDirectory(prefix="mailpubc-bench-") as tmp:
         for n in sizes:
-            summary = measure(n, args, Path(tmp), aclgen)
+            summary = measure(n, args, Path(tmp), aclgen if n <= args.aerleon_max else None)
             walls[n] = summary["mailpubc --no-nft-check"].wall
             print(table(n, summary), flush=True)
     if len(sizes) > 1:
