@@ -31,4 +31,5 @@ def test_building_the_parser_loads_no_compiler(args):
 def test_check_dry_runs_json_so_it_loads_no_jinja2():
     loaded = _modules_after("check", str(EXAMPLE))
     assert {"mailpubc.api", "mailpubc.nft", "jsonschema"} <= loaded
-    assert not loaded & {"jinja2", "mailpubc.generate.text", "concurrent.futures"}
+    assert not loaded & {"jinja2", "mailpubc.generate.text", "concurrent.futures",
+                         "mailpubc.state"}
