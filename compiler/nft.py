@@ -27,11 +27,9 @@ import importlib.util
 import json as jsonlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +110,7 @@ def scratch(work: Callable[[], T]) -> T:
             error = ctypes.get_errno()
             raise NftError(f"cannot make a scratch network namespace: {os.strerror(error)}")
         return work()
-    with ThreadPoolExecutor(1) as pool:
+    with _one_thread() as pool:
         return pool.submit(isolated).result()
 
 
@@ -218,6 +216,7 @@ def _libnftables(words: list[str], json: bool, check: bool) -> tuple[CheckResult
 
 
 def _binary(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
+    import subprocess   # late: the libnftables path, the usual one, needs no child process
     nft = shutil.which("nft") or next(
         (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
@@ -250,8 +249,14 @@ def _in_netns(netns: Optional[str], work: Callable[[], T]) -> T:
     thread of its own that ends with it (see the module docstring)."""
     if netns is None:
         return work()
-    with ThreadPoolExecutor(1) as pool:
+    with _one_thread() as pool:
         return pool.submit(_entered, netns, work).result()
+
+
+def _one_thread():
+    """A pool of one thread, imported late: most runs (`check`) need none."""
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(1)
 
 
 def _entered(netns: str, work: Callable[[], T]) -> T:

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 
-from . import api, table
 from .addresses import parse_address
 
 COMMANDS = ("table", "graph", "dns-check")
@@ -71,6 +70,7 @@ def _nameserver(text: str) -> tuple[str, int]:
 
 
 def _compiled(path: str) -> api.Result:
+    from . import api    # late: building the parser must not load the compiler
     result = api.compile_path(path)
     for diagnostic in result.diagnostics:
         print(diagnostic, file=sys.stderr)
@@ -78,6 +78,7 @@ def _compiled(path: str) -> api.Result:
 
 
 def _table(args: argparse.Namespace) -> int:
+    from . import table
     result = _compiled(args.policy)
     if not result.ok:
         return EXIT_INVALID

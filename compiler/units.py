@@ -18,9 +18,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .datafiles import data_dir
-from .state import State
+
+if TYPE_CHECKING:   # mailpubc.state is imported by install(): every start's parser reads UNIT_DIR
+    from .state import State
 
 UNITS = ("mailpubc.service", "mailpubc-reapply.service", "mailpubc-reapply.timer")
 UNIT_DIR = "/etc/systemd/system"
@@ -48,6 +51,7 @@ def install(unit_dir: Path) -> list[Path]:
     """Write the units into `unit_dir` (made if missing); the paths written."""
     nft = shutil.which("nft") or next((p for p in NFT_PATHS if os.access(p, os.X_OK)),
                                       NFT_PATHS[0])
+    from .state import State
     host = State(State.of(None).folder.absolute())    # the boot loads the host's ruleset
     texts = render(host, nft, [sys.executable, "-m", "mailpubc"])
     unit_dir.mkdir(parents=True, exist_ok=True)
