@@ -170,7 +170,7 @@ def _deploy_commands(commands) -> None:
     watcher = commands.add_parser("rollback-watch")     # internal: started by apply --confirm
     netns(watcher)
     watcher.add_argument("token")
-    watcher.set_defaults(run=lambda args: _deploy().watch(args.netns, args.token) or EXIT_OK)
+    watcher.set_defaults(run=_watch)
 
 
 def _netns_name(text: str) -> str:
@@ -202,12 +202,6 @@ class _Version(argparse.Action):
             version = "unknown (not installed)"
         print(f"mailpubc {version}")
         parser.exit()
-
-
-def _deploy():
-    """mailpubc.deploy, imported by the commands that use it, not by every start."""
-    from . import deploy
-    return deploy
 
 
 def _report(result: api.Result) -> None:
@@ -292,7 +286,8 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
         if args.live:
             try:
-                found = _deploy().live_warnings(result.ruleset.table, args.netns)
+                from . import deploy
+                found = deploy.live_warnings(result.ruleset.table, args.netns)
             except nft.NftError as exc:
                 raise UsageError(f"cannot read the live ruleset: {exc}") from exc
             _warn(found)
@@ -367,8 +362,7 @@ def _warn(warnings) -> None:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from . import api, nft
-    deploy = _deploy()
+    from . import api, deploy, nft
     if args.no_wait and args.confirm is None:
         raise UsageError("--no-wait goes with --confirm SECONDS")
     result = api.compile_path(args.policy)
@@ -397,8 +391,15 @@ def _apply(args: argparse.Namespace) -> int:
     return final.status
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from . import deploy
+    deploy.watch(args.netns, args.token)
+    return EXIT_OK
+
+
 def _confirm(args: argparse.Namespace) -> int:
-    if _deploy().confirm(args.netns):
+    from . import deploy
+    if deploy.confirm(args.netns):
         print("mailpubc: confirmed", file=sys.stderr)
         return EXIT_OK
     print("mailpubc: nothing to confirm", file=sys.stderr)
@@ -406,8 +407,7 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from . import api, nft
-    deploy = _deploy()
+    from . import api, deploy, nft
     result = api.compile_path(args.policy)
     _report(result)
     if not result.ok:
@@ -427,8 +427,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _reapply(args: argparse.Namespace) -> int:
-    from . import nft
-    deploy = _deploy()
+    from . import deploy, nft
     try:
         result, outcome = deploy.reapply(args.netns)
     except deploy.Refused as exc:

@@ -232,8 +232,7 @@ class Explainer:
                 for statement in rule.statements:
                     _handler(statement)
         # the firewall's own addresses; internal ones come with firewall.internal.address
-        self.own = {int(a) for a in (*fw.external_addresses,
-                                     *getattr(fw, "internal_addresses", ()))}
+        self.own = {int(a) for a in (*fw.external_addresses, *fw.internal_addresses)}
 
     def explain(self, source: str, destination: str, protocol: str) -> Explanation:
         if protocol not in PROTOCOLS:
@@ -321,8 +320,7 @@ class _Walk:
         if oif == fw.external_interface:
             address = fw.first_external(family)
         else:
-            address = next((a for a in getattr(fw, "internal_addresses", ())
-                            if family_of(a) == family), None)
+            address = fw.internal_address(family)
         return None if address is None else int(address)
 
     def hook(self, name: str) -> bool:

@@ -215,10 +215,17 @@ def _libnftables(words: list[str], json: bool, check: bool) -> tuple[CheckResult
     return CheckResult(True, rc == 0, "libnftables", errors.strip()), output
 
 
+SBIN_PATHS = ("/usr/sbin/nft", "/sbin/nft")   # where nft lives when sbin is not on PATH
+
+
+def binary() -> Optional[str]:
+    """The nft program's path, or None when it is not installed."""
+    return shutil.which("nft") or next((p for p in SBIN_PATHS if os.access(p, os.X_OK)), None)
+
+
 def _binary(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
     import subprocess   # late: the libnftables path, the usual one, needs no child process
-    nft = shutil.which("nft") or next(
-        (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+    nft = binary()
     if nft is None:
         return CheckResult(False, False, "nft", "the nft binary is not installed"), ""
     command = [nft, *(["-j"] if json else []), *(["-c"] if check else []), *words]

@@ -9,6 +9,8 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .addresses import covers, interval_texts, subtract
 from .diagnostics import Collector, Diagnostic
 from .model import Address, AddressRef, Outbound, Policy, Service, family_of
@@ -343,7 +345,7 @@ def _publish_translations(policy: Policy, problems: Collector) -> None:
                     break
 
 
-def _published_at(rule) -> Address:
+def _published_at(rule) -> Optional[Address]:
     """Where clients connect: the external address, or a routed server's own."""
     return rule.server if rule.external_address is None else rule.external_address
 

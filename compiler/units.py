@@ -14,8 +14,6 @@ the Python that runs this mailpubc, so the timer uses the same installation
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +25,6 @@ if TYPE_CHECKING:   # mailpubc.state is imported by install(): every start's par
 
 UNITS = ("mailpubc.service", "mailpubc-reapply.service", "mailpubc-reapply.timer")
 UNIT_DIR = "/etc/systemd/system"
-NFT_PATHS = ("/usr/sbin/nft", "/sbin/nft")
 
 
 class UnitError(ValueError):
@@ -49,8 +46,8 @@ def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
 
 def install(unit_dir: Path) -> list[Path]:
     """Write the units into `unit_dir` (made if missing); the paths written."""
-    nft = shutil.which("nft") or next((p for p in NFT_PATHS if os.access(p, os.X_OK)),
-                                      NFT_PATHS[0])
+    from .nft import SBIN_PATHS, binary
+    nft = binary() or SBIN_PATHS[0]     # the unit may be installed before nftables
     from .state import State
     host = State(State.of(None).folder.absolute())    # the boot loads the host's ruleset
     texts = render(host, nft, [sys.executable, "-m", "mailpubc"])
