@@ -614,9 +614,13 @@ class _Planner:
         return guarded
 
     def _limit_rules(self, publication, accept: Rule, limit) -> list[Rule]:
-        """New connections over the source's rate, or beyond its concurrent
-        connections, meet the chain policy's verdict (drop, or reject) before
-        the accept: one meter a service, family and kind, keyed on the source."""
+        """New connections beyond the source's concurrent connections, or over
+        its rate, meet the chain policy's verdict (drop, or reject) before the
+        accept: one meter a service, family and kind, keyed on the source.
+
+        The count comes first so that a connection it turns away spends none
+        of the rate: the kernel's count may still hold a connection that has
+        just closed, and the client's retried SYN should then get through."""
         fw = self.firewall
         family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
         protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
@@ -630,6 +634,11 @@ class _Planner:
         version = "4" if family == "ip" else "6"
         matches = accept.matches + (ConntrackMatch(("new",)),)
         rules = []
+        if limit.concurrent is not None:
+            name = stem + "conn" + version
+            self.used_sets[name] = NftSet(name, family, (), ("dynamic",), METER_SIZE)
+            rules.append(Rule(accept.origin, matches, (
+                CountMeter(name, family, limit.concurrent), verdict)))
         if limit.new is not None:
             burst = limit.burst or DEFAULT_BURST
             refill = -(-burst // limit.new.count)       # units until a full burst is back
@@ -639,11 +648,6 @@ class _Planner:
                                           timeout)
             rules.append(Rule(accept.origin, matches, (
                 RateMeter(name, family, limit.new.count, limit.new.unit, burst), verdict)))
-        if limit.concurrent is not None:
-            name = stem + "conn" + version
-            self.used_sets[name] = NftSet(name, family, (), ("dynamic",), METER_SIZE)
-            rules.append(Rule(accept.origin, matches, (
-                CountMeter(name, family, limit.concurrent), verdict)))
         return rules
 
     def _drop_logged(self, chain: Chain) -> Chain:
