@@ -158,6 +158,8 @@ class _Resolver:
     @staticmethod
     def _addresses_of(entries: list) -> Addresses:
         """Merge (version, interval) pairs and whole Addresses into one collection."""
+        if len(entries) == 1 and isinstance(entries[0], Addresses):
+            return entries[0]           # a set, merged once however many rules use it
         v4: list[Interval] = []
         v6: list[Interval] = []
         for entry in entries:

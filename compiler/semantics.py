@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .addresses import covers, interval_texts, subtract
+from .addresses import covers, interval_texts, subtract, within
 from .diagnostics import Collector, Diagnostic
 from .model import Address, AddressRef, Outbound, Policy, Service, family_of
 from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
@@ -111,9 +111,8 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
                            f"sources of outbound rule {rule.name!r} are not in the internal "
                            f"networks ({described}): {shown}")
         for family in FAMILIES:
-            translated = [i for i in sources.family(family)
-                          if not firewall.routed_networks.contains(family, i)]
-            if translated and firewall.first_external(family) is None:
+            if (firewall.first_external(family) is None
+                    and not within(sources.family(family), firewall.routed_networks.family(family))):
                 problems.error(rule.sources.position,
                                f"outbound rule {rule.name!r} has {FAMILY_NAMES[family]} sources "
                                f"but the firewall has no {FAMILY_NAMES[family]} external "

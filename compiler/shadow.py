@@ -80,9 +80,11 @@ def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:
                for theirs in sorted(earlier.matches, key=_addresses_last))
 
 
-def _addresses_last(match: Match) -> bool:
-    """Ports and interfaces tell most rules apart, and cost nothing to compare."""
-    return isinstance(match, AddressMatch)
+def _addresses_last(match: Match) -> tuple[bool, bool]:
+    """Ports and interfaces tell most rules apart, and cost nothing to compare;
+    a single address next; a named set, which may hold many thousand, last."""
+    is_address = isinstance(match, AddressMatch)
+    return is_address, is_address and match.set_name is not None
 
 
 def _intervals(match: AddressMatch, sets: dict) -> tuple:
