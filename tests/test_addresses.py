@@ -4,7 +4,7 @@ import ipaddress
 
 from hypothesis import given, strategies as st
 
-from mailpubc.addresses import BITS, interval_texts, merge, parse_int, subtract
+from mailpubc.addresses import BITS, interval_texts, intervals_texts, merge, parse_int, subtract
 
 
 @st.composite
@@ -25,6 +25,17 @@ def reference_texts(version, first, last):
 def test_interval_texts_is_the_exact_cidr_cover(drawn):
     version, first, last = drawn
     assert interval_texts(version, (first, last)) == reference_texts(version, first, last)
+
+
+@given(st.sampled_from([4, 6]).flatmap(lambda version: st.tuples(
+    st.just(version), st.lists(st.tuples(st.integers(0, (1 << BITS[version]) - 1),
+                                         st.integers(0, 3)), max_size=20))))
+def test_intervals_texts_writes_each_interval_as_interval_texts_does(drawn):
+    version, pairs = drawn
+    top = (1 << BITS[version]) - 1
+    spans = [(first, min(top, first + extra)) for first, extra in pairs]
+    assert intervals_texts(version, spans) == [
+        text for first, last in spans for text in reference_texts(version, first, last)]
 
 
 @given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=30))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..addresses import interval_texts
+from ..addresses import intervals_texts
 from ..plan import Log, Origin
 from ..resolve import nft_keywords
 from ..vocab import VERSIONS
@@ -56,4 +56,10 @@ def log_prefix(log: Log) -> str:
 
 
 def address_texts(family: str, intervals) -> list[str]:
-    return [text for interval in intervals for text in interval_texts(VERSIONS[family], interval)]
+    return intervals_texts(VERSIONS[family], intervals)
+
+
+def element_lines(family: str, intervals, per_line: int = 8) -> list[str]:
+    """A set's elements, `per_line` to a line: 20,000 of them in 2,500 lines."""
+    texts = intervals_texts(VERSIONS[family], intervals)
+    return [", ".join(texts[i:i + per_line]) for i in range(0, len(texts), per_line)]
