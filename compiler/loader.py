@@ -224,7 +224,7 @@ class _Builder:
         frame = self.stack.pop()
         if frame.anchor is not None:
             self.anchors[frame.anchor] = (frame.value, self.nodes - frame.nodes_before + 1)
-        self._emit(frame.value, None)
+        self._emit(frame.value, self._child_path(), None)
 
     def _alias(self, event) -> None:
         if event.anchor not in self.anchors:
@@ -235,16 +235,18 @@ class _Builder:
             self._fatal(event.start_mark,
                         f"YAML aliases expand to more than {MAX_ALIASED} values")
         self._count(event.start_mark, size)
-        if self._child_path() is None:
+        path = self._child_path()
+        if path is None:
             self._fatal(event.start_mark, "a mapping key must be a plain value")
-        self._emit(value, event.start_mark)
+        self._emit(value, path, self._pos(event.start_mark))
 
     def _scalar(self, event) -> None:
         self._check_tag(event)
         self._count(event.start_mark, 1)
         position = self._pos(event.start_mark)
         text = event.value
-        if self._child_path() is None:   # a mapping key: always the text written
+        path = self._child_path()
+        if path is None:   # a mapping key: always the text written
             self._key(text, position)
             return
         if not event.style and event.tag is None:   # plain: libyaml says "", PyYAML None
@@ -253,7 +255,7 @@ class _Builder:
             value = text
         if event.anchor is not None:
             self.anchors[event.anchor] = (value, 1)
-        self._emit(value, event.start_mark)
+        self._emit(value, path, position)
 
     def _resolve_plain(self, text: str, position: Position) -> Any:
         if text in _NULLS:
@@ -284,10 +286,11 @@ class _Builder:
         top.key = key
         top.key_position = position
 
-    def _emit(self, value: Any, mark) -> None:
-        path = self._child_path()
-        if mark is not None:
-            self.positions[path] = self._pos(mark)
+    def _emit(self, value: Any, path: Path, position: Position | None) -> None:
+        """Put a finished value at `path` (where `_child_path` said it goes);
+        a mapping or sequence's position was kept when it opened."""
+        if position is not None:
+            self.positions[path] = position
         if not self.stack:
             self.root = value
             return
