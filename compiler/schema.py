@@ -205,7 +205,7 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
             message += f"; did you mean {close[0]!r}?"
         problems.error(where, message)
         return
-    if validator in ("pattern", "format", "minimum", "maximum"):
+    if validator in ("pattern", "format", "minimum", "maximum", "minLength", "maxLength"):
         problems.error(where, f"{instance!r} {_schema_message(schema)}")
         return
     if validator == "const":
@@ -213,6 +213,9 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
         return
     if validator == "minItems":
         problems.error(where, "the list must not be empty")
+        return
+    if validator == "maxItems":
+        problems.error(where, f"the list must not have more than {error.validator_value} entries")
         return
     if validator == "uniqueItems":
         seen = []
