@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "seed.yaml"
+MISFIT = Path(__file__).resolve().parent / "corpus" / "address_bad_octet.yaml"
 
 
 def _modules_after(*args: str) -> set[str]:
@@ -30,6 +31,12 @@ def test_building_the_parser_loads_no_compiler(args):
 
 def test_check_dry_runs_json_so_it_loads_no_jinja2():
     loaded = _modules_after("check", str(EXAMPLE))
-    assert {"mailpubc.api", "mailpubc.nft", "jsonschema"} <= loaded
+    assert {"mailpubc.api", "mailpubc.nft", "mailpubc.shape"} <= loaded
     assert not loaded & {"jinja2", "mailpubc.generate.text", "concurrent.futures",
-                         "mailpubc.state"}
+                         "mailpubc.state", "jsonschema"}
+
+
+def test_only_a_policy_that_does_not_fit_the_schema_loads_jsonschema():
+    """jsonschema says where and why a policy does not fit; shape.py alone
+    passes one that fits."""
+    assert "jsonschema" in _modules_after("check", str(MISFIT))
