@@ -180,8 +180,8 @@ def python_pattern(pattern: str) -> str:
 
 
 def _pattern(compiler, pattern, schema) -> Check:
-    search = re.compile(python_pattern(pattern)).search    # re.search, as jsonschema does
-    return lambda value: not isinstance(value, str) or search(value) is not None
+    pattern = python_pattern(pattern)    # compiled on first use (re's cache), as jsonschema does
+    return lambda value: not isinstance(value, str) or re.search(pattern, value) is not None
 
 
 def _format(compiler, name, schema) -> Check:
