@@ -6,12 +6,12 @@ valid policy (issue #12). This module interprets exactly the JSON Schema
 only "fits or not"; `schema.validate` asks jsonschema, the validator of
 record, only about a document that does not fit, to say where and why.
 
-`compile_schema` raises `Unsupported` on a keyword it does not implement, so the
-schema cannot outgrow this module silently, and `tests/test_shape.py` holds
-its answer to jsonschema's on many documents: it must never pass what
-jsonschema refuses. Data is what the loader yields: dicts with string keys,
-lists, strings, integers, booleans and None (floats are handled as JSON's
-numbers).
+`compile_schema` raises `Unsupported` on a keyword it does not implement,
+so the schema cannot outgrow this module silently (a new keyword is a new
+function in `_KEYWORDS`), and `tests/test_shape.py` holds its answer to
+jsonschema's on many documents: it must never pass what jsonschema refuses.
+Data is what the loader yields: dicts with string keys, lists, strings,
+integers, booleans and None (floats are handled as JSON's numbers).
 """
 
 from __future__ import annotations

@@ -798,7 +798,8 @@ def _break_shape(data: dict, rng: random.Random) -> str:
     """One change to `data` in place, aimed at the schema; returns what was done."""
     containers = [c for c in _containers(data) if c]
     container = rng.choice(containers)
-    key = rng.choice(list(container)) if isinstance(container, dict) else rng.randrange(len(container))
+    key = (rng.choice(list(container)) if isinstance(container, dict)
+           else rng.randrange(len(container)))
     value = container[key]
     kind = rng.choice(["retype", "retype", "extra key", "rename", "format", "number", "empty",
                        "duplicate", "delete", "move"])
