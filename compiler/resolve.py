@@ -16,13 +16,12 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Optional
-from zoneinfo import available_timezones
 
 from . import addresses as syntax
 from . import lists
 from .addresses import Address, Interval, merge
+from .datafiles import PACKAGE_DIR
 from .diagnostics import Collector, Position
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
@@ -38,7 +37,7 @@ DEFAULT_TABLE = "mailpub"
 
 @lru_cache(maxsize=1)
 def nft_keywords() -> frozenset[str]:
-    lines = resources.files("mailpubc").joinpath("nft_keywords.txt").read_text().splitlines()
+    lines = PACKAGE_DIR.joinpath("nft_keywords.txt").read_text().splitlines()
     return frozenset(line.strip() for line in lines
                      if line.strip() and not line.startswith("#"))
 
@@ -558,6 +557,7 @@ class _Resolver:
 @lru_cache(maxsize=1)
 def _zone_names() -> list[str]:
     """The IANA zone names this host's tz database knows, sorted (for suggestions)."""
+    from zoneinfo import available_timezones   # late: most policies name no time zone
     return sorted(available_timezones())
 
 

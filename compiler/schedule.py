@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .addresses import merge
 from .model import Schedule
@@ -92,6 +91,7 @@ def schedule_zone(name: Optional[str]) -> tuple[tzinfo, str]:
     else the compiling process's zone (TZ, else /etc/localtime), else, when
     that is no zone name (a POSIX TZ string, a copied file), its fixed UTC
     offset now."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError   # late: most policies have no schedule
     if name is not None:
         return ZoneInfo(name), name
     key = os.environ.get("TZ")

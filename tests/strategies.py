@@ -18,6 +18,7 @@ be valid: the compiler must either compile it or say cleanly why not.
 from __future__ import annotations
 
 import atexit
+import copy
 import hashlib
 import ipaddress
 import json
@@ -752,3 +753,92 @@ def mutants(draw) -> Mutant:
     if draw(st.integers(0, 3)) == 0:
         done.append(_comment(lines, rng))
     return Mutant("\n".join(lines) + "\n", tuple(done))
+
+
+# -- broken shapes: data for tests/test_shape.py ----------------------------------
+
+def _schema_keys(node) -> set[str]:
+    """Every property name the schema defines: keys that are wrong in most places."""
+    found = set()
+    if isinstance(node, dict):
+        found |= set(node.get("properties", {}))
+        for value in node.values():
+            found |= _schema_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _schema_keys(value)
+    return found
+
+
+SCHEMA_KEYS = sorted(_schema_keys(policy_schema()))
+# Values of every JSON type, near the schema's edges: bounds, empty and
+# oversized strings, near-miss formats, duplicates, and what valid keys hold.
+SHAPE_VALUES = [None, True, False, 0, 1, -1, 2, 65535, 65536, 1000000, 1000001, 1.0, 1.5,
+                "", "x", "x" * 254, "mail.example.com", "-bad.example", "a..b", "example.",
+                "192.0.2.256", "10.0.0.0/33", "198.51.100.7", "fd00::1", "10.1.0.0/24",
+                "tcp/25", "tcp/1-2", "smtp", "smtp\n", "mon", "Mon", "drop", "Drop",
+                "3/minute", "3/week", "08:00-18:00", "8:00-18:00", "localhost", "any",
+                [], [None], [1], ["smtp", "smtp"], ["198.51.100.7", "fd00::1"],
+                ["198.51.100.7", "198.51.100.8", "198.51.100.9"], ["example.com"],
+                {}, {"a": 1}, {"file": ""}, {"file": "x.txt"}, {"new": "3/minute"},
+                {"service": "smtp", "server_port": 2525}, {"service": "smtp"}, [[]], [{}]]
+
+
+def _containers(node, found=None) -> list:
+    """Every mapping and list in a tree of plain data."""
+    found = [] if found is None else found
+    if isinstance(node, (dict, list)):
+        found.append(node)
+        for value in (node.values() if isinstance(node, dict) else node):
+            _containers(value, found)
+    return found
+
+
+def _break_shape(data: dict, rng: random.Random) -> str:
+    """One change to `data` in place, aimed at the schema; returns what was done."""
+    containers = [c for c in _containers(data) if c]
+    container = rng.choice(containers)
+    key = (rng.choice(list(container)) if isinstance(container, dict)
+           else rng.randrange(len(container)))
+    value = container[key]
+    kind = rng.choice(["retype", "retype", "extra key", "rename", "format", "number", "empty",
+                       "duplicate", "delete", "move"])
+    if kind == "extra key":
+        target = rng.choice([c for c in _containers(data) if isinstance(c, dict)])
+        name = rng.choice([rng.choice(SCHEMA_KEYS), _typo(rng.choice(SCHEMA_KEYS), rng),
+                           _inject("name", rng)])
+        target[name] = copy.deepcopy(rng.choice(SHAPE_VALUES))
+    elif kind == "rename" and isinstance(container, dict):
+        container[rng.choice([_typo, _inject])(key, rng)] = container.pop(key)
+    elif kind == "format" and isinstance(value, str):
+        container[key] = _corrupt(value, rng)
+    elif kind == "number" and isinstance(value, int):
+        container[key] = rng.choice([value - 1, value + 1, -value, 0, float(value), value + 0.5])
+    elif kind == "empty" and isinstance(value, (dict, list)):
+        container[key] = type(value)()
+    elif kind == "duplicate" and isinstance(value, list) and value:
+        value.insert(rng.randrange(len(value) + 1), copy.deepcopy(rng.choice(value)))
+    elif kind == "delete":
+        del container[key]
+    elif kind == "move":
+        container[key] = copy.deepcopy(rng.choice(containers))
+    else:
+        kind = "retype"
+        container[key] = copy.deepcopy(rng.choice(SHAPE_VALUES))
+    return f"{kind} at {key!r}"
+
+
+@dataclass(frozen=True)
+class BrokenShape:
+    data: dict
+    changes: tuple[str, ...]
+
+
+@st.composite
+def broken_shapes(draw) -> BrokenShape:
+    """A valid policy's data with 0-3 changes to its shape (plain data, as
+    the loader yields it; it may still fit the schema)."""
+    data = copy.deepcopy(draw(policies()).data)
+    rng = draw(st.randoms())
+    changes = tuple(_break_shape(data, rng) for _ in range(draw(st.integers(0, 3))))
+    return BrokenShape(data, changes)
