@@ -28,7 +28,7 @@ from typing import Callable, Optional, Union
 from .addresses import Address, int_text, parse_address
 from .api import Result
 from .model import Policy, family_of
-from .plan import Chain, Origin, Rule, Ruleset, plan
+from .plan import Chain, Jump, Origin, Rule, Ruleset, plan
 from .schedule import schedule_zone
 from .vocab import FAMILY_NAMES, PRIORITIES, VERSIONS, WEEK, nft_day
 
@@ -501,6 +501,20 @@ def _jump(statement, walk: _Walk):
     return decided
 
 
+def _dispatch(statement, walk: _Walk):
+    """The verdict map: a jump to the chain its element names for the
+    packet's (original) destination address, protocol and port; no element,
+    the rule does nothing."""
+    packet = walk.packet
+    daddr = packet.original_daddr if statement.original else packet.daddr
+    key = (daddr, packet.protocol, packet.dport)
+    target = next((e.target for e in statement.entries
+                   if (e.address, e.protocol, e.port) == key), None)
+    if packet.family != statement.family or target is None:
+        return None
+    return _jump(Jump(target), walk)
+
+
 def _goes_on(statement, walk: _Walk):
     """Counters and logs record the packet and let the rule go on."""
     return None
@@ -512,7 +526,7 @@ def _not_hit(statement, walk: _Walk):
 
 
 STATEMENTS: dict[str, Callable] = {
-    "verdict": _verdict, "nat": _nat, "jump": _jump, "redirect": _redirect,
+    "verdict": _verdict, "nat": _nat, "jump": _jump, "dispatch": _dispatch, "redirect": _redirect,
     "masquerade": _masquerade,
     "counter": _goes_on, "log": _goes_on,
     "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..addresses import interval_texts
+from ..addresses import int_text, interval_texts
 from ..plan import Log, Origin
 from ..resolve import nft_keywords
 from ..vocab import VERSIONS
@@ -57,3 +57,8 @@ def log_prefix(log: Log) -> str:
 
 def address_texts(family: str, intervals) -> list[str]:
     return [text for interval in intervals for text in interval_texts(VERSIONS[family], interval)]
+
+
+def host_text(family: str, value: int) -> str:
+    """One address of `family` (an integer in the plan) as nft writes it."""
+    return int_text(VERSIONS[family], value)
