@@ -89,6 +89,7 @@ class Explanation:
     translated_destination: str
     translated_source: str
     at: Optional[str] = None    # the time asked about, when schedules make it matter
+    walked: tuple[tuple[str, int], ...] = ()    # (chain, rules the packet was tried against)
 
     @property
     def chains(self) -> tuple[str, ...]:
@@ -264,7 +265,8 @@ class Explainer:
                   + self.ruleset.zone.name)
         return Explanation(source, destination, protocol, side, iif, walk.verdict,
                            walk.decider_chain, walk.decider, tuple(walk.steps),
-                           _endpoint(family, last.daddr, last.dport), walk.source_text(), at)
+                           _endpoint(family, last.daddr, last.dport), walk.source_text(), at,
+                           tuple(walk.walked.items()))
 
     def route(self, packet: Packet) -> tuple[str, str]:
         """(next hook, outgoing interface) for the packet's destination."""
@@ -289,6 +291,7 @@ class _Walk:
         self.rule_origin: Optional[Origin] = None   # the rule whose statements run
         self.jumped: list[str] = []                 # regular chains the current chain jumped to
         self.masqueraded = False                    # source: the outgoing interface's address
+        self.walked: dict[str, int] = {}            # rules tried per chain (bench/publications.py)
 
     def run(self, side: str) -> None:
         if side == "firewall":
@@ -346,6 +349,7 @@ class _Walk:
     def rules(self, chain: Chain) -> Optional[tuple[str, Optional[Origin], str]]:
         """The first rule that ends the chain, or None when the packet falls through."""
         for rule, tests in self.explainer.rules[chain.name]:
+            self.walked[chain.name] = self.walked.get(chain.name, 0) + 1
             for predicate, match in tests:
                 if not predicate(match, self):
                     break
