@@ -497,10 +497,12 @@ def _masquerade(statement, walk: _Walk):
 
 
 def _jump(statement, walk: _Walk):
-    """The target chain's rules; when none ends it, the jumping rule goes on."""
-    origin = walk.rule_origin
-    walk.jumped.append(statement.target)
+    """The target chain's rules; when none ends it, the jumping rule goes on
+    (and the chain, which decided nothing, is no step of its own)."""
+    origin, at = walk.rule_origin, len(walk.jumped)
     decided = walk.rules(walk.explainer.chains[statement.target])
+    if decided is not None:
+        walk.jumped.insert(at, statement.target)
     walk.rule_origin = origin
     return decided
 
