@@ -306,7 +306,7 @@ COUNTED = ("publish", "outbound", "management")     # origins with a named count
 DISPATCH_THRESHOLD = 16
 # The chains that dispatch, and whether their key is the address before DNAT
 # (forward's accepts match the translated address and the original one).
-DISPATCHED = {"prerouting": False, "forward": True}
+DISPATCHED = {"prerouting": False, "forward": True, "input": False}
 
 
 def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
@@ -745,14 +745,17 @@ def _dispatched(chain: Chain) -> tuple[Chain, ...]:
     and port, so a packet can match only its own pair's rules; every rule
     they move past is a publication of another address or port (semantics
     allows each external address and port once, and routed servers are never
-    translated to) or matches another protocol. A packet matching no rule in
-    its pair's chain returns and goes on as before. Otherwise the chain as it is."""
+    translated to) or matches another protocol; in input, unless a redirected
+    connection's accept could take the port (`_redirected_onto`). A packet
+    matching no rule in its pair's chain returns and goes on as before.
+    Otherwise the chain as it is."""
     if chain.name not in DISPATCHED:
         return (chain,)
     original = DISPATCHED[chain.name]
     keys = [_dispatch_key(rule, original) for rule in chain.rules]
     targets = {key: None for key in keys if key is not None}
-    if len(targets) <= DISPATCH_THRESHOLD:
+    if len(targets) <= DISPATCH_THRESHOLD or (chain.name == "input"
+                                              and _redirected_onto(chain.rules, keys)):
         return (chain,)
     targets = {key: f"{chain.name}_{number}" for number, key in enumerate(targets, 1)}
     dispatch = [Rule(Origin("dispatch", chain.name), (), (Dispatch(family, original, tuple(
@@ -766,6 +769,21 @@ def _dispatched(chain: Chain) -> tuple[Chain, ...]:
                                             if key_ == key))
                   for key, target in targets.items())
     return pairs + (Chain(chain.name, chain.hook, rules),)
+
+
+def _redirected_onto(rules: tuple[Rule, ...], keys: list) -> bool:
+    """Whether an input accept of a redirected connection (bound to its
+    original address) takes a port a keyed rule matches: the redirect leaves
+    the connection on the incoming interface's primary address, which may be
+    the keyed rule's, so moving that rule past the accept could change which
+    of the two takes it. Input then stays one rule a pair."""
+    ports = {(key[2], key[3]) for key in keys if key is not None}
+    return any(isinstance(match, PortMatch) and not match.original
+               and any(protocol == match.protocol and match.low <= port <= match.high
+                       for protocol, port in ports)
+               for rule, key in zip(rules, keys) if key is None
+               and any(isinstance(m, AddressMatch) and m.original for m in rule.matches)
+               for match in rule.matches)
 
 
 def _dispatch_key(rule: Rule, original: bool) -> Optional[tuple[str, int, str, int]]:

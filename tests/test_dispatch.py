@@ -106,3 +106,23 @@ def test_dispatch_happens_at_threshold_zero():
             "services: [smtp]}\n")
     chains = {chain.name for chain in _dispatched(text).ruleset.chains}
     assert {"prerouting_1", "forward_1"} <= chains
+
+
+def _local(redirect_to: int) -> str:
+    """17 pairs on the firewall itself, and smtp-alt redirected to `redirect_to`."""
+    ports = ", ".join(f"p{port}" for port in range(2001, 2018))
+    services = "\n".join(f"  p{port}: [tcp/{port}]" for port in range(2001, 2018))
+    return ("version: 1\nfirewall:\n  external: {interface: eth0, addresses: [198.51.100.10]}\n"
+            f"services:\n  smtp-alt: [tcp/2525]\n{services}\npublish:\n"
+            "  - {name: mail, server: localhost, external_address: 198.51.100.10, services: "
+            f"[{ports}, {{service: smtp-alt, server_port: {redirect_to}}}]}}\n")
+
+
+def test_input_stays_plain_where_a_redirect_lands_on_a_dispatched_port():
+    """The redirected connection arrives on the incoming interface's primary
+    address, maybe 198.51.100.10:2001, where the accept of p2001 and the
+    redirect's accept would both take it: their order must stay."""
+    landing = {c.name for c in compile_text(_local(2001), "p.yaml").or_raise().ruleset.chains}
+    apart = {c.name for c in compile_text(_local(2526), "p.yaml").or_raise().ruleset.chains}
+    assert "input_1" not in landing
+    assert "input_1" in apart
