@@ -28,7 +28,7 @@ from typing import Callable, Optional, Union
 from .addresses import Address, int_text, parse_address
 from .api import Result
 from .model import Policy, family_of
-from .plan import Chain, Origin, Rule, Ruleset, plan
+from .plan import Chain, Jump, Origin, Rule, Ruleset, plan
 from .schedule import schedule_zone
 from .vocab import FAMILY_NAMES, PRIORITIES, VERSIONS, WEEK, nft_day
 
@@ -89,6 +89,7 @@ class Explanation:
     translated_destination: str
     translated_source: str
     at: Optional[str] = None    # the time asked about, when schedules make it matter
+    walked: tuple[tuple[str, int], ...] = ()    # (chain, rules the packet was tried against)
 
     @property
     def chains(self) -> tuple[str, ...]:
@@ -264,7 +265,8 @@ class Explainer:
                   + self.ruleset.zone.name)
         return Explanation(source, destination, protocol, side, iif, walk.verdict,
                            walk.decider_chain, walk.decider, tuple(walk.steps),
-                           _endpoint(family, last.daddr, last.dport), walk.source_text(), at)
+                           _endpoint(family, last.daddr, last.dport), walk.source_text(), at,
+                           tuple(walk.walked.items()))
 
     def route(self, packet: Packet) -> tuple[str, str]:
         """(next hook, outgoing interface) for the packet's destination."""
@@ -289,6 +291,7 @@ class _Walk:
         self.rule_origin: Optional[Origin] = None   # the rule whose statements run
         self.jumped: list[str] = []                 # regular chains the current chain jumped to
         self.masqueraded = False                    # source: the outgoing interface's address
+        self.walked: dict[str, int] = {}            # rules tried per chain (bench/publications.py)
 
     def run(self, side: str) -> None:
         if side == "firewall":
@@ -346,6 +349,7 @@ class _Walk:
     def rules(self, chain: Chain) -> Optional[tuple[str, Optional[Origin], str]]:
         """The first rule that ends the chain, or None when the packet falls through."""
         for rule, tests in self.explainer.rules[chain.name]:
+            self.walked[chain.name] = self.walked.get(chain.name, 0) + 1
             for predicate, match in tests:
                 if not predicate(match, self):
                     break
@@ -493,12 +497,28 @@ def _masquerade(statement, walk: _Walk):
 
 
 def _jump(statement, walk: _Walk):
-    """The target chain's rules; when none ends it, the jumping rule goes on."""
-    origin = walk.rule_origin
-    walk.jumped.append(statement.target)
+    """The target chain's rules; when none ends it, the jumping rule goes on
+    (and the chain, which decided nothing, is no step of its own)."""
+    origin, at = walk.rule_origin, len(walk.jumped)
     decided = walk.rules(walk.explainer.chains[statement.target])
+    if decided is not None:
+        walk.jumped.insert(at, statement.target)
     walk.rule_origin = origin
     return decided
+
+
+def _dispatch(statement, walk: _Walk):
+    """The verdict map: a jump to the chain its element names for the
+    packet's (original) destination address, protocol and port; no element,
+    the rule does nothing."""
+    packet = walk.packet
+    daddr = packet.original_daddr if statement.original else packet.daddr
+    key = (daddr, packet.protocol, packet.dport)
+    target = next((e.target for e in statement.entries
+                   if (e.address, e.protocol, e.port) == key), None)
+    if packet.family != statement.family or target is None:
+        return None
+    return _jump(Jump(target), walk)
 
 
 def _goes_on(statement, walk: _Walk):
@@ -512,7 +532,7 @@ def _not_hit(statement, walk: _Walk):
 
 
 STATEMENTS: dict[str, Callable] = {
-    "verdict": _verdict, "nat": _nat, "jump": _jump, "redirect": _redirect,
+    "verdict": _verdict, "nat": _nat, "jump": _jump, "dispatch": _dispatch, "redirect": _redirect,
     "masquerade": _masquerade,
     "counter": _goes_on, "log": _goes_on,
     "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,

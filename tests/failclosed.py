@@ -29,7 +29,10 @@ returns every problem found; an empty list means fail-closed:
   saddr limit rate over N/unit burst B packets }`, `add @S { saddr ct
   count over C }`; meters appear in no other rule;
 - nothing accepts by port alone (but the firewall's own outbound to
-  anywhere, in output) or on `ct status`; no jumps;
+  anywhere, in output) or on `ct status`; no jumps but those of a base
+  chain's verdict map (the dispatch of many publications): each element's
+  chain is judged as if its rules stood in the map's place with the
+  element's key as matches, and a chain no map reaches is a problem;
 - every DNAT matches the external interface (or, for a hairpin publication,
   the internal one and sources in the internal networks), one external
   address of the firewall, a port and sources inside allow_from, and
@@ -419,7 +422,39 @@ def _block_problems(rules: list[Rule], policy: Policy, sets: dict) -> list[str]:
     return problems
 
 
-def _chain_problems(chains: dict, rules: list[Rule], policy: Policy) -> list[str]:
+def _dispatched(raw_rules: list[dict]) -> tuple[list[dict], set[str]]:
+    """The base chains' rules with each verdict map replaced, element by
+    element, by the rules of the chain it jumps to (or its verdict), each
+    with the element's key as matches first: what a packet with that key
+    meets there; and the chains the maps reach."""
+    inner: dict[str, list[dict]] = {}
+    for raw in raw_rules:
+        inner.setdefault(raw["chain"], []).append(raw)
+    flat, reached = [], set()
+    for raw in raw_rules:
+        vmap = next((e["vmap"] for e in raw["expr"] if "vmap" in e), None)
+        if raw["chain"] not in BASE_CHAINS or vmap is None:
+            flat += [raw] if raw["chain"] in BASE_CHAINS else []
+            continue
+        rest = [e for e in raw["expr"] if "vmap" not in e]
+        fields = vmap["key"].get("concat", [vmap["key"]])
+        for key, verdict in vmap["data"]["set"]:
+            key = key["elem"]["val"] if "elem" in key else key
+            values = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+            matches = rest + [{"match": {"op": "==", "left": left, "right": value}}
+                              for left, value in zip(fields, values)]
+            target = verdict.get("jump", {}).get("target") if isinstance(verdict, dict) else None
+            if target is None:
+                flat.append(dict(raw, expr=matches + [verdict]))
+                continue
+            reached.add(target)
+            flat += [dict(rule, chain=raw["chain"], expr=matches + rule["expr"])
+                     for rule in inner.get(target, [])]
+    return flat, reached
+
+
+def _chain_problems(chains: dict, rules: list[Rule], policy: Policy,
+                    reached: frozenset = frozenset()) -> list[str]:
     problems = []
     for name, kind in BASE_CHAINS.items():
         chain = chains.get(name)
@@ -437,7 +472,7 @@ def _chain_problems(chains: dict, rules: list[Rule], policy: Policy) -> list[str
                 problems.append(f"chain {name}: the policy says reject, but the chain does "
                                 "not end with the tcp reset and icmpx reject rules")
     for name in chains:
-        if name not in BASE_CHAINS:
+        if name not in BASE_CHAINS and name not in reached:
             problems.append(f"chain {name}: not one of the chains docs/ruleset.md lists")
     return problems
 
@@ -609,8 +644,9 @@ def check(listing: dict, policy: Policy) -> list[str]:
         return [f"expected exactly table inet {policy.firewall.table}, found {tables}"]
     sets = {s["name"]: s for kind, s in items if kind == "set"}
     chains = {c["name"]: c for kind, c in items if kind == "chain"}
-    rules = [Rule(r) for kind, r in items if kind == "rule"]
-    problems = _chain_problems(chains, rules, policy)
+    flat, reached = _dispatched([r for kind, r in items if kind == "rule"])
+    rules = [Rule(r) for r in flat]
+    problems = _chain_problems(chains, rules, policy, reached)
     allowed = allowances(policy)
     problems += _block_problems(rules, policy, sets)
     for index, rule in enumerate(rules):

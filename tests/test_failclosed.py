@@ -439,3 +439,55 @@ def test_checker_reports_a_broken_routed_or_ping_ruleset(what, breaks, expected)
     listing = failclosed.load(text.generate(breaks(compiled.ruleset)))
     problems = failclosed.check(listing, compiled.policy)
     assert any(expected in p for p in problems), problems
+
+
+# -- dispatch: many publications looked up in a verdict map -----------------------------
+
+DISPATCH_BASE = (ROOT / "golden" / "publish-dispatch" / "policy.yaml").read_text()
+MAIL_C = rule_of("publish", "mail-c", "smtp")
+MAIL_A_RATE = lambda r: rule_of("publish", "mail-a", "submission")(r) and any(
+    s.kind == "rate_meter" for s in r.statements)
+
+
+def retarget(ruleset: Ruleset, chain: str, target: str, to: str) -> Ruleset:
+    """The dispatch of `chain` with the element that jumps to `target` jumping to `to`."""
+    return edit_rules(ruleset, chain, rule_of("dispatch", chain), parts(
+        "statements", kind("dispatch"), lambda s: replace(s, entries=tuple(
+            replace(e, target=to) if e.target == target else e for e in s.entries))))
+
+
+DISPATCH_BREAKAGES = [
+    ("dispatched forward accept beyond allow_from",
+     lambda p: edit_rules(p, "forward_9", MAIL_C, without(SOURCES)), "does not allow"),
+    ("dispatched limited accept without its rate meter",
+     lambda p: edit_rules(p, "forward_2", MAIL_A_RATE, lambda r: None),
+     "accept of a limited publication without its limits"),
+    ("dispatched DNAT to a server nobody published",
+     lambda p: edit_rules(p, "prerouting_10", MAIL_C, parts(
+         "statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))),
+     "DNAT that no publish rule asks for"),
+    ("a map element to a chain that accepts its key alone",
+     lambda p: retarget(add_chain(p, SNEAKY_CHAIN, before="forward"), "forward", "forward_9",
+                        "sneaky"),
+     "accept that the policy does not allow"),
+    ("a chain no map reaches",
+     lambda p: add_chain(p, SNEAKY_CHAIN, before="output"), "chain sneaky: not one of the chains"),
+]
+
+
+def test_the_unbroken_dispatch_base_passes():
+    compiled = _compile(DISPATCH_BASE)
+    assert any(rule.origin.kind == "dispatch" for c in compiled.ruleset.chains for rule in c.rules)
+    assert failclosed.check(failclosed.load(compiled.text), compiled.policy) == []
+
+
+@pytest.mark.parametrize("what,breaks,expected", DISPATCH_BREAKAGES,
+                         ids=[b[0] for b in DISPATCH_BREAKAGES])
+def test_checker_reports_a_broken_dispatch(what, breaks, expected):
+    """Both generators: the map's JSON and text forms list alike, but both are read."""
+    compiled = _compile(DISPATCH_BASE)
+    broken = breaks(compiled.ruleset)
+    for listing in (failclosed.load(text.generate(broken)),
+                    failclosed.load(json.dumps(nft_json.generate(broken)), json=True)):
+        problems = failclosed.check(listing, compiled.policy)
+        assert any(expected in p for p in problems), problems

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mailpubc.addresses import interval_texts
+from mailpubc.addresses import int_text, interval_texts
 from mailpubc.api import compile_text
 from mailpubc.vocab import VERSIONS
 
@@ -27,6 +27,10 @@ def as_data(part) -> dict:
             if value:
                 data["addresses"] = [text for i in value
                                      for text in interval_texts(VERSIONS[part.family], i)]
+            continue
+        if field.name == "entries":     # a dispatch's map: "ADDRESS . PROTOCOL . PORT : CHAIN"
+            data["entries"] = [f"{int_text(VERSIONS[part.family], e.address)} . {e.protocol} . "
+                               f"{e.port} : {e.target}" for e in value]
             continue
         if value is None or value is False:
             continue

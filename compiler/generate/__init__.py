@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..addresses import intervals_texts
+from ..addresses import int_text, intervals_texts
 from ..plan import Log, Origin
 from ..resolve import nft_keywords
 from ..vocab import VERSIONS
@@ -63,3 +63,8 @@ def element_lines(family: str, intervals, per_line: int = 8) -> list[str]:
     """A set's elements, `per_line` to a line: 20,000 of them in 2,500 lines."""
     texts = intervals_texts(VERSIONS[family], intervals)
     return [", ".join(texts[i:i + per_line]) for i in range(0, len(texts), per_line)]
+
+
+def host_text(family: str, value: int) -> str:
+    """One address of `family` (an integer in the plan) as nft writes it."""
+    return int_text(VERSIONS[family], value)

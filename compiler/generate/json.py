@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..addresses import BITS, int_text, interval_blocks
 from ..plan import Chain, NftSet, Rule, Ruleset
 from ..vocab import NFT_DAY_NAMES, PRIORITIES, SET_TYPES, VERSIONS
-from . import comment, log_prefix, safe_name, safe_string
+from . import comment, host_text, log_prefix, safe_name, safe_string
 
 FAMILY = "inet"
 
@@ -52,7 +52,7 @@ def _set(table: str, nft_set: NftSet) -> dict:
 
 
 def _chain(table: str, chain: Chain) -> dict:
-    body = {"family": FAMILY, "table": table, "name": chain.name}
+    body = {"family": FAMILY, "table": table, "name": safe_name(chain.name)}
     if chain.hook:
         body.update(type=chain.hook.type, hook=chain.hook.hook,
                     prio=PRIORITIES[chain.hook.priority], policy=chain.hook.policy)
@@ -145,6 +145,15 @@ def _jump(s) -> dict:
     return {"jump": {"target": safe_name(s.target)}}
 
 
+def _dispatch(s) -> dict:
+    daddr = ({"ct": {"key": f"{s.family} daddr", "dir": "original"}} if s.original
+             else {"payload": {"protocol": s.family, "field": "daddr"}})
+    key = [daddr, {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]
+    return {"vmap": {"key": {"concat": key}, "data": {"set": [
+        [{"concat": [host_text(s.family, e.address), e.protocol, e.port]},
+         {"jump": {"target": safe_name(e.target)}}] for e in s.entries]}}}
+
+
 def _meter(op: str, s, statement: dict) -> dict:
     return {"set": {"op": op, "elem": {"payload": {"protocol": s.family, "field": "saddr"}},
                     "set": "@" + safe_name(s.set_name), "stmt": [statement]}}
@@ -190,4 +199,5 @@ _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
           "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,
-          "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus}
+          "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus,
+          "dispatch": _dispatch}

@@ -10,7 +10,7 @@ import jinja2
 from ..datafiles import data_dir
 from ..plan import Ruleset
 from ..vocab import NFT_DAY_NAMES, SET_TYPES
-from . import address_texts, comment, element_lines, log_prefix, safe_name, safe_string
+from . import address_texts, comment, element_lines, host_text, log_prefix, safe_name, safe_string
 
 
 def _quoted(value: str) -> str:
@@ -30,6 +30,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(nft_name=safe_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        element_lines=lambda nft_set: element_lines(nft_set.family, nft_set.intervals),
+                       host=lambda value, family: host_text(family, value),
                        day=NFT_DAY_NAMES.__getitem__,
                        set_type=SET_TYPES.__getitem__)
     return env

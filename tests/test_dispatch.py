@@ -1,0 +1,128 @@
+"""Dispatch changes how a publication's rules are found, never what they decide.
+
+With plan.DISPATCH_THRESHOLD at 0 every prerouting and forward chain with a
+publication pair dispatches, so random valid policies exercise it: explain
+gives the same answer with and without dispatch for a connection to each
+published port (and the port after it) from outside, from allow_from and
+from inside; and the dispatched ruleset, loaded from its text and from its
+JSON, lists alike and is fail-closed (tests/failclosed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timezone
+
+from hypothesis import HealthCheck, given, settings
+
+import failclosed
+from mailpubc import plan as plan_module
+from mailpubc.addresses import int_text
+from mailpubc.api import compile_text
+from mailpubc.explain import Explainer
+from mailpubc.model import family_of
+from mailpubc.vocab import ECHO_PROTOCOL, VERSIONS
+from strategies import policies
+from test_generators import assert_same_listing
+
+SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+OUTSIDE = {"ip": "203.0.113.7", "ip6": "2001:db8:3::7"}
+
+
+@contextlib.contextmanager
+def threshold(pairs: int):
+    saved = plan_module.DISPATCH_THRESHOLD
+    plan_module.DISPATCH_THRESHOLD = pairs
+    try:
+        yield
+    finally:
+        plan_module.DISPATCH_THRESHOLD = saved
+
+
+def _dispatched(text: str):
+    with threshold(0):
+        return compile_text(text, "draw.yaml").or_raise()
+
+
+def _queries(policy):
+    """(source, destination, protocol) for every published port of every
+    publication, the port after it, and ping, from each kind of source."""
+    fw = policy.firewall
+    for rule in policy.publish:
+        at = rule.server if rule.external_address is None else rule.external_address
+        family = family_of(at)
+        sources = [OUTSIDE[family]]
+        allowed = () if rule.allow_from.any else rule.allow_from.addresses.family(family)
+        for intervals in (allowed, fw.internal_networks.family(family)):
+            if intervals:
+                sources.append(int_text(VERSIONS[family], intervals[0][1]))
+        address = f"[{at}]" if family == "ip6" else str(at)
+        for service in rule.services:
+            for port in service.ports:
+                if port.protocol == ECHO_PROTOCOL:
+                    targets = [(str(at), "icmp")]
+                else:
+                    targets = [(f"{address}:{number}", port.protocol)
+                               for number in {port.low, port.high, min(port.high + 1, 65535)}]
+                for source in sources:
+                    for destination, protocol in targets:
+                        yield source, destination, protocol
+
+
+def _answer(explainer: Explainer, base: set, query) -> dict:
+    """explain's JSON, with the chains a dispatch jumped to left out."""
+    answer = explainer.explain(*query).to_json()
+    return dict(answer, chains=[c for c in answer["chains"] if c in base])
+
+
+@settings(suppress_health_check=SLOW_DRAWS)
+@given(policies())
+def test_dispatch_changes_no_answer(draw):
+    dispatched = _dispatched(draw.text)
+    at = datetime.now(timezone.utc)
+    plain = plan_module.plan(dispatched.policy, at)
+    with threshold(0):
+        ruleset = plan_module.plan(dispatched.policy, at)
+    base = {chain.name for chain in plain.chains}
+    with_dispatch = Explainer(dispatched.policy, ruleset, at)
+    without = Explainer(dispatched.policy, plain, at)
+    for query in _queries(dispatched.policy):
+        assert _answer(with_dispatch, base, query) == _answer(without, base, query), query
+
+
+@settings(max_examples=40, suppress_health_check=SLOW_DRAWS)
+@given(policies())
+def test_dispatched_ruleset_loads_alike_and_fails_closed(draw):
+    result = _dispatched(draw.text)
+    assert_same_listing(result)
+    assert failclosed.check(failclosed.load(result.text), result.policy) == []
+
+
+def test_dispatch_happens_at_threshold_zero():
+    """So that the properties above test dispatch, not the plain chains."""
+    text = ("version: 1\nfirewall:\n  external: {interface: eth0, addresses: [198.51.100.10]}\n"
+            "  internal: {interface: eth1, networks: [10.1.0.0/24]}\npublish:\n"
+            "  - {name: mx, server: 10.1.0.25, external_address: 198.51.100.10, "
+            "services: [smtp]}\n")
+    chains = {chain.name for chain in _dispatched(text).ruleset.chains}
+    assert {"prerouting_1", "forward_1"} <= chains
+
+
+def _local(redirect_to: int) -> str:
+    """17 pairs on the firewall itself, and smtp-alt redirected to `redirect_to`."""
+    ports = ", ".join(f"p{port}" for port in range(2001, 2018))
+    services = "\n".join(f"  p{port}: [tcp/{port}]" for port in range(2001, 2018))
+    return ("version: 1\nfirewall:\n  external: {interface: eth0, addresses: [198.51.100.10]}\n"
+            f"services:\n  smtp-alt: [tcp/2525]\n{services}\npublish:\n"
+            "  - {name: mail, server: localhost, external_address: 198.51.100.10, services: "
+            f"[{ports}, {{service: smtp-alt, server_port: {redirect_to}}}]}}\n")
+
+
+def test_input_stays_plain_where_a_redirect_lands_on_a_dispatched_port():
+    """The redirected connection arrives on the incoming interface's primary
+    address, maybe 198.51.100.10:2001, where the accept of p2001 and the
+    redirect's accept would both take it: their order must stay."""
+    landing = {c.name for c in compile_text(_local(2001), "p.yaml").or_raise().ruleset.chains}
+    apart = {c.name for c in compile_text(_local(2526), "p.yaml").or_raise().ruleset.chains}
+    assert "input_1" not in landing
+    assert "input_1" in apart
