@@ -177,13 +177,14 @@ class _Resolver:
                 self.key_error(("address_sets", name),
                                f"{name!r} is a reserved word and cannot name an address set")
         uses: dict[str, list[str]] = {}
+        naming: dict[str, set[int]] = {}    # the entries of each set that name a set
         for name, entries in raw.items():
             uses[name] = []
             if isinstance(entries, dict):    # {file: PATH}: a list file names no sets
                 continue
-            for i, entry in enumerate(entries):
-                if not self._is_name(entry):
-                    continue
+            naming[name] = {i for i, entry in enumerate(entries) if self._is_name(entry)}
+            for i in sorted(naming[name]):
+                entry = entries[i]
                 if entry in raw:
                     uses[name].append(entry)
                     self.named_sets.add(entry)
@@ -200,7 +201,7 @@ class _Resolver:
                                                   raw[name]["file"])
                 continue
             self.sets[name] = self._addresses_of([
-                self.sets.get(entry, Addresses()) if self._is_name(entry)
+                self.sets.get(entry, Addresses()) if i in naming[name]
                 else self._entry(("address_sets", name, i), entry)
                 for i, entry in enumerate(raw[name])])
 
