@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval, host_mask, merge, parse_network, subtract
+from .addresses import Address, Interval, host_mask, parse_network, subtract
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
@@ -819,7 +819,7 @@ def _ports(services: tuple[Service, ...]):
     for service in services:
         for port in service.ports:
             taken = covered[port.protocol]
-            for low, high in _uncovered(port.low, port.high, taken):
+            for low, high in subtract([(port.low, port.high)], taken):
                 yield service, PortRange(port.protocol, low, high)
             taken.append((port.low, port.high))
 
@@ -838,17 +838,3 @@ def _original_port(port: PortRange) -> tuple[Match, ...]:
     if port.protocol == ECHO_PROTOCOL:
         return ()
     return (PortMatch(port.protocol, port.low, port.high, original=True),)
-
-
-def _uncovered(low: int, high: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of the range low-high outside every range in `taken`."""
-    parts = []
-    for taken_low, taken_high in merge(taken):
-        if taken_high < low or taken_low > high:
-            continue
-        if taken_low > low:
-            parts.append((low, taken_low - 1))
-        low = taken_high + 1
-    if low <= high:
-        parts.append((low, high))
-    return parts
