@@ -120,16 +120,21 @@ def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
 
 
 def subtract(intervals, removed) -> tuple[Interval, ...]:
-    """The parts of `intervals` outside every interval of `removed`."""
+    """The parts of `intervals` outside every interval of `removed`: one sweep
+    over both, sorted, as either may hold hundreds of thousands."""
     parts = []
     holes = merge(removed)
+    start = 0                            # the first hole not wholly below the interval
     for first, last in merge(intervals):
-        for low, high in holes:
-            if high < first or low > last:
-                continue
+        while start < len(holes) and holes[start][1] < first:
+            start += 1
+        index = start
+        while index < len(holes) and holes[index][0] <= last:
+            low, high = holes[index]
             if low > first:
                 parts.append((first, low - 1))
             first = high + 1
+            index += 1
         if first <= last:
             parts.append((first, last))
     return tuple(parts)

@@ -90,8 +90,9 @@ class Schedule:
 @dataclass(frozen=True)
 class AddressSet:
     name: str
-    addresses: Addresses
+    addresses: Addresses                # flattened: its own entries and the sets it names
     used: bool = True                   # named by a rule or by another set
+    includes: tuple[str, ...] = ()      # the address sets it names, in policy order, once each
     position: Optional[Position] = field(default=None, compare=False)
 
 

@@ -257,13 +257,41 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Elements:
+    """How the text writes elements that include other address sets: the
+    defines of the sets included (`$name`), then the addresses of its own that
+    none of them holds. Each address is then written once in the file, however
+    deep the policy nests its sets: nft cannot put a set inside a set, so the
+    kernel gets them flattened either way."""
+
+    includes: tuple[str, ...]           # Define names
+    own: tuple[Interval, ...]
+
+
+@dataclass(frozen=True)
+class Define:
+    """An address set two writers hold (`_Planner._defined`), written once as
+    `define NAME = { ... }` and included elsewhere as `$NAME`."""
+
+    name: str
+    family: str
+    elements: Elements
+
+
+@dataclass(frozen=True)
 class NftSet:
+    """A named set. `intervals` is what it holds, merged (the JSON's elements
+    and what explain and the warnings look up). A set written through
+    defines (`written`) carries nft's `auto-merge`, so that included sets
+    may overlap or touch: the kernel then holds the same merged intervals."""
+
     name: str
     family: str
     intervals: tuple[Interval, ...]
     flags: tuple[str, ...] = ("interval",)
     size: Optional[int] = None          # dynamic sets (meters): most sources tracked at once
     timeout: Optional[int] = None       # seconds an idle source stays in a meter
+    written: Optional[Elements] = None  # through defines; None: `intervals` as they are
 
 
 @dataclass(frozen=True)
@@ -290,6 +318,7 @@ class Ruleset:
     chains: tuple[Chain, ...]
     zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
     counters: tuple[str, ...] = ()      # named counters, one per policy rule with an accept
+    defines: tuple[Define, ...] = ()    # each after the defines it includes
 
 
 ACCEPT = Verdict("accept")
@@ -353,6 +382,9 @@ class _Planner:
         self.policy = policy
         self.firewall = policy.firewall
         self.used_sets: dict[str, NftSet] = {}
+        self.address_sets = {address_set.name: address_set for address_set in policy.address_sets}
+        self.set_origins: dict[str, str] = {}       # used nft set -> the address set it is
+        self.held: dict[str, frozenset[str]] = {}   # address set -> it and the sets it names
         self.at = at
         self.zone = None
         if any(rule.schedule for rule in policy.outbound):
@@ -379,11 +411,11 @@ class _Planner:
         chains = tuple(self._drop_logged(chain) for chain in chains)
         chains = tuple(self._counted(chain) for chain in chains)
         chains = tuple(part for chain in chains for part in _dispatched(chain))
-        sets = tuple(self.used_sets[name] for name in sorted(self.used_sets))
+        sets, defines = self._written_sets()
         note = zone_note(*self.zone, self.at) if self.zone else None
         counters = tuple(sorted({s.name for chain in chains for rule in chain.rules
                                  for s in rule.statements if isinstance(s, CounterRef)}))
-        return Ruleset(fw.table, sets, chains, note, counters)
+        return Ruleset(fw.table, sets, chains, note, counters, defines)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:
@@ -430,8 +462,11 @@ class _Planner:
             for family in FAMILIES:
                 intervals = fw.block.addresses.family(family)
                 if intervals:
-                    name = (fw.block.set_name or "_block") + SET_SUFFIX[family]
-                    self.used_sets[name] = NftSet(name, family, intervals)
+                    if fw.block.set_name is None:
+                        name = "_block" + SET_SUFFIX[family]
+                        self.used_sets[name] = NftSet(name, family, intervals)
+                    else:
+                        name = self._named_set(fw.block.set_name, family, intervals)
                     found.append((origin, AddressMatch(family, "saddr", set_name=name)))
         if fw.dynamic_block is not None:
             origin = Origin("block", "firewall.dynamic_block", position=fw.dynamic_block_position)
@@ -449,10 +484,114 @@ class _Planner:
         if not intervals:
             return None
         if ref.set_name is not None:
-            name = ref.set_name + SET_SUFFIX[family]
-            self.used_sets[name] = NftSet(name, family, intervals)
-            return AddressMatch(family, field_, set_name=name)
+            return AddressMatch(family, field_, set_name=self._named_set(ref.set_name, family, intervals))
         return AddressMatch(family, field_, intervals)
+
+    # -- address sets and their defines -----------------------------------------
+
+    def _named_set(self, set_name: str, family: str, intervals: tuple[Interval, ...]) -> str:
+        """The nft set of address set `set_name` in `family`, which a rule uses."""
+        name = set_name + SET_SUFFIX[family]
+        self.used_sets[name] = NftSet(name, family, intervals)
+        self.set_origins[name] = set_name
+        return name
+
+    def _written_sets(self) -> tuple[tuple[NftSet, ...], tuple[Define, ...]]:
+        """The used sets, written through the defines of `_defined`; the defines
+        in order, each after those it includes."""
+        order = self._named_first()
+        defined = self._defined(order)
+        defines = tuple(Define(set_name + SET_SUFFIX[family], family,
+                               self._elements(set_name, family, defined)
+                               or Elements((), self._flat(set_name, family)))
+                        for family in FAMILIES for set_name in order
+                        if (set_name, family) in defined)
+        sets = []
+        for name in sorted(self.used_sets):
+            nft_set, set_name = self.used_sets[name], self.set_origins.get(name)
+            if set_name is not None:
+                written = (Elements((name,), ()) if (set_name, nft_set.family) in defined
+                           else self._elements(set_name, nft_set.family, defined))
+                nft_set = replace(nft_set, written=written)
+            sets.append(nft_set)
+        return tuple(sets), defines
+
+    def _defined(self, named_first: list[str]) -> set[tuple[str, str]]:
+        """The address sets, per family, that the text would otherwise write
+        more than once, so each gets a define. A set is written by the used
+        set it is, and by each writer above it: a set that names it and has a
+        define, or, through a set without one, whoever writes that set. Two
+        writers or more: a define. Decided from the top down, as a set's
+        define keeps the sets below it from its writers."""
+        parents: dict[str, list[str]] = {}
+        for address_set in self.address_sets.values():
+            for named in address_set.includes:
+                parents.setdefault(named, []).append(address_set.name)
+        used = {(set_name, self.used_sets[name].family) for name, set_name in self.set_origins.items()}
+        defined: set[tuple[str, str]] = set()
+        for family in FAMILIES:
+            writers: dict[str, set[str]] = {}
+            for set_name in reversed(named_first):
+                found = {set_name} if (set_name, family) in used else set()
+                for parent in parents.get(set_name, ()):
+                    found |= {parent} if (parent, family) in defined else writers[parent]
+                writers[set_name] = found
+                if len(found) > 1 and self._flat(set_name, family):
+                    defined.add((set_name, family))
+        return defined
+
+    def _elements(self, set_name: str, family: str, defined: set) -> Optional[Elements]:
+        """A set written as the defines nearest below it, and its addresses
+        none of them holds; None when no set below it has a define."""
+        nearest, seen, waiting = [], {set_name}, [set_name]
+        while waiting:
+            for named in self.address_sets[waiting.pop()].includes:
+                if named in seen or not self._flat(named, family):
+                    continue
+                seen.add(named)
+                (nearest if (named, family) in defined else waiting).append(named)
+        nearest = sorted(name for name in nearest       # not those a nearer define holds
+                         if not any(name != other and name in self._held(other) for other in nearest))
+        if not nearest:
+            return None
+        own = subtract(self._flat(set_name, family),
+                       [i for name in nearest for i in self._flat(name, family)])
+        return Elements(tuple(name + SET_SUFFIX[family] for name in nearest), own)
+
+    def _held(self, set_name: str) -> frozenset[str]:
+        """The address set and every set it names, however deep."""
+        if set_name not in self.held:
+            seen, waiting = {set_name}, [set_name]
+            while waiting:
+                for named in self.address_sets[waiting.pop()].includes:
+                    if named not in seen:
+                        seen.add(named)
+                        waiting.append(named)
+            self.held[set_name] = frozenset(seen)
+        return self.held[set_name]
+
+    def _named_first(self) -> list[str]:
+        """Every address set after the sets it names (a define must come after
+        those it includes); by name otherwise, so that the output is stable."""
+        order, placed = [], set()
+        for start in sorted(self.address_sets):
+            if start in placed:
+                continue
+            placed.add(start)
+            path = [(start, iter(self.address_sets[start].includes))]
+            while path:
+                name, names = path[-1]
+                named = next(names, None)
+                if named is None:
+                    path.pop()
+                    order.append(name)
+                elif named not in placed:
+                    placed.add(named)
+                    path.append((named, iter(self.address_sets[named].includes)))
+        return order
+
+    def _flat(self, set_name: str, family: str) -> tuple[Interval, ...]:
+        return self.address_sets[set_name].addresses.family(family)
 
     @staticmethod
     def _single(address: Address, field_: str, original: bool = False) -> AddressMatch:

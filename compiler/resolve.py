@@ -60,6 +60,7 @@ class _Resolver:
         self.services: dict[str, Service] = {}
         self.schedules: dict[str, Schedule] = {}
         self.named_sets: set[str] = set()     # address sets some rule or set refers to
+        self.includes: dict[str, tuple[str, ...]] = {}   # the defined sets each address set names
         self.shadowed: list[tuple[str, Position]] = []
 
     def at(self, path: Path) -> Position:
@@ -87,6 +88,7 @@ class _Resolver:
                          for i, rule in enumerate(self.data.get("outbound") or ()))
         sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
                                 used=name in self.named_sets,
+                                includes=self.includes.get(name, ()),
                                 position=self.doc.key_position(("address_sets", name)))
                      for name in sorted(self.data.get("address_sets") or {}))
         return Policy(self.doc.file, firewall, sets, publish, outbound,
@@ -190,6 +192,7 @@ class _Resolver:
                     self.named_sets.add(entry)
                 else:
                     self._undefined_set(("address_sets", name, i), entry)
+        self.includes = {name: tuple(dict.fromkeys(named)) for name, named in uses.items()}
         order, cyclic = _dependency_order(uses)
         for cycle in _cycles(uses, cyclic):
             self.key_error(("address_sets", cycle[0]),

@@ -842,3 +842,34 @@ def broken_shapes(draw) -> BrokenShape:
     rng = draw(st.randoms())
     changes = tuple(_break_shape(data, rng) for _ in range(draw(st.integers(0, 3))))
     return BrokenShape(data, changes)
+
+
+@st.composite
+def nested_set_policies(draw) -> Draw:
+    """Address sets nested in random shapes (chains, diamonds, a set named
+    twice on two paths), with entries of both families crowded into a few
+    addresses so that the sets overlap and touch, used one by one by outbound
+    rules: the policies the ruleset writes through defines (docs/ruleset.md,
+    Sets)."""
+    count = draw(st.integers(2, 7))
+    set_names = [f"s{i}" for i in range(count)]
+    host = st.integers(0, 24)
+    sets = {}
+    for i, name in enumerate(set_names):
+        entries = draw(st.lists(st.sampled_from(set_names[i + 1:]), max_size=3, unique=True)
+                       if i + 1 < count else st.just([]))
+        for low, width in draw(st.lists(st.tuples(host, st.integers(0, 3)), max_size=3,
+                                        min_size=0 if entries else 1)):
+            entries.append(f"10.1.0.{low}" if width == 0 else f"10.1.0.{low}-10.1.0.{low + width}")
+        entries += [f"fd00:1::{low:x}" for low in draw(st.lists(host, max_size=2))]
+        sets[name] = entries
+    used = draw(st.lists(st.sampled_from(set_names), min_size=1, unique=True))
+    data = {"version": 1,
+            "firewall": {"external": {"interface": "eth0",
+                                      "addresses": ["198.51.100.10", "2001:db8:100::10"]},
+                         "internal": {"interface": "eth1",
+                                      "networks": ["10.1.0.0/16", "fd00:1::/64"]}},
+            "address_sets": sets,
+            "outbound": [{"name": f"from-{name}", "from": name, "services": ["smtp"], "to": "any"}
+                         for name in used]}
+    return Draw(data, yaml.safe_dump(data, sort_keys=False))

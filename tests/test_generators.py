@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 import failclosed
 from mailpubc.api import compile_path, compile_text
-from strategies import policies
+from strategies import nested_set_policies, policies
 
 ROOT = Path(__file__).resolve().parent.parent
 RULESETS = sorted(p for p in (ROOT / "golden").iterdir() if (p / "expected.nft").exists())
@@ -38,4 +38,12 @@ def test_text_and_json_load_to_the_same_listing(case):
                                                   HealthCheck.data_too_large])
 @given(policies())
 def test_random_valid_policy_text_and_json_load_the_same(draw):
+    assert_same_listing(compile_text(draw.text, "draw.yaml").or_raise())
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(nested_set_policies())
+def test_sets_written_through_defines_load_as_their_json(draw):
+    """The text's defines and auto-merge leave in the kernel exactly the
+    merged sets the JSON writes out."""
     assert_same_listing(compile_text(draw.text, "draw.yaml").or_raise())

@@ -60,9 +60,28 @@ def test_plan(case):
     for name, expected in fixture.get("sets", {}).items():
         found = {s.name: s for s in result.ruleset.sets}[name]
         assert as_data_set(found) == expected
+    if "defines" in fixture:
+        assert {define.name: written_data(define.family, define.elements)
+                for define in result.ruleset.defines} == fixture["defines"]
+        # in order: each define after those it includes
+        names = [define.name for define in result.ruleset.defines]
+        for define in result.ruleset.defines:
+            assert all(names.index(name) < names.index(define.name)
+                       for name in define.elements.includes), define.name
 
 
 def as_data_set(nft_set) -> dict:
-    return {"family": nft_set.family, "flags": list(nft_set.flags),
-            "addresses": [t for i in nft_set.intervals
-                          for t in interval_texts(VERSIONS[nft_set.family], i)]}
+    data = {"family": nft_set.family, "flags": list(nft_set.flags),
+            "addresses": texts(nft_set.family, nft_set.intervals)}
+    if nft_set.written is not None:
+        data["written"] = written_data(nft_set.family, nft_set.written)
+    return data
+
+
+def written_data(family: str, elements) -> dict:
+    """Elements written through defines: the defines included, then its own."""
+    return {"includes": list(elements.includes), "own": texts(family, elements.own)}
+
+
+def texts(family: str, intervals) -> list[str]:
+    return [t for i in intervals for t in interval_texts(VERSIONS[family], i)]

@@ -59,10 +59,12 @@ def address_texts(family: str, intervals) -> list[str]:
     return intervals_texts(VERSIONS[family], intervals)
 
 
-def element_lines(family: str, intervals, per_line: int = 8) -> list[str]:
-    """A set's elements, `per_line` to a line: 20,000 of them in 2,500 lines."""
+def element_lines(family: str, intervals, includes=(), per_line: int = 8) -> list[str]:
+    """A set's elements, `per_line` to a line (20,000 of them in 2,500 lines),
+    after the defines it includes."""
+    lines = [", ".join("$" + safe_name(name) for name in includes)] if includes else []
     texts = intervals_texts(VERSIONS[family], intervals)
-    return [", ".join(texts[i:i + per_line]) for i in range(0, len(texts), per_line)]
+    return lines + [", ".join(texts[i:i + per_line]) for i in range(0, len(texts), per_line)]
 
 
 def host_text(family: str, value: int) -> str:
