@@ -120,12 +120,25 @@ def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
 
 
 def subtract(intervals, removed) -> tuple[Interval, ...]:
-    """The parts of `intervals` outside every interval of `removed`: one sweep
-    over both, sorted, as either may hold hundreds of thousands."""
+    """The parts of `intervals` outside every interval of `removed`."""
+    return difference(merge(intervals), merge(removed))
+
+
+def difference(kept: tuple[Interval, ...], holes: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    """`subtract` for intervals merged already. Either side may hold hundreds
+    of thousands, mostly the same intervals (a set less a set it names):
+    those go by hashing, and a sweep cuts what is left."""
+    # an interval equal to a hole goes whole; no other hole overlaps it, as
+    # both sides are merged, so the sweep only needs the holes kept lacks
+    hole_set = set(holes)
+    rest = [i for i in kept if i not in hole_set]
+    if len(kept) - len(rest) == len(holes):
+        return tuple(rest)              # every hole was one of kept's intervals
+    kept_set = set(kept)
+    kept, holes = rest, [i for i in holes if i not in kept_set]
     parts = []
-    holes = merge(removed)
     start = 0                            # the first hole not wholly below the interval
-    for first, last in merge(intervals):
+    for first, last in kept:
         while start < len(holes) and holes[start][1] < first:
             start += 1
         index = start

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
-from .addresses import Address, Interval, host_mask, parse_network, subtract
+from .addresses import Address, Interval, difference, host_mask, merge, parse_network, subtract
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
@@ -554,8 +554,9 @@ class _Planner:
                          if not any(name != other and name in self._held(other) for other in nearest))
         if not nearest:
             return None
-        own = subtract(self._flat(set_name, family),
-                       [i for name in nearest for i in self._flat(name, family)])
+        held = [self._flat(name, family) for name in nearest]
+        own = difference(self._flat(set_name, family),
+                         held[0] if len(held) == 1 else merge(i for part in held for i in part))
         return Elements(tuple(name + SET_SUFFIX[family] for name in nearest), own)
 
     def _held(self, set_name: str) -> frozenset[str]:
