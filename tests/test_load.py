@@ -69,3 +69,21 @@ def test_failed_load_leaves_previous_ruleset(namespace):
         nft.load(text[: text.rindex("snat ip to")] + "snat ip to nowhere\n}\n}\n",
                  netns=namespace)
     assert nft.list_ruleset(namespace) == before
+
+
+def test_defines_stay_in_the_table_when_a_file_that_includes_it_defines_the_same(
+        namespace, tmp_path):
+    """/etc/nftables.conf may define names of its own and include our file:
+    our sets written through defines (golden/set-defines) load with theirs,
+    neither changing the other."""
+    ours = tmp_path / "mailpubc.nft"
+    ours.write_text(compiled(ROOT / "golden" / "set-defines" / "policy.yaml"))
+    assert "redefine dns_servers_v4 = {" in ours.read_text()
+    nft.load(f'define dns_servers_v4 = {{ 192.0.2.53 }}\ninclude "{ours}"\n'
+             "table inet theirs {\n\tset resolvers {\n\t\ttype ipv4_addr\n"
+             "\t\telements = { $dns_servers_v4 }\n\t}\n}\n", netns=namespace)
+    listing = nft.list_ruleset(namespace)["nftables"]
+    sets = {(s["set"]["table"], s["set"]["name"]): s["set"].get("elem") for s in listing if "set" in s}
+    assert sets["theirs", "resolvers"] == ["192.0.2.53"]
+    assert sets["mailpub", "dns_servers_v4"] == [{"prefix": {"addr": "10.1.0.26", "len": 31}},
+                                                 "10.1.0.53"]
