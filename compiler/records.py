@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import MISSING, FrozenInstanceError
-from operator import attrgetter
+from operator import attrgetter, eq, ge, gt, le, lt
 
 
 def record(cls=None, /, *, order: bool = False):
@@ -48,14 +48,12 @@ def _make(cls: type, order: bool) -> type:
     methods = {
         "__init__": _init(cls, fields),
         "__repr__": _repr(tuple(f.name for f in fields if f.repr)),
-        "__eq__": _compare(compared, lambda a, b: a == b),
+        "__eq__": _compare(compared, eq),
         **_frozen(cls, frozenset(f.name for f in fields)),
     }
     if order:
-        methods.update(__lt__=_compare(compared, lambda a, b: a < b),
-                       __le__=_compare(compared, lambda a, b: a <= b),
-                       __gt__=_compare(compared, lambda a, b: a > b),
-                       __ge__=_compare(compared, lambda a, b: a >= b))
+        methods.update(__lt__=_compare(compared, lt), __le__=_compare(compared, le),
+                       __gt__=_compare(compared, gt), __ge__=_compare(compared, ge))
     for name, method in methods.items():
         if name not in cls.__dict__:
             method.__qualname__ = f"{cls.__qualname__}.{name}"
