@@ -31,9 +31,10 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
+
+from .records import record
 
 DEBIAN_BINDING = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
 TIMEOUT_SECONDS = 120
@@ -48,7 +49,7 @@ class NftError(RuntimeError):
     """nft refused a load or listing, or could not run; the message says why."""
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     ran: bool       # False when nft could not be run at all
     ok: bool
