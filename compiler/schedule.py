@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone, tzinfo
-from pathlib import Path
 from typing import Optional
 
 from .addresses import merge
@@ -96,7 +95,7 @@ def schedule_zone(name: Optional[str]) -> tuple[tzinfo, str]:
         return ZoneInfo(name), name
     key = os.environ.get("TZ")
     if key is None:
-        target = str(Path("/etc/localtime").resolve())
+        target = os.path.realpath("/etc/localtime")
         key = target.partition("/zoneinfo/")[2] if "/zoneinfo/" in target else "localtime"
     key = key.removeprefix(":") or "UTC"         # an empty TZ is UTC to the C library
     try:
