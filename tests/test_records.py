@@ -87,10 +87,12 @@ def test_a_record_behaves_as_a_frozen_dataclass(spec, order, data):
     assert ours.__doc__ == theirs.__doc__
     assert ours.__match_args__ == theirs.__match_args__
     assert repr(ours.__dataclass_params__) == repr(theirs.__dataclass_params__)
-    assert [repr(f) for f in dataclasses.fields(ours)] == [repr(f) for f in dataclasses.fields(theirs)]
+    assert list(map(repr, dataclasses.fields(ours))) == list(map(repr, dataclasses.fields(theirs)))
     pairs = []
-    for positional, named in data.draw(st.lists(calls([n for n, _ in spec]), min_size=2, max_size=3)):
-        pair = outcome(lambda: ours(*positional, **named)), outcome(lambda: theirs(*positional, **named))
+    arguments = st.lists(calls([name for name, _ in spec]), min_size=2, max_size=3)
+    for positional, named in data.draw(arguments):
+        pair = (outcome(lambda: ours(*positional, **named)),
+                outcome(lambda: theirs(*positional, **named)))
         assert pair[0][0] == pair[1][0], (positional, named, pair)
         if pair[0][0] == "raised":
             assert pair[0] == pair[1]
@@ -130,7 +132,8 @@ def test_a_subclass_may_add_attributes_but_not_change_fields():
 
         child = Child(1)
         child.note = "kept"
-        assert outcome(lambda: setattr(child, "a", 2)) == ("raised", dataclasses.FrozenInstanceError)
+        refused = ("raised", dataclasses.FrozenInstanceError)
+        assert outcome(lambda: setattr(child, "a", 2)) == refused
         assert (child.a, child.note) == (1, "kept")
 
 
