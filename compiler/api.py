@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json as _json
 import sys
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional
 
@@ -23,11 +22,12 @@ import yaml
 from . import loader, plan, resolve, schema, semantics, shadow
 from .diagnostics import Diagnostic, PolicyError
 from .model import Policy
+from .records import record
 
 STDIN = "<stdin>"
 
 
-@dataclass(frozen=True)
+@record
 class Result:
     """A compiled policy: its diagnostics and, when it has no errors, its
     model and plan."""

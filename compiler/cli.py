@@ -24,8 +24,6 @@ import json
 import os
 import re
 import sys
-import tempfile
-from pathlib import Path
 
 from . import reports
 
@@ -233,6 +231,7 @@ def _note_unchecked(checked) -> None:
 
 def _write_atomically(path: str, text: str) -> None:
     """Temporary file in the same folder, then rename: never a half-written file."""
+    import tempfile     # late, as most imports here: `check` writes no file (issue #12)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, temporary = tempfile.mkstemp(prefix=".mailpubc-", dir=folder)
@@ -344,6 +343,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _install_unit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from . import units
     try:
         written = units.install(Path(args.prefix))

@@ -4,20 +4,39 @@ Installed, they are the packages `mailpubc.templates` and `mailpubc.schemas`
 (pyproject maps the top-level folders there), folders beside this module; in
 a source checkout they are the folders beside `compiler/`. importlib.resources,
 a few milliseconds of every start (issue #12), is asked only when neither is
-a folder (an installation that is not plain files).
+a folder (an installation that is not plain files); pathlib only by data_dir,
+which `check` does not call (it reads the schema with data_text).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-PACKAGE_DIR = Path(__file__).resolve().parent     # compiler/ in a source checkout
+PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))     # compiler/ in a source checkout
 
 
 def data_dir(name: str):
     """The folder `name` ("templates" or "schemas") as a Traversable."""
-    for folder in (PACKAGE_DIR / name, PACKAGE_DIR.parent / name):
-        if folder.is_dir():
-            return folder
+    folder = _folder(name)
+    if folder is not None:
+        from pathlib import Path
+        return Path(folder)
     from importlib import resources
     return resources.files(f"mailpubc.{name}")
+
+
+def data_text(name: str, file: str) -> str:
+    """The text of `file` in the folder `name`."""
+    folder = _folder(name)
+    if folder is None:
+        return data_dir(name).joinpath(file).read_text(encoding="utf-8")
+    with open(os.path.join(folder, file), encoding="utf-8") as stream:
+        return stream.read()
+
+
+def _folder(name: str) -> str | None:
+    for folder in (os.path.join(PACKAGE_DIR, name),
+                   os.path.join(os.path.dirname(PACKAGE_DIR), name)):
+        if os.path.isdir(folder):
+            return folder
+    return None

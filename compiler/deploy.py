@@ -29,12 +29,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
 from . import api, nft, plan
 from .generate import safe_name
+from .records import record
 from .state import LockHeld, State
 
 EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
@@ -49,7 +49,7 @@ class Refused(Exception):
     """apply does not go ahead (exit 2): lock held, a confirmation pending, lockout guard."""
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     status: int                         # one of the EXIT_ codes
     message: str
@@ -57,7 +57,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Difference:
     same: bool
     before: str                         # readable listings of the live tables and of the policy

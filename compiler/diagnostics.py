@@ -8,10 +8,12 @@ warning (it compiles, but probably does not do what was meant).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from .records import record
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class Position:
     """A place in a policy file; lines and columns count from 1."""
 
@@ -19,11 +21,17 @@ class Position:
     line: int
     col: int
 
+    def __init__(self, file: str, line: int, col: int) -> None:
+        """Written out: there is one a YAML node, and this takes half the time
+        of a frozen dataclass's __init__, a third of a record's generic one."""
+        state = self.__dict__
+        state["file"], state["line"], state["col"] = file, line, col
+
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class Diagnostic:
     position: Position
     message: str

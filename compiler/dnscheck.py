@@ -16,7 +16,7 @@ be judged: `Unreachable`.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Optional
 
 import dns.exception
@@ -26,6 +26,7 @@ import dns.reversename
 
 from .addresses import Address
 from .model import Policy, Publish, family_of
+from .records import record
 
 RECORD = {"ip": "A", "ip6": "AAAA"}
 
@@ -34,7 +35,7 @@ class Unreachable(Exception):
     """The DNS gave no usable answer: no check can be judged."""
 
 
-@dataclass(frozen=True)
+@record
 class Check:
     publication: str
     record: str                # A, AAAA, PTR or MX

@@ -21,7 +21,7 @@ sets are empty, and the time is the one asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable, Optional, Union
 
@@ -29,6 +29,7 @@ from .addresses import Address, int_text, parse_address
 from .api import Result
 from .model import Policy, family_of
 from .plan import Chain, Jump, Origin, Rule, Ruleset, plan
+from .records import record
 from .schedule import schedule_zone
 from .vocab import FAMILY_NAMES, PRIORITIES, VERSIONS, WEEK, nft_day
 
@@ -48,7 +49,7 @@ class ExplainError(RuntimeError):
     """The plan holds a match or statement kind this evaluator cannot judge."""
 
 
-@dataclass(frozen=True)
+@record
 class Packet:
     """The first packet of the connection, as the chain walked so far sees it."""
 
@@ -66,7 +67,7 @@ class Packet:
     original_dport: Optional[int]
 
 
-@dataclass(frozen=True)
+@record
 class Step:
     """What one chain did: the rule that ended it (None: the chain's policy)."""
 
@@ -75,7 +76,7 @@ class Step:
     action: str                 # accept, drop, reject, "dnat to ADDR:PORT", "snat to ADDR"
 
 
-@dataclass(frozen=True)
+@record
 class Explanation:
     source: str                 # as asked
     destination: str            # as asked, ADDR:PORT ([ADDR]:PORT for IPv6) or ADDR for ping

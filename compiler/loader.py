@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import yaml
 
 from .diagnostics import Collector, Diagnostic, PolicyError, Position
+from .records import record
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -43,7 +43,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 
-@dataclass(frozen=True)
+@record
 class Document:
     """A loaded policy: plain data, and where each part of it was written."""
 

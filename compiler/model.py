@@ -8,15 +8,16 @@ policies that mean the same thing compare equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional
 
 from .addresses import Address, Interval, covers, interval_texts, merge
 from .diagnostics import Position
+from .records import record
 from .vocab import SSH, VERSIONS, PortRange
 
 
-@dataclass(frozen=True)
+@record
 class Addresses:
     """A flattened address collection: merged intervals of integers per family."""
 
@@ -52,7 +53,7 @@ def family_of(address: Address) -> str:
     return "ip" if address.version == 4 else "ip6"
 
 
-@dataclass(frozen=True)
+@record
 class AddressRef:
     """What a rule names as its sources or destinations.
 
@@ -67,7 +68,7 @@ class AddressRef:
     position: Optional[Position] = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class Service:
     name: str
     ports: tuple[PortRange, ...]
@@ -75,7 +76,7 @@ class Service:
     position: Optional[Position] = field(default=None, compare=False)  # where a rule names it
 
 
-@dataclass(frozen=True)
+@record
 class Schedule:
     """Local days and hours, in the firewall's time zone (`Firewall.timezone`).
 
@@ -87,7 +88,7 @@ class Schedule:
     hours: Optional[tuple[int, int]] = None    # [start, end) in minutes; end 1440 = 24:00
 
 
-@dataclass(frozen=True)
+@record
 class AddressSet:
     name: str
     addresses: Addresses                # flattened: its own entries and the sets it names
@@ -96,7 +97,7 @@ class AddressSet:
     position: Optional[Position] = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class Rate:
     """A rate as the policy writes it: `count` per `unit` (second, minute, hour)."""
 
@@ -104,7 +105,7 @@ class Rate:
     unit: str
 
 
-@dataclass(frozen=True)
+@record
 class Limit:
     """Per source address, for each published service (`publish[].limit`)."""
 
@@ -113,7 +114,7 @@ class Limit:
     concurrent: Optional[int] = None    # simultaneous connections
 
 
-@dataclass(frozen=True)
+@record
 class LogSettings:
     """`firewall.log`: logging of what the chain policies drop, and the
     nflog group every log statement uses."""
@@ -123,7 +124,7 @@ class LogSettings:
     group: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@record
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
@@ -142,7 +143,7 @@ class Publish:
     hairpin_position: Optional[Position] = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class Outbound:
     name: str
     sources: AddressRef
@@ -153,7 +154,7 @@ class Outbound:
     log: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Firewall:
     table: str
     external_interface: str
@@ -184,7 +185,7 @@ class Firewall:
         return next((a for a in self.external_addresses if family_of(a) == family), None)
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     source: str = field(compare=False)
     firewall: Firewall

@@ -28,14 +28,13 @@ import json as jsonlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
 
-DEBIAN_BINDING = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
+from .records import record
+
+DEBIAN_BINDING = "/usr/lib/python3/dist-packages/nftables/__init__.py"
 TIMEOUT_SECONDS = 120
 METHODS = ("libnftables", "nft")
 CLONE_NEWNET = 0x40000000
@@ -48,7 +47,7 @@ class NftError(RuntimeError):
     """nft refused a load or listing, or could not run; the message says why."""
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     ran: bool       # False when nft could not be run at all
     ok: bool
@@ -124,11 +123,18 @@ def _owner(entry: dict) -> tuple:
 
 @contextmanager
 def _file(ruleset: str) -> Iterator[str]:
-    with tempfile.NamedTemporaryFile("w", suffix=".nft", prefix="mailpubc-nft-",
-                                     encoding="utf-8") as file:
-        file.write(ruleset)
-        file.flush()
-        yield file.name
+    """The ruleset in a new file of its own (mode 0600) in the temporary folder
+    (TMPDIR, TEMP or TMP, else /tmp), removed afterwards. Made here: tempfile
+    and what it imports would be 5 ms of each `check` (issue #12)."""
+    folder = next(filter(None, map(os.environ.get, ("TMPDIR", "TEMP", "TMP"))), "/tmp")
+    path = os.path.join(folder, f"mailpubc-nft-{os.urandom(8).hex()}.nft")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "w", encoding="utf-8") as file:
+            file.write(ruleset)
+        yield path
+    finally:
+        os.unlink(path)
 
 
 def _expect(outcome: tuple[CheckResult, str]) -> str:
@@ -179,10 +185,10 @@ def _import_binding():
         return nftables
     except ImportError:
         pass
-    if not DEBIAN_BINDING.exists():
+    if not os.path.exists(DEBIAN_BINDING):
         return None
     spec = importlib.util.spec_from_file_location(
-        "nftables", DEBIAN_BINDING, submodule_search_locations=[str(DEBIAN_BINDING.parent)])
+        "nftables", DEBIAN_BINDING, submodule_search_locations=[os.path.dirname(DEBIAN_BINDING)])
     module = importlib.util.module_from_spec(spec)
     sys.modules["nftables"] = module    # its __init__ imports its own submodule
     try:

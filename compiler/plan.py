@@ -19,13 +19,14 @@ rule that would have no addresses in a family is not emitted in that family
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timezone
 from typing import ClassVar, Optional, Union
 
 from .addresses import Address, Interval, difference, host_mask, merge, parse_network, subtract
 from .diagnostics import Position
 from .model import AddressRef, Policy, Schedule, Service, family_of
+from .records import record
 from .schedule import ZoneNote, schedule_zone, utc_windows, zone_note
 from .vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, ICMP_ERRORS, ICMP_PROTOCOLS,
                     ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY, SET_SUFFIX, SSH,
@@ -33,7 +34,7 @@ from .vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, ICMP_ERRORS, IC
 
 # -- where a rule comes from ------------------------------------------------------
 
-@dataclass(frozen=True)
+@record
 class Origin:
     """Why a rule exists: `kind` is publish, outbound, management, snat, block,
     fixed (the rules every ruleset has) or policy (a chain's reject tail); `name`
@@ -48,7 +49,7 @@ class Origin:
 
 # -- matches ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record
 class InterfaceMatch:
     kind: ClassVar[str] = "interface"
     direction: str              # "iif" or "oif"
@@ -56,7 +57,7 @@ class InterfaceMatch:
     by_index: bool = False      # `iif "lo"` (an index, for lo) instead of `iifname "eth0"`
 
 
-@dataclass(frozen=True)
+@record
 class AddressMatch:
     """Addresses as a rule matches them: a named set, or intervals written inline."""
 
@@ -68,7 +69,7 @@ class AddressMatch:
     original: bool = False      # `ct original ip daddr`: the address before DNAT
 
 
-@dataclass(frozen=True)
+@record
 class PortMatch:
     kind: ClassVar[str] = "port"
     protocol: str               # "tcp" or "udp"
@@ -77,45 +78,45 @@ class PortMatch:
     original: bool = False      # `ct original proto-dst`: the port before DNAT
 
 
-@dataclass(frozen=True)
+@record
 class ProtocolMatch:
     kind: ClassVar[str] = "protocol"
     protocol: str               # `meta l4proto tcp`
 
 
-@dataclass(frozen=True)
+@record
 class IcmpTypeMatch:
     kind: ClassVar[str] = "icmp"
     protocol: str               # "icmp" or "icmpv6"
     types: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class HopLimitMatch:
     kind: ClassVar[str] = "hoplimit"
     value: int                  # `ip6 hoplimit 255`
 
 
-@dataclass(frozen=True)
+@record
 class ConntrackMatch:
     kind: ClassVar[str] = "conntrack"
     states: tuple[str, ...]     # `ct state established,related`
 
 
-@dataclass(frozen=True)
+@record
 class DayMatch:
     kind: ClassVar[str] = "day"
     days: tuple[int, ...]       # nft's day numbers, 0 = Sunday
 
 
-@dataclass(frozen=True)
+@record
 class HourMatch:
     kind: ClassVar[str] = "hour"
     first: int                  # first and last second of the day, inclusive
     last: int
 
 
-@dataclass(frozen=True)
+@record
 class ConntrackStatusMatch:
     kind: ClassVar[str] = "ctstatus"
     status: str                 # `ct status dnat`: the connection was destination-translated
@@ -127,7 +128,7 @@ Match = Union[InterfaceMatch, AddressMatch, PortMatch, ProtocolMatch, IcmpTypeMa
 
 # -- statements -------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record
 class Nat:
     kind: ClassVar[str] = "nat"
     type: str                   # "dnat" or "snat"
@@ -136,7 +137,7 @@ class Nat:
     port: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@record
 class Verdict:
     kind: ClassVar[str] = "verdict"
     verdict: str                        # accept, drop or reject
@@ -144,7 +145,7 @@ class Verdict:
     reject_code: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@record
 class Jump:
     """A jump to a regular chain (hook None) of the same table."""
 
@@ -152,7 +153,7 @@ class Jump:
     target: str
 
 
-@dataclass(frozen=True)
+@record
 class RateMeter:
     """`update @S { ip saddr limit rate over N/unit burst B packets }`: true for
     a source over its own rate, each source with its own bucket in set S."""
@@ -165,7 +166,7 @@ class RateMeter:
     burst: int
 
 
-@dataclass(frozen=True)
+@record
 class CountMeter:
     """`add @S { ip saddr ct count over N }`: true for a source that already
     has N connections counted in set S."""
@@ -176,7 +177,7 @@ class CountMeter:
     count: int
 
 
-@dataclass(frozen=True)
+@record
 class RateLimit:
     """`limit rate N/unit burst B packets`: true for at most that many packets."""
 
@@ -186,7 +187,7 @@ class RateLimit:
     burst: int
 
 
-@dataclass(frozen=True)
+@record
 class Log:
     """`log prefix "mailpub WORDS: "`, to nflog `group` when given."""
 
@@ -195,7 +196,7 @@ class Log:
     group: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@record
 class CounterRef:
     """`counter name "publish_exchange"`: the named counter of a policy rule."""
 
@@ -204,7 +205,7 @@ class CounterRef:
 
 
 
-@dataclass(frozen=True)
+@record
 class Redirect:
     """`redirect to :PORT`: to the firewall itself (the incoming interface's
     primary address), on another port."""
@@ -213,14 +214,14 @@ class Redirect:
     port: int
 
 
-@dataclass(frozen=True)
+@record
 class Masquerade:
     """`masquerade`: source-translate to the outgoing interface's address."""
 
     kind: ClassVar[str] = "masquerade"
 
 
-@dataclass(frozen=True)
+@record
 class DispatchEntry:
     """One element of a Dispatch: a publication pair's key and its chain."""
 
@@ -230,7 +231,7 @@ class DispatchEntry:
     target: str                 # a regular chain (hook None) of the same table
 
 
-@dataclass(frozen=True)
+@record
 class Dispatch:
     """`ip daddr . meta l4proto . th dport vmap { 198.51.100.10 . tcp . 25 :
     jump prerouting_1, ... }`: one lookup sends a packet to the regular chain
@@ -249,14 +250,14 @@ Statement = Union[Nat, Verdict, Jump, Redirect, Masquerade, RateMeter, CountMete
 
 # -- the ruleset --------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record
 class Rule:
     origin: Origin
     matches: tuple[Match, ...]
     statements: tuple[Statement, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Elements:
     """How the text writes elements that include other address sets: the
     defines of the sets included (`$name`), then the addresses of its own that
@@ -268,7 +269,7 @@ class Elements:
     own: tuple[Interval, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Define:
     """An address set two writers hold (`_Planner._defined`), written once as
     `define NAME = { ... }` and included elsewhere as `$NAME`."""
@@ -278,7 +279,7 @@ class Define:
     elements: Elements
 
 
-@dataclass(frozen=True)
+@record
 class NftSet:
     """A named set. `intervals` is what it holds, merged (the JSON's elements
     and what explain and the warnings look up). A set written through
@@ -294,7 +295,7 @@ class NftSet:
     written: Optional[Elements] = None  # through defines; None: `intervals` as they are
 
 
-@dataclass(frozen=True)
+@record
 class Hook:
     """What makes a chain a base chain; regular chains (jump targets) have none."""
 
@@ -304,14 +305,14 @@ class Hook:
     policy: str                 # accept or drop: what nft takes as a chain policy
 
 
-@dataclass(frozen=True)
+@record
 class Chain:
     name: str
     hook: Optional[Hook]
     rules: tuple[Rule, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Ruleset:
     table: str
     sets: tuple[NftSet, ...]

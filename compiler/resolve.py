@@ -14,6 +14,7 @@ cannot exhaust the stack.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Optional
@@ -37,7 +38,8 @@ DEFAULT_TABLE = "mailpub"
 
 @lru_cache(maxsize=1)
 def nft_keywords() -> frozenset[str]:
-    lines = PACKAGE_DIR.joinpath("nft_keywords.txt").read_text().splitlines()
+    with open(os.path.join(PACKAGE_DIR, "nft_keywords.txt")) as file:
+        lines = file.read().splitlines()
     return frozenset(line.strip() for line in lines
                      if line.strip() and not line.startswith("#"))
 

@@ -15,19 +15,18 @@ Pure data in, pure data out: no nft text here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from pathlib import Path
 from typing import Optional
 
 from .addresses import merge
 from .model import Schedule
+from .records import record
 
 DAY_SECONDS = 24 * 3600
 WEEK_SECONDS = 7 * DAY_SECONDS
 
 
-@dataclass(frozen=True)
+@record
 class Window:
     """One UTC window the kernel can match: `meta day` and `meta hour` together."""
 
@@ -35,7 +34,7 @@ class Window:
     hours: Optional[tuple[int, int]]      # (first, last) second of the UTC day, inclusive; None = whole day
 
 
-@dataclass(frozen=True)
+@record
 class ZoneNote:
     """The zone schedules were compiled in, for the ruleset's header."""
 
@@ -96,7 +95,7 @@ def schedule_zone(name: Optional[str]) -> tuple[tzinfo, str]:
         return ZoneInfo(name), name
     key = os.environ.get("TZ")
     if key is None:
-        target = str(Path("/etc/localtime").resolve())
+        target = os.path.realpath("/etc/localtime")
         key = target.partition("/zoneinfo/")[2] if "/zoneinfo/" in target else "localtime"
     key = key.removeprefix(":") or "UTC"         # an empty TZ is UTC to the C library
     try:

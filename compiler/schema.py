@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import shape
-from .datafiles import data_dir
+from .datafiles import data_text
 from .diagnostics import Collector, Diagnostic, Position
 from .loader import Document, Path
 
@@ -43,8 +43,7 @@ def _format_checker() -> FormatChecker:
 
 @lru_cache(maxsize=1)
 def policy_schema() -> dict:
-    text = data_dir("schemas").joinpath("policy.schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(data_text("schemas", "policy.schema.json"))
 
 
 def _for_python(node: Any, definitions: dict) -> Any:

@@ -24,9 +24,10 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
+
+from .records import record
 
 DEFAULT_BASE = "/var/lib/mailpubc"
 BASE_VARIABLE = "MAILPUBC_STATE_DIR"
@@ -36,7 +37,7 @@ class LockHeld(Exception):
     """Another mailpubc process is changing this namespace's ruleset."""
 
 
-@dataclass(frozen=True)
+@record
 class State:
     folder: Path
 

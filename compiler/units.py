@@ -15,12 +15,13 @@ the Python that runs this mailpubc, so the timer uses the same installation
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .datafiles import data_dir
 
 if TYPE_CHECKING:   # mailpubc.state is imported by install(): every start's parser reads UNIT_DIR
+    from pathlib import Path
+
     from .state import State
 
 UNITS = ("mailpubc.service", "mailpubc-reapply.service", "mailpubc-reapply.timer")

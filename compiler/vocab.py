@@ -7,7 +7,7 @@ the tests; nothing else spells them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .records import record
 
 FAMILIES = ("ip", "ip6")                     # nft's names: `ip saddr`, `ip6 saddr`
 VERSIONS = {"ip": 4, "ip6": 6}
@@ -29,7 +29,7 @@ def nft_day(day: str) -> int:
 PRIORITIES = {"dstnat": -100, "filter": 0, "srcnat": 100}
 
 
-@dataclass(frozen=True, order=True)
+@record(order=True)
 class PortRange:
     protocol: str          # "tcp" or "udp"
     low: int
