@@ -34,6 +34,14 @@ def data_text(name: str, file: str) -> str:
         return stream.read()
 
 
+def cache_folder(name: str) -> str | None:
+    """`__pycache__` in the folder `name`: where compiled templates are kept,
+    as Python keeps compiled modules beside theirs. None when the folder is
+    not plain files."""
+    folder = _folder(name)
+    return None if folder is None else os.path.join(folder, "__pycache__")
+
+
 def _folder(name: str) -> str | None:
     for folder in (os.path.join(PACKAGE_DIR, name),
                    os.path.join(os.path.dirname(PACKAGE_DIR), name)):

@@ -485,7 +485,8 @@ class _Planner:
         if not intervals:
             return None
         if ref.set_name is not None:
-            return AddressMatch(family, field_, set_name=self._named_set(ref.set_name, family, intervals))
+            name = self._named_set(ref.set_name, family, intervals)
+            return AddressMatch(family, field_, set_name=name)
         return AddressMatch(family, field_, intervals)
 
     # -- address sets and their defines -----------------------------------------
@@ -528,7 +529,8 @@ class _Planner:
         for address_set in self.address_sets.values():
             for named in address_set.includes:
                 parents.setdefault(named, []).append(address_set.name)
-        used = {(set_name, self.used_sets[name].family) for name, set_name in self.set_origins.items()}
+        used = {(set_name, self.used_sets[name].family)
+                for name, set_name in self.set_origins.items()}
         defined: set[tuple[str, str]] = set()
         for family in FAMILIES:
             writers: dict[str, set[str]] = {}
@@ -552,7 +554,8 @@ class _Planner:
                 seen.add(named)
                 (nearest if (named, family) in defined else waiting).append(named)
         nearest = sorted(name for name in nearest       # not those a nearer define holds
-                         if not any(name != other and name in self._held(other) for other in nearest))
+                         if not any(name != other and name in self._held(other)
+                                    for other in nearest))
         if not nearest:
             return None
         held = [self._flat(name, family) for name in nearest]
