@@ -188,13 +188,13 @@ class _Builder:
         return top.path + (top.key,)
 
     def feed(self, event) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
+        if type(event) is yaml.ScalarEvent:    # most events: asked first
+            self._scalar(event)
+        elif isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
             if self.documents > 1:
                 self._fatal(event.start_mark,
                             "policy must be a single YAML document")
-        elif isinstance(event, yaml.ScalarEvent):
-            self._scalar(event)
         elif isinstance(event, yaml.AliasEvent):
             self._alias(event)
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
@@ -241,9 +241,11 @@ class _Builder:
         self._emit(value, path, self._pos(event.start_mark))
 
     def _scalar(self, event) -> None:
-        self._check_tag(event)
-        self._count(event.start_mark, 1)
-        position = self._pos(event.start_mark)
+        if event.tag is not None:
+            self._check_tag(event)
+        mark = event.start_mark
+        self._count(mark, 1)
+        position = self._pos(mark)
         text = event.value
         path = self._child_path()
         if path is None:   # a mapping key: always the text written
@@ -262,7 +264,7 @@ class _Builder:
             return None
         if text in _BOOLS:
             return _BOOLS[text]
-        if _INT.fullmatch(text):
+        if (text.isascii() and text.isdigit()) or (text[:1] in "+-" and _INT.fullmatch(text)):
             digits = text.lstrip("+-")
             if len(digits) > 1 and digits.startswith("0"):
                 self.problems.error(
