@@ -4,8 +4,7 @@ Installed, they are the packages `mailpubc.templates` and `mailpubc.schemas`
 (pyproject maps the top-level folders there), folders beside this module; in
 a source checkout they are the folders beside `compiler/`. importlib.resources,
 a few milliseconds of every start (issue #12), is asked only when neither is
-a folder (an installation that is not plain files); pathlib only by data_dir,
-which `check` does not call (it reads the schema with data_text).
+a folder (an installation that is not plain files).
 """
 
 from __future__ import annotations
@@ -15,21 +14,12 @@ import os
 PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))     # compiler/ in a source checkout
 
 
-def data_dir(name: str):
-    """The folder `name` ("templates" or "schemas") as a Traversable."""
-    folder = _folder(name)
-    if folder is not None:
-        from pathlib import Path
-        return Path(folder)
-    from importlib import resources
-    return resources.files(f"mailpubc.{name}")
-
-
 def data_text(name: str, file: str) -> str:
-    """The text of `file` in the folder `name`."""
+    """The text of `file` in the folder `name` ("templates" or "schemas")."""
     folder = _folder(name)
     if folder is None:
-        return data_dir(name).joinpath(file).read_text(encoding="utf-8")
+        from importlib import resources
+        return resources.files(f"mailpubc.{name}").joinpath(file).read_text(encoding="utf-8")
     with open(os.path.join(folder, file), encoding="utf-8") as stream:
         return stream.read()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .datafiles import data_dir
+from .datafiles import data_text
 
 if TYPE_CHECKING:   # mailpubc.state is imported by install(): every start's parser reads UNIT_DIR
     from pathlib import Path
@@ -37,7 +37,7 @@ def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
     import jinja2       # here, not at the top: every `mailpubc` start imports this module
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
-            lambda name: data_dir("templates").joinpath(name).read_text(encoding="utf-8")),
+            lambda name: data_text("templates", name)),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["word"] = _word
     values = {"state_dir": str(state.folder), "applied": str(state.applied_path),

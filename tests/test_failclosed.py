@@ -126,6 +126,11 @@ def changed(picks, **fields):
     return parts("matches", picks, lambda m: replace(m, **fields))
 
 
+def to_unpublished_server():
+    """A rule change: its DNAT goes to 10.1.0.99, which no policy publishes."""
+    return parts("statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))
+
+
 def kind(name: str, **fields):
     """Chooses the matches or statements of kind `name` with these field values."""
     return lambda p: p.kind == name and all(getattr(p, f) == v for f, v in fields.items())
@@ -181,8 +186,7 @@ BREAKAGES = [
      lambda p: edit_rules(p, "prerouting", SMTP, without(kind("interface"))),
      "DNAT without the external interface"),
     ("DNAT to a server nobody published",
-     lambda p: edit_rules(p, "prerouting", SMTP, parts(
-         "statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))),
+     lambda p: edit_rules(p, "prerouting", SMTP, to_unpublished_server()),
      "DNAT that no publish rule asks for"),
     ("forward policy accept",
      lambda p: edit_chain(p, "forward",
@@ -426,8 +430,7 @@ ROUTED_BREAKAGES = [
      lambda p: edit_rules(p, "forward", MX4_PING, without(kind("address", original=True))),
      "does not allow"),
     ("ping DNATed to a server nobody published",
-     lambda p: edit_rules(p, "prerouting", MX4_PING, parts(
-         "statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))),
+     lambda p: edit_rules(p, "prerouting", MX4_PING, to_unpublished_server()),
      "DNAT that no publish rule asks for"),
 ]
 
@@ -468,8 +471,7 @@ DISPATCH_BREAKAGES = [
      lambda p: edit_rules(p, "forward_2", MAIL_A_RATE, lambda r: None),
      "accept of a limited publication without its limits"),
     ("dispatched DNAT to a server nobody published",
-     lambda p: edit_rules(p, "prerouting_10", MAIL_C, parts(
-         "statements", kind("nat"), lambda s: replace(s, address=ip_address("10.1.0.99")))),
+     lambda p: edit_rules(p, "prerouting_10", MAIL_C, to_unpublished_server()),
      "DNAT that no publish rule asks for"),
     ("a map element to a chain that accepts its key alone",
      lambda p: retarget(add_chain(p, SNEAKY_CHAIN, before="forward"), "forward", "forward_9",

@@ -70,8 +70,7 @@ def _rule(table: str, chain: str, rule: Rule) -> dict:
 
 def _elements(family: str, intervals) -> list:
     version = VERSIONS[family]
-    return [int_text(version, first) if prefix == BITS[version]
-            else {"prefix": {"addr": int_text(version, first), "len": prefix}}
+    return [_network(version, first, prefix)
             for interval in intervals for first, prefix in interval_blocks(version, interval)]
 
 
@@ -80,9 +79,19 @@ def _merged_elements(family: str, intervals) -> list:
     nft's auto-merge leaves of a set the text writes through defines (nft
     1.0.6 reads no auto-merge from JSON)."""
     version = VERSIONS[family]
-    return [_elements(family, (interval,))[0] if len(interval_blocks(version, interval)) == 1
-            else {"range": [int_text(version, interval[0]), int_text(version, interval[1])]}
-            for interval in intervals]
+    elements = []
+    for interval in intervals:
+        blocks = interval_blocks(version, interval)
+        elements.append(_network(version, *blocks[0]) if len(blocks) == 1 else
+                        {"range": [int_text(version, interval[0]), int_text(version, interval[1])]})
+    return elements
+
+
+def _network(version: int, first: int, prefix: int):
+    """A network as an element: a plain address for a single host."""
+    if prefix == BITS[version]:
+        return int_text(version, first)
+    return {"prefix": {"addr": int_text(version, first), "len": prefix}}
 
 
 def _match(left: dict, right, op: str = "==") -> dict:

@@ -10,7 +10,7 @@ import sys
 
 import jinja2
 
-from ..datafiles import cache_folder, data_dir
+from ..datafiles import cache_folder, data_text
 from ..plan import Define, Ruleset
 from ..vocab import NFT_DAY_NAMES, SET_TYPES
 from . import address_texts, comment, element_lines, host_text, log_prefix, safe_name, safe_string
@@ -72,7 +72,7 @@ def environment(cache: str | None) -> jinja2.Environment:
     """The templates' environment, compiled templates kept in `cache`."""
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
-            lambda name: data_dir("templates").joinpath(name).read_text(encoding="utf-8")),
+            lambda name: data_text("templates", name)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
