@@ -177,6 +177,8 @@ class Firewall:
     ping_sources: Optional[AddressRef] = None    # who may ping the firewall itself
     internal_addresses: tuple[Address, ...] = ()   # hairpin SNAT source, at most one a family
     internal_addresses_position: Optional[Position] = field(default=None, compare=False)
+    anti_spoofing: bool = True          # drop packets from outside with an internal source
+    anti_spoofing_position: Optional[Position] = field(default=None, compare=False)
 
     def internal_address(self, family: str) -> Optional[Address]:
         return next((a for a in self.internal_addresses if family_of(a) == family), None)

@@ -37,9 +37,10 @@ from .vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, ICMP_ERRORS, IC
 @record
 class Origin:
     """Why a rule exists: `kind` is publish, outbound, management, snat, block,
-    fixed (the rules every ruleset has) or policy (a chain's reject tail); `name`
-    is the policy rule's name (or what the fixed rule does, the chain, or the
-    key path of the block: firewall.block, firewall.dynamic_block)."""
+    antispoofing, fixed (the rules every ruleset has) or policy (a chain's
+    reject tail); `name` is the policy rule's name (or what the fixed rule
+    does, the chain, or the key path of an unnamed one: firewall.block,
+    firewall.dynamic_block, firewall.anti_spoofing)."""
 
     kind: str
     name: str
@@ -364,6 +365,9 @@ MLD_RULES = (_fixed("mld", IcmpTypeMatch("icmpv6", MLD),
                     AddressMatch("ip6", "saddr", (LINK_LOCAL,)), HopLimitMatch(1)),
              _fixed("mld", IcmpTypeMatch("icmpv6", MLD_REPORTS),
                     AddressMatch("ip6", "saddr", ((0, 0),)), HopLimitMatch(1)))
+# Sources no host owns, which anti-spoofing never drops: the unspecified
+# address of each family (DHCP, duplicate address detection) and link-local.
+NO_ONES = {"ip": [(0, 0)], "ip6": [(0, 0), LINK_LOCAL]}
 CONNTRACK_RULES = (_fixed("replies", ConntrackMatch(("established", "related"))),
                    _fixed("invalid", ConntrackMatch(("invalid",)), verdict=DROP))
 ICMP_ERROR_RULES = (_fixed("icmp errors", IcmpTypeMatch("icmp", ICMP_ERRORS)),
@@ -399,6 +403,7 @@ class _Planner:
         forward_publish, input_publish, forward_out, output_out = (
             self._guarded(rules) for rules in (forward_publish, input_publish, forward_out, output_out))
         chains = (
+            *self._antispoofing(),
             Chain("prerouting", Hook("nat", "prerouting", "dstnat", "accept"),
                   tuple(prerouting + hairpin_dnat)),
             self._filter_chain("input", fw.input_policy,
@@ -435,6 +440,30 @@ class _Planner:
         tail = _reject_tail(name) if verdict == "reject" else ()
         hook = Hook("filter", name, "filter", "accept" if verdict == "accept" else "drop")
         return Chain(name, hook, tuple(fixed) + tuple(rules) + tail)
+
+    # -- forged sources ---------------------------------------------------------
+
+    def _antispoofing(self) -> tuple[Chain, ...]:
+        """With firewall.anti_spoofing, a packet that arrives on the external
+        interface with a source in the internal networks is dropped at the
+        raw priority: before connection tracking (it neither opens nor
+        matches a connection) and before any translation (no publication or
+        hairpin rewrites it into a source the servers trust). Link-local and
+        unspecified sources are no one's: neighbour discovery, MLD and DHCP
+        use them on every link."""
+        fw = self.firewall
+        if not fw.anti_spoofing or fw.internal_interface is None:
+            return ()
+        origin = Origin("antispoofing", "firewall.anti_spoofing",
+                        position=fw.anti_spoofing_position)
+        rules = tuple(
+            Rule(origin, (InterfaceMatch("iif", fw.external_interface),
+                          AddressMatch(family, "saddr", forged)), (DROP,))
+            for family in FAMILIES
+            if (forged := subtract(fw.internal_networks.family(family), NO_ONES[family])))
+        if not rules:
+            return ()
+        return (Chain("antispoofing", Hook("filter", "prerouting", "raw", "accept"), rules),)
 
     # -- blocked sources ------------------------------------------------------
 
@@ -666,7 +695,9 @@ class _Planner:
         """For hairpin publications, the DNAT of internal clients (from the
         internal interface, in the internal networks and allow_from) and, for
         those connections only, the source translation that brings the
-        server's replies back through the firewall."""
+        server's replies back through the firewall. Both match the incoming
+        interface: a packet from outside with a forged internal source must
+        never be translated into one from the firewall itself."""
         fw = self.firewall
         prerouting, postrouting, seen = [], [], set()
         for rule in self.policy.publish:
@@ -690,7 +721,8 @@ class _Planner:
                     continue
                 seen.add((rule.server, served))
                 postrouting.append(Rule(
-                    origin, (InterfaceMatch("oif", fw.internal_interface),
+                    origin, (InterfaceMatch("iif", fw.internal_interface),
+                             InterfaceMatch("oif", fw.internal_interface),
                              ConntrackStatusMatch("dnat"),
                              AddressMatch(family, "saddr", fw.internal_networks.family(family)),
                              self._single(rule.server, "daddr"), served),

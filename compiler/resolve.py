@@ -437,6 +437,8 @@ class _Resolver:
                           if ping is not None else None),
             internal_addresses=self._internal_addresses(),
             internal_addresses_position=self.at(("firewall", "internal", "address")),
+            anti_spoofing=spec.get("anti_spoofing", True),
+            anti_spoofing_position=self.at(("firewall", "anti_spoofing")),
         )
 
     def _blocks(self, spec: dict) -> dict:

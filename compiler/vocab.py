@@ -26,7 +26,7 @@ def nft_day(day: str) -> int:
 
 
 # base chain priorities by name, and the numbers libnftables JSON lists them as
-PRIORITIES = {"dstnat": -100, "filter": 0, "srcnat": 100}
+PRIORITIES = {"raw": -300, "dstnat": -100, "filter": 0, "srcnat": 100}
 
 
 @record(order=True)

@@ -39,8 +39,13 @@ returns every problem found; an empty list means fail-closed:
   translates to the server and server port that publish them; a redirect
   likewise for a localhost publication with a server_port;
 - source translation towards the inside (masquerade, or SNAT to
-  firewall.internal.address) only of DNATed connections from the internal
-  networks to a hairpin publication's server;
+  firewall.internal.address) only of DNATed connections that arrived on the
+  internal interface from the internal networks to a hairpin publication's
+  server;
+- with firewall.anti_spoofing (the default), a filter chain on hook
+  prerouting before connection tracking (priority below -200) drops what
+  arrives on the external interface from the internal networks (but for
+  link-local and unspecified sources), and that chain does nothing else;
 - in input and forward, no accept but replies, loopback, neighbour
   discovery and MLD comes before blocked sources are dropped or rejected:
   rules on the source alone that cover all of `firewall.block` and look up
@@ -68,6 +73,13 @@ from e2e.netns import Namespace
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
                "output": "filter", "postrouting": "nat"}
+# anti-spoofing's chain, where the policy has it, and the priority it must
+# come before: connection tracking's, so a forged packet opens no connection
+ANTISPOOFING = "antispoofing"
+CONNTRACK_PRIORITY = -200
+LISTED_CHAINS = {*BASE_CHAINS, ANTISPOOFING}
+# sources anti-spoofing leaves alone: unspecified (0.0.0.0, ::) and link-local
+NO_ONES = {"ip": [(0, 0)], "ip6": [(0, 0), (0xfe80 << 112, (0xfec0 << 112) - 1)]}
 VERDICTS = {"accept", "drop", "reject", "dnat", "snat", "masquerade", "redirect"}
 INTERFACE_KEYS = {"iifname", "oifname", "iif", "oif"}
 LISTED_DAYS = {name: number for number, name in enumerate(NFT_DAY_NAMES)}  # nft lists day names
@@ -434,7 +446,7 @@ def _dispatched(raw_rules: list[dict]) -> tuple[list[dict], set[str]]:
     for raw in raw_rules:
         vmap = next((e["vmap"] for e in raw["expr"] if "vmap" in e), None)
         if raw["chain"] not in BASE_CHAINS or vmap is None:
-            flat += [raw] if raw["chain"] in BASE_CHAINS else []
+            flat += [raw] if raw["chain"] in LISTED_CHAINS else []
             continue
         rest = [e for e in raw["expr"] if "vmap" not in e]
         fields = vmap["key"].get("concat", [vmap["key"]])
@@ -472,9 +484,47 @@ def _chain_problems(chains: dict, rules: list[Rule], policy: Policy,
                 problems.append(f"chain {name}: the policy says reject, but the chain does "
                                 "not end with the tcp reset and icmpx reject rules")
     for name in chains:
-        if name not in BASE_CHAINS and name not in reached:
+        if name not in LISTED_CHAINS and name not in reached:
             problems.append(f"chain {name}: not one of the chains docs/ruleset.md lists")
     return problems
+
+
+def _antispoofing_problems(chains: dict, rules: list[Rule], policy: Policy,
+                           sets: dict) -> list[str]:
+    """Anti-spoofing's chain filters prerouting before connection tracking
+    and only drops; with the policy's anti_spoofing, it drops every internal
+    source (but those of NO_ONES) arriving on the external interface."""
+    fw = policy.firewall
+    chain = chains.get(ANTISPOOFING)
+    problems = []
+    if chain is not None and (chain.get("type"), chain.get("hook")) != ("filter", "prerouting") \
+            or chain is not None and chain.get("prio", 0) >= CONNTRACK_PRIORITY:
+        problems.append(f"chain {ANTISPOOFING}: not a filter chain on hook prerouting "
+                        f"before connection tracking: {chain}")
+    inside = [r for r in rules if r.chain == ANTISPOOFING]
+    problems += [f"anti-spoofing does more than drop: {r}" for r in inside if r.verdict != "drop"
+                 or {n for n, _ in r.statements} - {"drop", "counter", "log", "limit"}]
+    if not fw.anti_spoofing or fw.internal_interface is None:
+        return problems
+    for family in ("ip", "ip6"):
+        forged = _subtract(list(fw.internal_networks.family(family)), NO_ONES[family])
+        dropped = [i for r in inside if r.verdict == "drop"
+                   and r.keys() == {"iifname", f"{family} saddr"}
+                   and any(_items(v) == [fw.external_interface] for v in r.positive("iifname"))
+                   for v in r.positive(f"{family} saddr") for i in _intervals(v, sets)]
+        if forged and not _within(forged, dropped):
+            problems.append(f"anti-spoofing leaves {family} sources of the internal networks "
+                            f"arriving on {fw.external_interface} undropped")
+    return problems
+
+
+def _subtract(intervals: list, holes: list) -> list:
+    """`intervals` without the addresses in `holes`."""
+    for low_hole, high_hole in holes:
+        intervals = [part for low, high in intervals
+                     for part in ((low, min(high, low_hole - 1)), (max(low, high_hole + 1), high))
+                     if part[0] <= part[1]]
+    return intervals
 
 
 def _accept_problems(rule: Rule, allowed: list[Allowance], sets: dict) -> list[str]:
@@ -623,6 +673,8 @@ def _hairpin_snat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
         if target not in fw.internal_addresses:
             return [f"hairpin SNAT to an address that is not firewall.internal.address: {rule}"]
     dnat = any("dnat" in _items(v) for v in rule.positive("ct status"))
+    if not any(_items(v) == [fw.internal_interface] for v in rule.positive("iifname")):
+        return [f"hairpin SNAT of connections that may have come from outside: {rule}"]
     for p in policy.publish:
         if not p.hairpin or p.external_address is None:
             continue
@@ -647,6 +699,7 @@ def check(listing: dict, policy: Policy) -> list[str]:
     flat, reached = _dispatched([r for kind, r in items if kind == "rule"])
     rules = [Rule(r) for r in flat]
     problems = _chain_problems(chains, rules, policy, reached)
+    problems += _antispoofing_problems(chains, rules, policy, sets)
     allowed = allowances(policy)
     problems += _block_problems(rules, policy, sets)
     for index, rule in enumerate(rules):

@@ -155,6 +155,7 @@ SOURCES = kind("address", field="saddr")
 LOCAL = rule_of("publish", "local", "submission")
 RELAY = rule_of("outbound", "relay", "smtp")
 SSH = rule_of("management", "ssh")
+ANTISPOOFING = rule_of("antispoofing", "firewall.anti_spoofing")
 RESOLVER_UDP = rule_of("outbound", "resolver", "dns", having=PortMatch("udp", 53, 53))
 MLD = rule_of("fixed", "mld", having=AddressMatch("ip6", "saddr", (LINK_LOCAL,)))
 MLD_ANY = rule_of("fixed", "mld", having=AddressMatch("ip6", "saddr", ((0, 0),)))   # from ::
@@ -284,8 +285,26 @@ BREAKAGES = [
      "beyond hairpin connections"),
     ("masquerade of everything to the server",
      lambda p: edit_rules(p, "postrouting", HAIRPIN, lambda r: replace(
-         r, matches=r.matches[:1] + r.matches[3:], statements=(Masquerade(),))),
+         r, matches=r.matches[:2] + r.matches[4:], statements=(Masquerade(),))),
      "beyond hairpin connections"),
+    ("hairpin SNAT of connections from outside with a forged internal source",
+     lambda p: edit_rules(p, "postrouting", HAIRPIN, without(kind("interface", direction="iif"))),
+     "hairpin SNAT of connections that may have come from outside"),
+    ("no anti-spoofing",
+     lambda p: replace(p, chains=tuple(c for c in p.chains if c.name != "antispoofing")),
+     "anti-spoofing leaves ip sources of the internal networks"),
+    ("anti-spoofing after connection tracking",
+     lambda p: edit_chain(p, "antispoofing", lambda c: replace(
+         c, hook=replace(c.hook, priority="dstnat"))),
+     "not a filter chain on hook prerouting before connection tracking"),
+    ("anti-spoofing of part of the internal networks",
+     lambda p: edit_rules(p, "antispoofing", ANTISPOOFING, changed(
+         SOURCES, intervals=(interval("10.1.0.0/25"),))),
+     "anti-spoofing leaves ip sources of the internal networks"),
+    ("anti-spoofing that accepts",
+     lambda p: edit_rules(p, "antispoofing", ANTISPOOFING, lambda r: replace(
+         r, statements=(ACCEPT,))),
+     "anti-spoofing does more than drop"),
     ("redirect accept without the original port",
      lambda p: edit_rules(p, "input", REDIRECT, without(kind("port", original=True))),
      "does not allow"),

@@ -1,7 +1,8 @@
 """The plan stage on its own: each tests/plan/NAME.yaml gives a policy and,
 for some chains, the chain policy and every rule that comes from the policy
-(fixed rules aside), as typed data: origin, matches, statements. The plan is
-compared as data, not through rendered text. Adding a case is adding a file.
+(fixed rules aside), as typed data: origin, matches, statements; a chain
+given as `null` must not exist. The plan is compared as data, not through
+rendered text. Adding a case is adding a file.
 """
 
 import dataclasses
@@ -52,6 +53,9 @@ def test_plan(case):
     result = compile_text(yaml.safe_dump(fixture["policy"]), case.name).or_raise()
     chains = {chain.name: chain for chain in result.ruleset.chains}
     for name, expected in fixture["chains"].items():
+        if expected is None:
+            assert name not in chains, f"{case.stem}: chain {name} should not exist"
+            continue
         chain = chains[name]
         if "policy" in expected:
             assert chain.hook.policy == expected["policy"], name

@@ -195,9 +195,11 @@ def _connections(request: dict, result: dict):
 
 
 def _flood(request: dict, result: dict):
-    """Datagrams nobody answers: what got through is not seen."""
+    """Datagrams nobody answers: what got through is not seen by the sender
+    (the datagrams check's own listener judges it; its forged sources are
+    beyond explain's question, which places a packet by its source)."""
     return [("udp", request["port"], None)]
 
 
 CONNECTIONS = {"reach": _reach, "deliver": _deliver, "whoami": _whoami, "sweep": _sweep,
-               "connections": _connections, "flood": _flood}
+               "connections": _connections, "flood": _flood, "datagrams": _flood}

@@ -61,6 +61,7 @@ class Lab:
         self.ca = ca
         self.evidence = evidence
         self.nflog_lock = threading.Lock()
+        self.listener_lock = threading.Lock()   # datagrams checks share their listeners' ports
         # Short (unix socket paths) and traversable by Dovecot's mail user.
         self.workdir = netns.scratch_dir()
         self.workdir.chmod(0o755)
@@ -360,10 +361,53 @@ def _ping(lab: Lab, exp: dict) -> str | None:
     return None
 
 
+def _datagrams(lab: Lab, exp: dict) -> str | None:
+    """UDP datagrams from `from` (from a forged `source` when given: an address
+    of another network put on `from` for the probe) to `to`:`port`, and what
+    a listener on host `at` receives: nothing (dropped), or datagrams from
+    `expect_peer` (received)."""
+    family = exp.get("family", 4)
+    sender = lab.topology.host(exp["from"])
+    receiver = lab.topology.host(exp["at"])
+    forged = exp.get("source")
+    if forged:
+        address = ipaddress.ip_address(forged)
+        sender.ns.ip("addr", "add", f"{address}/{address.max_prefixlen}", "dev", "eth0",
+                     *(["nodad"] if address.version == 6 else []))
+    request = {"kind": "listen", "port": exp["port"], "family": family, "drain": 1.0}
+    with lab.listener_lock:
+        listener = subprocess.Popen(
+            receiver.ns.argv(sys.executable, str(PROBE), json.dumps(request)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = listener.stdout.readline().strip()
+            if first != "ready":
+                return f"the UDP listener did not start: {first} {listener.communicate()[1]}"
+            lab.probe(exp["from"], {"kind": "datagrams", "port": exp["port"], "count": 5,
+                                    "host": lab.address(exp["to"], family), "source": forged})
+            out, _ = listener.communicate("", timeout=30)
+        finally:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait()
+            if forged:
+                sender.ns.ip("addr", "del", f"{address}/{address.max_prefixlen}", "dev", "eth0")
+    peers = {str(ipaddress.ip_address(p.removeprefix("::ffff:"))) if "." in p else
+             str(ipaddress.ip_address(p)) for p in json.loads(out.splitlines()[-1])["peers"]}
+    if exp["expect"] == "dropped":
+        return None if not peers else f"expected nothing at {exp['at']}, it received from {peers}"
+    if not peers:
+        return f"expected datagrams at {exp['at']}, none arrived"
+    expected = lab.address(exp.get("expect_peer", exp["from"]), family)
+    if peers != {str(ipaddress.ip_address(expected))}:
+        return f"{exp['at']} received datagrams from {sorted(peers)}, expected {expected}"
+    return None
+
+
 JUDGES = {"reach": _reach, "smtp-deliver": _deliver, "snat-source": _snat, "portsweep": _sweep,
           "dynamic-block": _dynamic_block,
           "connections": _connections, "log": _log,
-          "ping": _ping}
+          "ping": _ping, "datagrams": _datagrams}
 
 
 class Labs:

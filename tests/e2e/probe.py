@@ -318,8 +318,46 @@ def flood(req: dict) -> dict:
     return {"status": "open", "detail": f"sent {req['count']} datagrams"}
 
 
+def datagrams(req: dict) -> dict:
+    """Send ``count`` UDP datagrams to host:port from ``source`` (an address
+    the caller put on this host, to forge one from another network), spaced
+    so that one arrives even if the first meets a neighbour lookup."""
+    family = socket.AF_INET6 if ":" in req["host"] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        if req.get("source"):
+            sock.bind((req["source"], 0))
+        for _ in range(req["count"]):
+            try:
+                sock.sendto(b"datagram", (req["host"], req["port"]))
+            except OSError:         # an ICMP error from an earlier datagram
+                pass
+            time.sleep(0.1)
+    return {"status": "open", "detail": f"sent {req['count']} datagrams"}
+
+
+def listen(req: dict) -> dict:
+    """Receive UDP datagrams on ``port`` until standard input closes (after
+    printing "ready"), then for ``drain`` seconds more; the peers seen."""
+    family = socket.AF_INET6 if req["family"] == 6 else socket.AF_INET
+    peers = []
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", req["port"]))
+        print("ready", flush=True)
+        deadline, watched = None, [sock, sys.stdin]
+        while deadline is None or time.monotonic() < deadline:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            for ready in select.select(watched, [], [], wait)[0]:
+                if ready is sock:
+                    peers.append(sock.recvfrom(2048)[1][0])
+                elif not sys.stdin.readline():
+                    watched = [sock]
+                    deadline = time.monotonic() + req["drain"]
+    return {"status": "open", "peers": peers, "detail": f"received from {peers}"}
+
+
 KINDS = {"reach": reach, "deliver": deliver, "whoami": whoami, "sweep": sweep,
-         "connections": connections, "flood": flood}
+         "connections": connections, "flood": flood, "datagrams": datagrams,
+         "listen": listen}
 
 
 def main() -> None:

@@ -35,11 +35,19 @@ A scenario is ``scenarios/NAME.yaml``::
       - {kind: dynamic-block, from: banned, to: 198.51.100.10, service: smtp,
          set: banned}
       - {kind: ping, from: client, to: 198.51.100.10, expect: open}   # an echo reply
+      - {kind: datagrams, from: client, source: 10.1.0.77, to: 198.51.100.10,
+         port: 5353, at: mail, expect: dropped}   # or received (expect_peer: HOST)
 
 A dynamic-block check connects, adds the source to the run-time set
 ``SET_v4`` (``_v6``) in the firewall (``nft add element``), expects the
 connection refused or dropped, deletes the element and connects again. Its
 source host should serve no other expectation: they run in parallel.
+
+A datagrams check listens for UDP on ``port`` at host ``at`` while ``from``
+sends a few datagrams to ``to``; with ``source``, from that address, put on
+``from`` for the check: a forged source from another network. ``expect:
+dropped`` wants nothing received; ``received`` wants datagrams, all from
+``expect_peer`` (default: ``from``'s own address).
 
 A patched policy is written elsewhere, so its list files (``{file: PATH}``)
 are named by absolute path, from the original policy's folder.
@@ -86,6 +94,7 @@ KINDS = {
     "log": ({"from", "to", "group", "expect_prefix"},
             {"service", "port", "family", "flood", "at_most"}),
     "ping": ({"from", "to", "expect"}, {"family"}),
+    "datagrams": ({"from", "to", "port", "at", "expect"}, {"source", "family", "expect_peer"}),
 }
 
 
@@ -232,6 +241,9 @@ def describe(exp: dict) -> str:
     if kind == "log":
         what = f"flood {exp['flood']}" if "flood" in exp else exp.get("service") or exp.get("port")
         return f"{src} -> {exp['to']}{family} {what} logged {exp['expect_prefix'].strip()}"
+    if kind == "datagrams":
+        forged = f" forged as {exp['source']}" if "source" in exp else ""
+        return f"{src}{forged} -> {exp['to']}{family} udp/{exp['port']} {exp['expect']} at {exp['at']}"
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
 
 
