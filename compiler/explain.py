@@ -191,6 +191,11 @@ def parse_destination(text: str, protocol: str) -> tuple[Address, Optional[int]]
     return _address(address, "destination"), int(port)
 
 
+def _loopback(family: str, address: int) -> bool:
+    low, high = LOOPBACK[family]
+    return low <= address <= high
+
+
 def _endpoint(family: str, address: int, port: Optional[int]) -> str:
     text = int_text(VERSIONS[family], address)
     if port is None:
@@ -246,8 +251,7 @@ class Explainer:
 
     def owns(self, family: str, address: int) -> bool:
         """One of the firewall's addresses, loopback ones included."""
-        low, high = LOOPBACK[family]
-        return (family, address) in self.own or low <= address <= high
+        return (family, address) in self.own or _loopback(family, address)
 
     def explain(self, source: str, destination: str, protocol: str) -> Explanation:
         if protocol not in PROTOCOLS:
@@ -310,8 +314,7 @@ class _Walk:
     def run(self, side: str) -> None:
         if side == "firewall":
             hook, oif = self.explainer.route(self.packet)
-            low, high = LOOPBACK[self.packet.family]
-            if self.packet.saddr is None and low <= self.packet.daddr <= high:
+            if self.packet.saddr is None and _loopback(self.packet.family, self.packet.daddr):
                 saddr = LOOPBACK_SOURCE[self.packet.family]     # lo's own address
                 self.packet = replace(self.packet, saddr=saddr, original_saddr=saddr)
             self.packet = replace(self.packet, oif=oif)
