@@ -29,10 +29,13 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
 from . import api, nft, plan
+from .addresses import Address
+from .explain import Explainer, describe, parse_destination
 from .generate import safe_name
 from .records import record
 from .state import LockHeld, State
@@ -67,47 +70,50 @@ class Difference:
 
 # -- pure parts: guard, warnings, transactions ---------------------------------
 
-def ssh_guard(ruleset: plan.Ruleset, ssh_connection: Optional[str]) -> Optional[str]:
-    """Why loading `ruleset` would cut off the SSH client named in
+def ssh_guard(result: api.Result, ssh_connection: Optional[str],
+              at: Optional[datetime] = None) -> Optional[str]:
+    """Why loading the compiled policy would lock out the SSH client named in
     SSH_CONNECTION ("CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"), or None
-    when the input chain lets it in: its policy accepts, or a management rule
-    matches the client address and the server's port. Other rules that might
-    let it in are not counted: a false refusal is what --force is for."""
+    when it lets the client's next login in. explain's evaluator, which the
+    end-to-end suite holds to the kernel, walks a new connection from the
+    client to the address (one of this host's) and port it reached. The
+    session itself survives only where conntrack tracked it before the load:
+    elsewhere its next packet is a new connection too."""
     if not ssh_connection:
         return None
-    words = ssh_connection.split()
     try:
-        client = ipaddress.ip_address(words[0].split("%")[0])
-        port = int(words[3])
-    except (IndexError, ValueError):
+        client, _, server, port = ssh_connection.split()
+        client, server = _unmapped(client), _unmapped(server)
+        destination = f"[{server}]:{port}" if server.version == 6 else f"{server}:{port}"
+        explainer = Explainer(result.policy, result.ruleset, at or datetime.now(timezone.utc),
+                              local=[server])
+        answer = explainer.explain(str(client), destination, "tcp")
+    except ValueError:      # QueryError too: a port or a pair of families explain refuses
         return f"cannot read SSH_CONNECTION {ssh_connection!r}; use --force to apply anyway"
-    if client.version == 6 and client.ipv4_mapped:
-        client = client.ipv4_mapped
-    family = "ip" if client.version == 4 else "ip6"
-    sets = {s.name: s.intervals for s in ruleset.sets}
-    chain = next(c for c in ruleset.chains if c.hook and c.hook.hook == "input")
-    if chain.hook.policy == "accept":
-        return None
-    for rule in chain.rules:
-        if not all(_guard_matches(m, family, int(client), port, sets) for m in rule.matches):
-            continue
-        if rule.origin.kind == "block":
+    session = "this session survives only if conntrack already tracks it"
+    if answer.verdict != "accept":
+        if answer.origin is not None and answer.origin.kind == "block":
             return (f"refusing to apply: {client}, the address this SSH session comes from, "
-                    f"is in {rule.origin.name}, so it would lock you out; use --force")
-        if rule.origin.kind == "management" and rule.statements[-1:] == (plan.ACCEPT,):
-            return None
-    return (f"refusing to apply: no management ssh rule lets in {client}, the address "
-            f"this SSH session comes from (port {port}), so it would lock you out; "
-            "add it to firewall.management.ssh, or use --force")
+                    f"is in {answer.origin.name}, which drops its new connections, so your "
+                    f"next login would be refused ({session}); use --force")
+        return (f"refusing to apply: no rule lets in {client}, the address this SSH session "
+                f"comes from (port {port}): {describe(answer.origin, answer.chain)} would "
+                f"{answer.verdict} your next login ({session}); add it to "
+                "firewall.management.ssh, or use --force")
+    if parse_destination(answer.translated_destination, "tcp") != (server, int(port)):
+        translation = next(step for step in answer.steps
+                           if step.action.startswith(("dnat", "redirect")))
+        return (f"refusing to apply: a new SSH connection from {client} to {destination} "
+                f"would go to {answer.translated_destination} ({describe(translation.origin)}), "
+                "not to this host's sshd, so it would lock you out; use --force")
+    return None
 
 
-def _guard_matches(match, family: str, address: int, port: int, sets: dict) -> bool:
-    if isinstance(match, plan.AddressMatch) and match.field == "saddr" and not match.original:
-        intervals = sets.get(match.set_name, ()) if match.set_name else match.intervals
-        return match.family == family and any(lo <= address <= hi for lo, hi in intervals)
-    if isinstance(match, plan.PortMatch) and not match.original:
-        return match.protocol == "tcp" and match.low <= port <= match.high
-    return False
+def _unmapped(text: str) -> Address:
+    """An address of SSH_CONNECTION without its zone; an IPv4-mapped one is the
+    IPv4 address its packets carry (a dual-stack sshd reports it so)."""
+    address = ipaddress.ip_address(text.split("%")[0])
+    return address.ipv4_mapped or address if address.version == 6 else address
 
 
 def foreign_drop_chains(listing: list, table: str, replaced: Iterable[str] = ()) -> list[str]:
@@ -241,7 +247,7 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                 raise Refused(f"a confirmation is pending ({state.folder}): run `mailpubc "
                               f"confirm{_netns_option(netns)}`, or wait for its rollback")
             if netns is None and not force:
-                why = ssh_guard(ruleset, environ.get("SSH_CONNECTION"))
+                why = ssh_guard(result, environ.get("SSH_CONNECTION"))
                 if why:
                     raise Refused(why)
             listing = nft.list_ruleset(netns)["nftables"]

@@ -5,8 +5,11 @@ one packet is walked through the plan's chains as the kernel walks it, so
 explain and the ruleset cannot disagree about what a rule means. Where the
 packet comes from decides its path:
 
-- from the firewall itself (`localhost` or one of its addresses): output,
-  postrouting, and input when it is addressed to the firewall (over `lo`);
+- from the firewall itself (`localhost`, one of its addresses, or a
+  loopback address): output, postrouting, and input when it is addressed to
+  the firewall or to loopback (over `lo`). From `localhost`, the kernel's
+  routing picks the source, which the policy cannot tell (`source` None),
+  except towards loopback (127.0.0.1, ::1);
 - from the internal side (an address in `internal.networks`, iif internal)
   or from outside (iif external): prerouting (DNAT), routing, then input
   when the (translated) destination is the firewall's, else forward (oif
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 from .addresses import Address, int_text, parse_address
 from .api import Result
@@ -39,6 +42,9 @@ ICMP = {"ip": "icmp", "ip6": "icmpv6"}      # ping's protocol (meta l4proto) per
 ECHO_REQUEST = "echo-request"               # the type of a ping in both ICMP and ICMPv6
 HOP_LIMIT = 64                              # a host's new connection; neighbour discovery uses 255
 STOP = "stop"                               # a statement that ends its rule (a limit not hit)
+LOOPBACK = {"ip": (0x7F000000, 0x7FFFFFFF), "ip6": (1, 1)}     # 127.0.0.0/8, ::1
+LOOPBACK_SOURCE = {"ip": 0x7F000001, "ip6": 1}                # 127.0.0.1, ::1
+ROUTED_SOURCE = "chosen by the firewall's routing"           # the text of source None
 
 
 class QueryError(ValueError):
@@ -54,7 +60,7 @@ class Packet:
     """The first packet of the connection, as the chain walked so far sees it."""
 
     family: str
-    saddr: Optional[int]        # None: the firewall's own address, which the policy does not give
+    saddr: Optional[int]        # None: the firewall's routing picks it; the policy cannot tell
     daddr: int
     protocol: str               # meta l4proto: tcp, udp, icmp, icmpv6
     dport: Optional[int]        # None for ICMP
@@ -88,7 +94,7 @@ class Explanation:
     origin: Optional[Origin]    # the deciding rule; None: the chain's policy
     steps: tuple[Step, ...]
     translated_destination: str
-    translated_source: str
+    translated_source: Optional[str]    # None: the firewall's routing picks it
     at: Optional[str] = None    # the time asked about, when schedules make it matter
     walked: tuple[tuple[str, int], ...] = ()    # (chain, rules the packet was tried against)
 
@@ -125,7 +131,7 @@ class Explanation:
                          f"{describe(step.origin)}")
         lines.append(f"verdict: {self.verdict}, by {describe(self.origin, self.chain)}")
         lines.append(f"destination: {self.translated_destination}")
-        lines.append(f"source: {self.translated_source}")
+        lines.append(f"source: {self.translated_source or ROUTED_SOURCE}")
         return "\n".join(lines) + "\n"
 
 
@@ -185,9 +191,12 @@ def parse_destination(text: str, protocol: str) -> tuple[Address, Optional[int]]
     return _address(address, "destination"), int(port)
 
 
-def _endpoint(family: str, address: Optional[int], port: Optional[int]) -> str:
-    if address is None:
-        return LOCALHOST
+def _loopback(family: str, address: int) -> bool:
+    low, high = LOOPBACK[family]
+    return low <= address <= high
+
+
+def _endpoint(family: str, address: int, port: Optional[int]) -> str:
     text = int_text(VERSIONS[family], address)
     if port is None:
         return text
@@ -212,9 +221,12 @@ def explain(subject: Union[Policy, Result], source: str, destination: str,
 
 
 class Explainer:
-    """One plan, asked many questions (the end-to-end suite asks per port)."""
+    """One plan, asked many questions (the end-to-end suite asks per port).
+    `local`: addresses the host holds that the policy does not name (the
+    lockout guard knows the one an SSH session reached)."""
 
-    def __init__(self, policy: Policy, ruleset: Ruleset, at: datetime):
+    def __init__(self, policy: Policy, ruleset: Ruleset, at: datetime,
+                 local: Iterable[Address] = ()):
         fw = policy.firewall
         self.firewall = fw
         self.ruleset = ruleset
@@ -234,7 +246,12 @@ class Explainer:
                 for statement in rule.statements:
                     _handler(statement)
         # the firewall's own addresses; internal ones come with firewall.internal.address
-        self.own = {int(a) for a in (*fw.external_addresses, *fw.internal_addresses)}
+        self.own = {(family_of(a), int(a))
+                    for a in (*fw.external_addresses, *fw.internal_addresses, *local)}
+
+    def owns(self, family: str, address: int) -> bool:
+        """One of the firewall's addresses, loopback ones included."""
+        return (family, address) in self.own or _loopback(family, address)
 
     def explain(self, source: str, destination: str, protocol: str) -> Explanation:
         if protocol not in PROTOCOLS:
@@ -246,7 +263,7 @@ class Explainer:
             raise QueryError(f"source {source} is not {FAMILY_NAMES[family]}, "
                              f"as the destination {destination} is")
         fw = self.firewall
-        if saddr is None or int(saddr) in self.own:
+        if saddr is None or self.owns(family, int(saddr)):
             side, iif = "firewall", None
         elif fw.internal_networks.contains(family, (int(saddr), int(saddr))):
             side, iif = "internal", fw.internal_interface
@@ -271,7 +288,7 @@ class Explainer:
 
     def route(self, packet: Packet) -> tuple[str, str]:
         """(next hook, outgoing interface) for the packet's destination."""
-        if packet.daddr in self.own:
+        if self.owns(packet.family, packet.daddr):
             return "input", "lo"
         inside = self.firewall.internal_networks.contains(packet.family,
                                                           (packet.daddr, packet.daddr))
@@ -297,9 +314,8 @@ class _Walk:
     def run(self, side: str) -> None:
         if side == "firewall":
             hook, oif = self.explainer.route(self.packet)
-            if self.packet.saddr is None:
-                # to itself it connects from the address it connects to
-                saddr = self.packet.daddr if hook == "input" else self._own_source(oif)
+            if self.packet.saddr is None and _loopback(self.packet.family, self.packet.daddr):
+                saddr = LOOPBACK_SOURCE[self.packet.family]     # lo's own address
                 self.packet = replace(self.packet, saddr=saddr, original_saddr=saddr)
             self.packet = replace(self.packet, oif=oif)
             if self.hook("output") and self.hook("postrouting") and hook == "input":
@@ -315,17 +331,6 @@ class _Walk:
         self.packet = replace(self.packet, oif=oif)
         if self.hook("forward"):
             self.hook("postrouting")
-
-    def _own_source(self, oif: str) -> Optional[int]:
-        """The address the kernel picks for the firewall's own connection:
-        its first address of the family on the outgoing interface, where
-        the policy names one."""
-        fw, family = self.explainer.firewall, self.packet.family
-        if oif == fw.external_interface:
-            address = fw.first_external(family)
-        else:
-            address = fw.internal_address(family)
-        return None if address is None else int(address)
 
     def hook(self, name: str) -> bool:
         """Run the hook's base chains; False once one drops or rejects."""
@@ -371,9 +376,13 @@ class _Walk:
                 return outcome
         return None
 
-    def source_text(self) -> str:
+    def source_text(self) -> Optional[str]:
+        """The source after NAT: an address, "masquerade", or None when the
+        firewall's routing picks it."""
         if self.masqueraded:
             return "masquerade"
+        if self.packet.saddr is None:
+            return None
         return _endpoint(self.packet.family, self.packet.saddr, None)
 
     def ended(self, verdict: str, action: Optional[str] = None):

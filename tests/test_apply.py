@@ -274,23 +274,74 @@ def test_reapply_applies_only_when_the_ruleset_changed(ns, tmp_path):
 
 # -- the lockout guard ---------------------------------------------------------------
 
-def test_ssh_guard(tmp_path):
-    planned = api.compile_path(policy(tmp_path)).or_raise().ruleset
-    assert deploy.ssh_guard(planned, None) is None
-    assert deploy.ssh_guard(planned, "192.0.2.5 50000 198.51.100.10 22") is None
-    assert deploy.ssh_guard(planned, "::ffff:192.0.2.5 50000 ::ffff:198.51.100.10 22") is None
-    for outside in ("203.0.113.9 50000 198.51.100.10 22",       # not in management.ssh
-                    "192.0.2.5 50000 198.51.100.10 2222",       # sshd on another port
-                    "2001:db8::5 50000 2001:db8::1 22",         # no IPv6 admin
-                    "garbage"):
-        assert "--force" in deploy.ssh_guard(planned, outside), outside
-    text = POLICY.format(table="mailpub", services="[smtp]")
-    opened = api.compile_text(text.replace("firewall:\n", "firewall:\n  policy: {input: accept}\n"))
-    assert deploy.ssh_guard(opened.or_raise().ruleset, "203.0.113.9 50000 198.51.100.10 22") is None
-    blocked = api.compile_text(text.replace("  dynamic_block: banned\n",
-                                            "  dynamic_block: banned\n  block: [192.0.2.5]\n"))
-    refusal = deploy.ssh_guard(blocked.or_raise().ruleset, "192.0.2.5 50000 198.51.100.10 22")
-    assert "firewall.block" in refusal       # an admin in the block list is dropped first
+def guarded(input_policy="drop", ssh=("192.0.2.0/28", "2001:db8:ff::/48", "10.1.0.0/24"),
+            block=None, publish=()) -> api.Result:
+    """A dual-stack policy with an internal side, as the guard's unit cases vary it."""
+    firewall = {"external": {"interface": "eth0", "addresses": ["198.51.100.10",
+                                                                 "2001:db8:100::10"]},
+                "internal": {"interface": "eth1", "networks": ["10.1.0.0/24", "fd00:1::/64"]},
+                "policy": {"input": input_policy}}
+    if ssh:
+        firewall["management"] = {"ssh": list(ssh)}
+    if block:
+        firewall["block"] = list(block)
+    mail = {"name": "mail", "server": "localhost", "external_address": "198.51.100.10",
+            "services": ["smtp"]}
+    return api.compile_data({"version": 1, "firewall": firewall,
+                             "publish": [mail, *publish]}).or_raise()
+
+
+ADMIN = "192.0.2.5 50000 198.51.100.10 22"
+STRANGER = "203.0.113.9 50000 198.51.100.10 22"
+EVERYONE = ("0.0.0.0/0", "::/0")
+SSH_PUBLISHED = {"name": "ssh-pub", "server": "localhost", "external_address": "198.51.100.10",
+                 "services": ["tcp/22"]}
+SSH_FORWARDED = {"name": "bastion", "server": "10.1.0.22", "external_address": "198.51.100.10",
+                 "services": ["tcp/22"]}
+
+
+@pytest.mark.parametrize("policy, connection", [
+    ({}, ADMIN),
+    ({}, "::ffff:192.0.2.5 50000 ::ffff:198.51.100.10 22"),    # a dual-stack sshd's IPv4
+    ({}, "2001:db8:ff::7 50000 2001:db8:100::10 22"),
+    ({}, "10.1.0.9 50000 10.1.0.254 22"),           # from inside, to an address not in the policy
+    ({}, "192.0.2.5 50000 203.0.113.200 22"),       # another address of this host
+    ({"input_policy": "accept"}, STRANGER),
+    ({"ssh": (), "publish": [SSH_PUBLISHED]}, STRANGER),     # a publication lets anyone in
+], ids=["admin", "ipv4-mapped", "ipv6", "internal", "unnamed-address", "input-accept",
+        "published"])
+def test_the_guard_lets_in_what_the_ruleset_lets_in(policy, connection):
+    assert deploy.ssh_guard(guarded(**policy), connection) is None
+
+
+@pytest.mark.parametrize("policy, connection, said", [
+    ({}, STRANGER, "no rule lets in 203.0.113.9"),
+    ({}, "2001:db8:77::1 50000 2001:db8:100::10 22", "the input chain's policy would drop"),
+    ({}, "192.0.2.5 50000 198.51.100.10 2222", "(port 2222)"),       # sshd on another port
+    ({"ssh": ()}, ADMIN, "add it to firewall.management.ssh"),
+    ({"input_policy": "reject"}, STRANGER, "would reject your next login"),
+    # the issue's probe: input accept, and a block list of everyone
+    ({"input_policy": "accept", "ssh": ("192.0.2.77",), "block": EVERYONE},
+     "192.0.2.77 50000 198.51.100.10 22", "192.0.2.77, the address this SSH session comes "
+     "from, is in firewall.block"),
+    ({"input_policy": "accept", "block": EVERYONE},
+     "2001:db8:ff::7 50000 2001:db8:100::10 22", "is in firewall.block"),
+    ({"input_policy": "accept", "block": EVERYONE},
+     "::ffff:192.0.2.5 50000 ::ffff:198.51.100.10 22", "192.0.2.5, the address"),
+    ({"block": ("192.0.2.5",)}, ADMIN, "is in firewall.block"),    # blocked before management
+    ({"ssh": (), "publish": [SSH_PUBLISHED]}, "203.0.113.9 50000 198.51.100.11 22",
+     "no rule lets in"),                       # the publication is for 198.51.100.10 only
+    ({"publish": [SSH_FORWARDED]}, ADMIN,
+     "would go to 10.1.0.22:22 (publish rule bastion"),
+    ({}, "garbage", "cannot read SSH_CONNECTION"),
+    ({}, "192.0.2.5 50000 2001:db8:100::10 22", "cannot read"),     # families differ
+    ({}, "192.0.2.5 50000 198.51.100.10 ssh", "cannot read"),
+], ids=["stranger", "ipv6-stranger", "other-port", "no-management", "input-reject",
+        "block-everyone", "block-everyone-ipv6", "block-everyone-mapped", "admin-blocked",
+        "published-elsewhere", "forwarded", "garbage", "families", "port"])
+def test_the_guard_refuses_what_would_lock_the_session_out(policy, connection, said):
+    refusal = deploy.ssh_guard(guarded(**policy), connection)
+    assert refusal is not None and said in refusal and "--force" in refusal, refusal
 
 
 def test_the_guard_refuses_before_loading_and_force_passes(ns, tmp_path):
@@ -308,6 +359,96 @@ def test_the_guard_refuses_before_loading_and_force_passes(ns, tmp_path):
                             env=outside, stdin=subprocess.DEVNULL, timeout=WAIT_SECONDS)
     assert forced.returncode == 0, forced.stderr
     assert tables(ns) == [("inet", "mailpub"), ("ip", "foreign")]
+
+
+LOCKOUT = """version: 1
+firewall:
+  external: {interface: eth0, addresses: [198.51.100.10]}
+  policy: {input: accept}
+  management: {ssh: [192.0.2.77]}
+BLOCK
+publish:
+  - {name: mail, server: localhost, external_address: 198.51.100.10, services: [smtp]}
+"""
+ECHO = """
+import socket, threading
+listener = socket.create_server(("198.51.100.10", 22))
+def echo(connection):
+    while data := connection.recv(64):
+        connection.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+"""
+SESSION = """
+import socket, sys
+def session():
+    return socket.create_connection(("198.51.100.10", 22), timeout=3)
+held = session()
+print(held.getsockname()[1], flush=True)
+for command in sys.stdin:
+    try:
+        if command.strip() == "type":
+            held.sendall(b"x")
+            print("echoed" if held.recv(64) == b"x" else "cut", flush=True)
+        else:
+            session().close()
+            print("logged in", flush=True)
+    except OSError:
+        print("cut" if command.strip() == "type" else "refused", flush=True)
+"""
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "tracked"])
+def test_the_guard_refuses_a_block_list_that_locks_the_admin_out(ns, tmp_path, tracked):
+    """The issue's probe on the kernel: input accept, the admin's address in
+    management.ssh and every address in firewall.block. apply refuses; with
+    --force, the admin's next login is refused, and the session open during
+    the apply survives only if conntrack tracked it before (here: a table
+    with `ct state` was loaded before it began), as the refusal says."""
+    client = Namespace(f"admin-{uuid.uuid4().hex[:8]}")
+    session = None
+    try:
+        ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+              "netns", client.name)
+        for host, address, peer in ((ns, "198.51.100.10", "192.0.2.77"),
+                                    (client, "192.0.2.77", "198.51.100.10")):
+            host.ip("addr", "add", f"{address}/32", "dev", "eth0")
+            host.ip("link", "set", "eth0", "up")
+            host.ip("route", "add", peer, "dev", "eth0")
+        sshd = ns.spawn(sys.executable, "-c", ECHO, log=str(tmp_path / "echo.log"))
+        ns.wait_listening({("tcp", 22)}, [sshd])
+        opened, locked = tmp_path / "open.yaml", tmp_path / "locked.yaml"
+        opened.write_text(LOCKOUT.replace("BLOCK\n", ""))
+        locked.write_text(LOCKOUT.replace("BLOCK", "  block: [0.0.0.0/0, \"::/0\"]"))
+        if tracked:
+            assert apply(ns, str(opened)).returncode == 0
+        session = subprocess.Popen(client.argv(sys.executable, "-c", SESSION), text=True,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+        def ask(command: str) -> str:
+            session.stdin.write(command + "\n")
+            session.stdin.flush()
+            return session.stdout.readline().strip()
+        port = session.stdout.readline().strip()
+        admin = dict(os.environ, SSH_CONNECTION=f"192.0.2.77 {port} 198.51.100.10 22")
+        command = ns.argv(sys.executable, "-m", "mailpubc", "apply", str(locked))
+        refused = subprocess.run(command, capture_output=True, text=True, env=admin,
+                                 stdin=subprocess.DEVNULL, timeout=WAIT_SECONDS)
+        assert refused.returncode == 2, refused.stderr
+        assert "192.0.2.77" in refused.stderr and "firewall.block" in refused.stderr
+        assert "next login" in refused.stderr
+        assert (ask("type"), ask("login")) == ("echoed", "logged in")
+        forced = subprocess.run(command[:-1] + ["--force", str(locked)], capture_output=True,
+                                text=True, env=admin, stdin=subprocess.DEVNULL,
+                                timeout=WAIT_SECONDS)
+        assert forced.returncode == 0, forced.stderr
+        assert ask("login") == "refused"
+        assert ask("type") == ("echoed" if tracked else "cut")
+    finally:
+        if session is not None:
+            session.kill()
+            session.communicate(timeout=WAIT_SECONDS)
+        client.delete()
 
 
 def test_a_schedule_rolls_back_west_of_utc(ns, tmp_path):

@@ -108,8 +108,10 @@ def _target(host: str, port: int) -> str:
 
 
 def _listens(lab, destination: str, protocol: str) -> bool:
-    address, port = parse_destination(destination, protocol)
-    host = lab.topology.owner(ipaddress.ip_address(str(address)))
+    parsed, port = parse_destination(destination, protocol)
+    address = ipaddress.ip_address(str(parsed))
+    # explain takes loopback as the firewall's: only its own connections go there
+    host = lab.topology.firewall if address.is_loopback else lab.topology.owner(address)
     if host is None:
         return False
     if host.side != "firewall" and protocol == "tcp":
@@ -121,8 +123,11 @@ def _translation(lab, probe: Probe, answer, first: bool) -> str | None:
     """Where the lab saw the connection's addresses, do they match explain's?
     (A delivery's first connection is the one that carried the message.)"""
     seen = probe.result.get("addresses")          # whoami: as the DNS server saw us
-    if seen is not None and seen != [answer.translated_source]:
-        return f"the DNS server saw {seen}, explain says source {answer.translated_source}"
+    if seen is not None:
+        if len(seen) != 1:
+            return f"the DNS server saw {seen}, explain says one source"
+        problem = _seen_as(lab, seen[0], answer.translated_source)
+        return problem and f"the DNS server {problem}"
     if probe.request["kind"] == "deliver" and first and probe.result.get("subject"):
         received = lab.smtp_record(probe.result["subject"])
         if received is None:
@@ -131,19 +136,22 @@ def _translation(lab, probe: Probe, answer, first: bool) -> str | None:
         address = parse_destination(answer.translated_destination, "tcp")[0]
         if lab.topology.owner(ipaddress.ip_address(str(address))) is not server:
             return f"the message reached {server.name}, explain says {answer.translated_destination}"
-        if answer.translated_source == "masquerade":
-            return _masqueraded(lab, record["peer"])
-        if ipaddress.ip_address(record["peer"]) != ipaddress.ip_address(answer.translated_source):
-            return f"the server saw {record['peer']}, explain says source {answer.translated_source}"
+        problem = _seen_as(lab, record["peer"], answer.translated_source)
+        return problem and f"the server {problem}"
     return None
 
 
-def _masqueraded(lab, peer: str) -> str | None:
-    """Masquerade takes the firewall's own address on the way out: the peer
-    the server saw must be one of the firewall's."""
-    if lab.topology.owner(ipaddress.ip_address(peer)) is lab.topology.firewall:
-        return None
-    return f"the server saw {peer}, explain says masquerade (a firewall address)"
+def _seen_as(lab, peer: str, source: str | None) -> str | None:
+    """Does the address a server saw match explain's source? Masquerade, and
+    the firewall's routing (None), take one of the firewall's own addresses."""
+    if source in ("masquerade", None):
+        if lab.topology.owner(ipaddress.ip_address(peer)) is lab.topology.firewall:
+            return None
+        said = "masquerade" if source else "the firewall's routing picks it"
+        return f"saw {peer}, explain says {said} (a firewall address)"
+    if ipaddress.ip_address(peer) != ipaddress.ip_address(source):
+        return f"saw {peer}, explain says source {source}"
+    return None
 
 
 # -- the connections each probe kind makes: (protocol, port, got through or None) -------
