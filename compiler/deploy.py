@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
-from . import api, nft, plan
+from . import api, bridges, nft, plan
 from .generate import safe_name
 from .records import record
 from .state import LockHeld, State
@@ -248,7 +248,8 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
             recorded = (state.read("state") or {}).get("table")
             old = recorded if recorded != table and recorded and _has_table(listing, recorded) \
                 else None
-            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else []))
+            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else [])
+                             + bridges.warnings(result.policy.firewall, netns))
             text = transaction(result.text, ruleset, listing, old)
             checked = nft.dry_run(text, netns=netns)
             if not (checked.ran and checked.ok):
