@@ -14,11 +14,11 @@ import ipaddress
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 from mailpubc import api, deploy, nft
+import sizes
 
 POLICY = """version: 1
 firewall:
@@ -52,11 +52,11 @@ def run(n: int, result: api.Result, netns: str) -> None:
           f"(same: {difference.same}), rollback {rolled:6.3f} s, kept {kept}")
 
 
-def main(sizes: list[int]) -> None:
+def main(counts: list[int]) -> None:
     os.environ["MAILPUBC_STATE_DIR"] = folder = tempfile.mkdtemp(prefix="mailpubc-bench-")
     compiled, result = timed(lambda: api.compile_text(POLICY).or_raise())
     print(f"compile {compiled:.3f} s")
-    for n in sizes:
+    for n in counts:
         netns = f"mp-{os.getpid()}-bench-{n}"
         subprocess.run(["ip", "netns", "add", netns], check=True, timeout=15)
         try:
@@ -67,4 +67,4 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [0, 1000, 10000, 50000])
+    main(sizes.from_command_line(__doc__, [0, 1000, 10000, 50000]))

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import sizes
+
 POLICY = """\
 version: 1
 firewall:
@@ -42,8 +44,8 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    for n in [int(a) for a in sys.argv[1:]] or [100_000]:
+def main(counts: list[int]) -> None:
+    for n in counts:
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, "drop.txt").write_text(make_list(n, random.Random(n)))
             policy = Path(folder, "policy.yaml")
@@ -55,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sizes.from_command_line(__doc__, [100_000]))

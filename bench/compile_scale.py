@@ -10,12 +10,12 @@ the time of each pipeline stage (best of 3) and of the nft dry run.
 """
 
 import ipaddress
-import sys
 import tempfile
 import time
 
 from mailpubc import loader, nft, plan, resolve, schema, semantics
 from mailpubc.generate import text as generate_text
+import sizes
 
 
 def make_policy(n: int) -> str:
@@ -82,5 +82,5 @@ def measure(n: int) -> None:
 
 
 if __name__ == "__main__":
-    for size in [int(a) for a in sys.argv[1:]] or [1000, 20000, 50000]:
+    for size in sizes.from_command_line(__doc__, [1000, 20000, 50000]):
         measure(size)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 
 from mailpubc import api, plan
 from mailpubc.explain import Explainer
+import sizes
 
 SERVICES = ("smtp", "submission", "imaps", "pop3s", "imap")
 PORTS = {"smtp": 25, "submission": 587, "imaps": 993, "pop3s": 995, "imap": 143}
@@ -72,12 +72,12 @@ def nft_check(text: str) -> float:
     return statistics.median(times)
 
 
-def main(sizes: list[int]) -> None:
+def main(pair_counts: list[int]) -> None:
     print(f"threshold: {plan.DISPATCH_THRESHOLD} pairs a chain\n")
     print("| P | form | rules walked: prerouting | forward | rules in the ruleset | nft -c |")
     print("| --- | --- | --- | --- | --- | --- |")
     threshold = plan.DISPATCH_THRESHOLD
-    for pairs in sizes:
+    for pairs in pair_counts:
         text, destination = policy(pairs)
         for form, limit in (("dispatch", threshold), ("one rule a pair", 10 ** 9)):
             plan.DISPATCH_THRESHOLD = limit
@@ -90,4 +90,4 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(arg) for arg in sys.argv[1:]] or [1, 50, 500])
+    main(sizes.from_command_line(__doc__, [1, 50, 500], metavar="P"))

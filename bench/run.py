@@ -230,9 +230,15 @@ def table(n: int, summary: dict[str, Figures]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def comma_separated_sizes(text: str) -> list[int]:
+    """--sizes 200,1000 (argparse turns the ValueError of a word into a usage error)."""
+    return [int(size) for size in text.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,20000,100000")
+    parser.add_argument("--sizes", type=comma_separated_sizes, default="1000,20000,100000",
+                        help="the values of N, comma-separated")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sets", type=int, default=5, help="nested address sets (G)")
     parser.add_argument("--rules", type=int, default=20, help="outbound rules (R)")
@@ -244,7 +250,7 @@ def main() -> int:
     if shutil.which("nft") is None:
         raise SystemExit("bench: nft is needed (apt-get install nftables)")
     aclgen = None if args.no_aerleon else aerleon_venv(args.aerleon_venv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     print(f"# mailpubc benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
           f"{args.runs} alternating runs, medians; G={args.sets}, R={args.rules}\n")
     walls = {}

@@ -285,8 +285,9 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
         if args.live:
             try:
-                from . import deploy
-                found = deploy.live_warnings(result.ruleset.table, args.netns)
+                from . import bridges, deploy
+                found = (deploy.live_warnings(result.ruleset.table, args.netns)
+                         + bridges.warnings(result.policy.firewall, args.netns))
             except nft.NftError as exc:
                 raise UsageError(f"cannot read the live ruleset: {exc}") from exc
             _warn(found)

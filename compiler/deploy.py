@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
-from . import api, nft, plan
+from . import api, bridges, nft, plan
 from .addresses import Address
 from .explain import Explainer, describe, parse_destination
 from .generate import safe_name
@@ -254,7 +254,8 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
             recorded = (state.read("state") or {}).get("table")
             old = recorded if recorded != table and recorded and _has_table(listing, recorded) \
                 else None
-            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else []))
+            warnings = tuple(foreign_drop_chains(listing, table, [old] if old else [])
+                             + bridges.warnings(result.policy.firewall, netns))
             text = transaction(result.text, ruleset, listing, old)
             checked = nft.dry_run(text, netns=netns)
             if not (checked.ran and checked.ok):

@@ -60,7 +60,7 @@ def dry_run(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
     """Check `ruleset` (nft text, or libnftables JSON) without applying it;
     in `netns`, against what that namespace holds."""
     with _file(ruleset) as path:
-        return _in_netns(netns, lambda: _run(["-f", path], json=json, check=True,
+        return in_netns(netns, lambda: _run(["-f", path], json=json, check=True,
                                              methods=methods))[0]
 
 
@@ -68,13 +68,13 @@ def load(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
          methods: tuple[str, ...] = METHODS) -> None:
     """Apply `ruleset` in one transaction; NftError, and nothing changed, if refused."""
     with _file(ruleset) as path:
-        _expect(_in_netns(netns, lambda: _run(["-f", path], json=json, methods=methods)))
+        _expect(in_netns(netns, lambda: _run(["-f", path], json=json, methods=methods)))
 
 
 def list_ruleset(netns: Optional[str] = None,
                  methods: tuple[str, ...] = METHODS) -> dict:
     """`nft -j list ruleset`, parsed."""
-    return jsonlib.loads(_expect(_in_netns(
+    return jsonlib.loads(_expect(in_netns(
         netns, lambda: _run(["list", "ruleset"], json=True, methods=methods))))
 
 
@@ -95,7 +95,7 @@ def list_text(what: str, netns: Optional[str] = None,
               methods: tuple[str, ...] = METHODS) -> str:
     """`nft list WHAT` as nft prints it (WHAT e.g. "table inet mailpub"):
     text that `nft -f` loads back, set elements and counter values included."""
-    return _expect(_in_netns(netns, lambda: _run(["list", *what.split()], json=False,
+    return _expect(in_netns(netns, lambda: _run(["list", *what.split()], json=False,
                                                  methods=methods)))
 
 
@@ -257,7 +257,7 @@ def _binary(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str
 
 # -- network namespaces ------------------------------------------------------------
 
-def _in_netns(netns: Optional[str], work: Callable[[], T]) -> T:
+def in_netns(netns: Optional[str], work: Callable[[], T]) -> T:
     """`work()` inside network namespace `netns` (None: where we are), on a
     thread of its own that ends with it (see the module docstring)."""
     if netns is None:

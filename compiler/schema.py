@@ -28,7 +28,8 @@ if TYPE_CHECKING:   # jsonschema is imported only for a document that does not f
 
 _TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
                bool: "a boolean", type(None): "an empty value"}
-ANNOTATIONS = {"description", "default", "examples"}   # keys that do not change validation
+ANNOTATIONS = {"description", "default", "examples",   # keys that do not change validation
+               "x-default"}                            # (a default in words: keys.md)
 _SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
                  "integer": "a whole number", "boolean": "a boolean"}
 

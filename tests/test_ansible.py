@@ -5,11 +5,13 @@ the module's documentation says: with pip into a virtual environment, whose
 `bin/mailpubc` the playbooks pass as `executable`.
 
 The playbooks, the policy template and the inventory's shape are the
-fixture files in tests/ansible/, which the README quotes."""
+fixture files in tests/ansible/, which the README quotes; the collection's
+README has a playbook of its own, run here as it is written."""
 
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import yaml
 
 from e2e.netns import Namespace, prerequisites
 from mailpubc import cli, nft
+from mailpubc.state import State
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "tests" / "ansible"
@@ -175,3 +178,56 @@ def test_a_rollback_fails_the_confirming_task(fleet):
                                "-e", '{"services": ["pop3s"]}')
     assert rc == 2 and "rolled back?" in results["fw3"]["msg"], output
     assert FIREWALLS["fw3"][0] in addresses(table(netns))    # the fleet's table is back
+
+
+def collection_readme_playbook() -> str:
+    """The example playbook of the collection's README, as written there."""
+    return (COLLECTION / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+@needs_apply
+def test_the_collections_readme_playbook_applies_and_confirms(tmp_path, monkeypatch):
+    """Run as written, the policy copied from files/, inside a network
+    namespace (`ip netns exec`: the module applies without --netns, as on
+    a real firewall) with mailpubc on PATH and a state folder of its own;
+    only where the policy lands is moved into the temporary folder."""
+    reason = prerequisites(["nft"])
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "files").mkdir()
+    shutil.copy(ROOT / "examples" / "seed.yaml", tmp_path / "files" / "firewall.mailpub.yaml")
+    (tmp_path / "site.yml").write_text(collection_readme_playbook())
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"firewalls": {"hosts": {"fw": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
+    environment = {key: value for key, value in os.environ.items() if key != "SSH_CONNECTION"}
+    environment.update({
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"), "ANSIBLE_HOME": str(tmp_path / "home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"), "ANSIBLE_NOCOLOR": "1"})
+    namespace = Namespace(f"ansreadme-{uuid.uuid4().hex[:8]}")
+
+    def play() -> tuple[int, dict, str]:
+        """The exit status, the play recap's counts (ok, changed, failed, ...), the output."""
+        run = subprocess.run(namespace.argv(
+            str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory.yml",
+            "site.yml", "-e", f"policy={tmp_path / 'etc' / 'firewall.mailpub.yaml'}"),
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+            env=environment, cwd=tmp_path)
+        output = run.stdout + run.stderr
+        recap = re.search(r"^fw +: (.*)$", output, re.M)
+        counts = {key: int(value) for key, value in
+                  (item.split("=") for item in recap.group(1).split())} if recap else {}
+        return run.returncode, counts, output
+
+    try:
+        rc, counts, output = play()
+        assert rc == 0 and (counts["changed"], counts["failed"]) == (4, 0), output
+        live = nft.list_table("mailpub", netns=namespace.name)
+        assert "198.51.100.11" in json.dumps(live)
+        assert State.of(None).read("pending") is None        # confirmed: no rollback waits
+        rc, counts, output = play()
+        assert rc == 0 and (counts["changed"], counts["failed"]) == (0, 0), output
+    finally:
+        State.of(None).remove("pending")      # a watcher still waiting exits
+        namespace.delete()

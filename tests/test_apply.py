@@ -513,3 +513,24 @@ def test_diff_as_json(ns, tmp_path):
     assert changed.returncode == 1 and report["changed"]
     assert "smtps" in report["after"] and "smtps" not in report["before"]
     assert report["after"].startswith("table inet mailpub {")
+
+
+def test_reapply_reads_a_refreshed_list_file_and_keeps_the_table_on_a_bad_one(ns, tmp_path):
+    """The README's blocklist refresh: the list file replaced, then `reapply`."""
+    listed = tmp_path / "drop.txt"
+    listed.write_text("; DROP\n192.0.2.7 ; SBL1\n")
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(table="mailpub", services="[smtp]").replace(
+        "  dynamic_block: banned\n", "  block: [drop_list]\n")
+        + "address_sets:\n  drop_list: {file: drop.txt}\n")
+    assert apply(ns, str(path)).returncode == 0
+    assert "192.0.2.7" in table(ns)
+    listed.write_text("; DROP\n203.0.113.9 ; SBL2\n")
+    refreshed = run_mailpubc("reapply", "--netns", ns.name)
+    assert refreshed.returncode == 0 and "applied" in refreshed.stderr, refreshed.stderr
+    assert "203.0.113.9" in table(ns) and "192.0.2.7" not in table(ns)
+    listed.write_text("<html><body>rate limited</body></html>\n")
+    broken = run_mailpubc("reapply", "--netns", ns.name)
+    assert broken.returncode == 1, broken.stderr
+    assert f"{listed}:1:1: error:" in broken.stderr and "nothing changed" in broken.stderr
+    assert "203.0.113.9" in table(ns)

@@ -1,11 +1,31 @@
 """The benchmark runs: bench/run.py at a tiny size, without Aerleon, so that
-it cannot rot. It prints figures; nothing here looks at a time."""
+it cannot rot, and every script's --help. It prints figures; nothing here
+looks at a time."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(path.name for path in (ROOT / "bench").glob("*.py")
+                 if 'if __name__ == "__main__":' in path.read_text())
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_prints_usage_and_a_wrong_size_is_a_usage_error(script):
+    """--help (without root, measuring nothing) and a size that is not a
+    number: argparse's usage, exit 0 and 2, no traceback."""
+    def run(*args):
+        return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    shown = run("--help")
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
+    assert shown.stdout.startswith(f"usage: {script}"), shown.stdout
+    wrong = run("--sizes" if script == "run.py" else "", "many")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr, wrong.stderr
+    assert wrong.stderr.startswith(f"usage: {script}"), wrong.stderr
 
 
 def test_benchmark_prints_its_table_at_a_tiny_size():

@@ -4,6 +4,7 @@ expected.err; and every expected ruleset must itself pass nft's dry run, so
 no golden file can freeze a ruleset nft would refuse. Add a case by adding a folder; regenerate with
 tools/regen_golden.py and review the diff."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,11 @@ def test_expected_ruleset_passes_nft_dry_run(case, expected):
                               json=expected.endswith(".json"))
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, result.message
+
+
+def test_ruleset_md_shows_schedules_as_the_golden_prints_them():
+    """docs/ruleset.md's schedule matches are lines of golden/schedules, word for word."""
+    docs = " ".join((GOLDEN.parent / "docs" / "ruleset.md").read_text().split())
+    shown = re.findall(r"meta day \{[^}]*\}(?: meta hour [0-9]+-[0-9]+)?", docs)
+    printed = (GOLDEN / "schedules" / "expected.nft").read_text()
+    assert shown and all(match in printed for match in shown), shown

@@ -26,16 +26,16 @@ def git(folder: Path, *args: str) -> None:
                    timeout=60, stdin=subprocess.DEVNULL)
 
 
-# A user's .pre-commit-config.yaml, as the README shows it, naming policies
-# by their folder instead of the hook's default pattern.
-CONFIG = """\
-repos:
-  - repo: REPOSITORY
-    rev: REVISION
-    hooks:
-      - id: mailpubc-check
-        files: '^firewall/.*\\.yaml$'   # optional: your policies' names, if not *.mailpub.yaml
-"""
+WARNS = ROOT / "tests" / "warnings" / "mail_without_dns.yaml"    # valid, with a warning
+README = ROOT / "README.md"
+
+
+def readme_config() -> str:
+    """A user's .pre-commit-config.yaml as the README's "pre-commit" section
+    shows it: --strict, and policies named by their folder instead of the
+    hook's default pattern."""
+    section = README.read_text().split("\n## pre-commit\n", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +100,33 @@ def test_only_files_named_like_policies_are_checked(try_repo):
     assert "notes.yaml" not in run.stdout
 
 
-def test_a_users_config_may_name_policies_otherwise(hooks, tmp_path):
+def run_config(hooks, folder: Path, config: str) -> subprocess.CompletedProcess:
+    """`pre-commit run --all-files` in `folder` with `config`, naming the hook repository."""
     repository, env = hooks
-    folder = project(tmp_path, {"firewall/edge.yaml": BAD, "good.mailpub.yaml": GOOD})
     revision = subprocess.run(["git", "-C", str(repository), "rev-parse", "HEAD"],
                               capture_output=True, text=True, check=True, timeout=60)
     (folder / ".pre-commit-config.yaml").write_text(
-        CONFIG.replace("REPOSITORY", str(repository))
+        config.replace("REPOSITORY", str(repository))
         .replace("REVISION", revision.stdout.strip()))
-    run = pre_commit(folder, env, "run", "--all-files")
+    return pre_commit(folder, env, "run", "--all-files")
+
+
+def test_a_users_config_may_name_policies_otherwise(hooks, tmp_path):
+    folder = project(tmp_path, {"firewall/edge.yaml": BAD, "good.mailpub.yaml": GOOD})
+    run = run_config(hooks, folder, readme_config())
     assert run.returncode == 1, run.stdout + run.stderr
     assert "firewall/edge.yaml:11:5: error: unknown key 'sever'" in run.stdout
     assert "good.mailpub.yaml" not in run.stdout    # outside the user's pattern: not checked
+
+
+def test_warnings_fail_with_strict_and_pass_silently_without(hooks, tmp_path):
+    folder = project(tmp_path, {"firewall/edge.yaml": WARNS})
+    config = readme_config()
+    assert "args: [--strict]" in config
+    strict = run_config(hooks, folder, config)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "firewall/edge.yaml:8:11: warning: outbound rule 'smtp-out' sends mail" in strict.stdout
+    lenient = run_config(hooks, folder, "".join(
+        line for line in config.splitlines(keepends=True) if "args:" not in line))
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "warning" not in lenient.stdout and "Passed" in lenient.stdout

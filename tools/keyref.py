@@ -3,15 +3,19 @@
     python tools/keyref.py           # rewrite docs/keys.md
     python tools/keyref.py --check   # exit 1 if docs/keys.md differs from the schema
 
-Each key's meaning is the schema's `description`, its default `default`, its
-examples `examples`; the type is read from the schema's own constraints. So
-the reference cannot say anything the validator does not enforce, and a key
-added without a description fails the check (and tests/test_keyref.py).
+Each key's meaning is the schema's `description`, its default `default` (a
+value; `x-default` says in words what an absent key means when no value
+could), its examples `examples`; the type is read from the schema's own
+constraints. So the reference cannot say anything the validator does not
+enforce, and a key added without a description or an example, or whose
+description speaks of a default the schema does not give, fails the check
+(and tests/test_keyref.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,7 +36,8 @@ and what each part means together: [`policy-language.md`](policy-language.md).
 `NAME` stands for a name you choose, `[]` for each element of a list. A
 name is a letter, then letters, digits, `_` or `-`, at most 32 characters;
 an address entry is an address, a network (ADDRESS/PREFIX), a range (A-B)
-or the name of an address set.
+or the name of an address set. A default in italics says in words what
+leaving the key out means.
 
 | key | type | default | meaning | example |
 | --- | --- | --- | --- | --- |
@@ -70,6 +75,19 @@ def keys(schema: dict) -> list[tuple[str, dict]]:
 
 def missing_descriptions(schema: dict) -> list[str]:
     return [path for path, node in keys(schema) if not _resolve(node, schema).get("description")]
+
+
+def missing_examples(schema: dict) -> list[str]:
+    return [path for path, node in keys(schema) if not _resolve(node, schema).get("examples")]
+
+
+def unstated_defaults(schema: dict) -> list[str]:
+    """Keys whose description speaks of a default that the default column
+    would not show: the schema gives neither `default` nor `x-default`."""
+    return [path for path, raw in keys(schema)
+            if re.search(r"\bdefault", (node := _resolve(raw, schema)).get("description", ""),
+                         re.IGNORECASE)
+            and "default" not in node and "x-default" not in node]
 
 
 def type_of(node: dict, schema: dict) -> str:
@@ -110,7 +128,8 @@ def render(schema: dict) -> str:
     rows = []
     for path, raw in keys(schema):
         node = _resolve(raw, schema)
-        default = f"`{_yaml(node['default'])}`" if "default" in node else ""
+        default = (f"`{_yaml(node['default'])}`" if "default" in node
+                   else f"*{node['x-default']}*" if "x-default" in node else "")
         examples = "<br>".join(f"`{_yaml(e)}`" for e in node.get("examples", []))
         rows.append("| " + " | ".join(_cell(text) for text in (
             f"`{path}`", type_of(raw, schema), default, node.get("description", ""),
@@ -120,10 +139,14 @@ def render(schema: dict) -> str:
 
 def main(argv: list[str]) -> int:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    missing = missing_descriptions(schema)
-    if missing:
-        print(f"keyref: keys without a description in {SCHEMA.name}: {', '.join(missing)}",
-              file=sys.stderr)
+    problems = [(what, paths) for what, paths in (
+        ("without a description", missing_descriptions(schema)),
+        ("without an example", missing_examples(schema)),
+        ("whose description names a default the schema does not give",
+         unstated_defaults(schema))) if paths]
+    for what, paths in problems:
+        print(f"keyref: keys {what} in {SCHEMA.name}: {', '.join(paths)}", file=sys.stderr)
+    if problems:
         return 1
     text = render(schema)
     if argv == ["--check"]:
