@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from typing import Iterator, Optional
 
 from .diagnostics import Position
@@ -34,12 +35,28 @@ def list_path(folder: Optional[str], written: str) -> str:
 
 def read(path: str) -> str:
     """The list's text; OSError or UnicodeDecodeError (its `start` is the
-    offending byte) when it cannot be read, ValueError when it is too large."""
-    with open(path, "rb") as stream:
+    offending byte) when it cannot be read, ValueError when it is too large
+    or not a regular file. It is opened without blocking and then looked at,
+    so a FIFO with no writer (or one put in the file's place after a check)
+    is refused instead of waited on for ever."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    kind = _not_regular(os.fstat(descriptor).st_mode)
+    if kind:
+        os.close(descriptor)
+        raise ValueError(f"it is {kind}, not a regular file")
+    with open(descriptor, "rb") as stream:
         raw = stream.read(MAX_LIST_BYTES + 1)
     if len(raw) > MAX_LIST_BYTES:
         raise ValueError(f"list file is larger than {MAX_LIST_BYTES // (1024 * 1024)} MiB")
     return raw.decode("utf-8").removeprefix("\ufeff")
+
+
+def _not_regular(mode: int) -> str:
+    """What an opened file that is not a regular file is ("" for a regular
+    file); a socket cannot be opened at all (OSError)."""
+    if stat.S_ISREG(mode):
+        return ""
+    return "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device"
 
 
 class Place:

@@ -1,8 +1,11 @@
 """Address sets from list files (`{file: PATH}`): the line format, where a
 relative path points, and that diagnostics point into the list."""
 
+import os
+
 import pytest
 
+from cli import run_mailpubc
 from mailpubc import lists
 from mailpubc.api import compile_data, compile_path, compile_text
 from mailpubc.generate import address_texts
@@ -74,3 +77,17 @@ def test_a_long_list_is_one_merged_set(tmp_path, size):
     result = compile_path(str(tmp_path / "policy.yaml")).or_raise()
     (drop,) = [s for s in result.ruleset.sets if s.name == "drop_list_v4"]
     assert drop.intervals == ((first, first + size - 1),)
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "directory"])
+def test_a_list_that_is_not_a_regular_file_is_an_error_at_its_key(tmp_path, kind):
+    """A FIFO with no writer would block the read for ever: the CLI must end
+    (the timeout fails the test rather than hangs it) with an error."""
+    (tmp_path / "lists").mkdir()
+    make = os.mkfifo if kind == "FIFO" else os.mkdir
+    make(tmp_path / "lists" / "drop.txt")
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    run = run_mailpubc("policy.yaml", cwd=tmp_path, timeout=30)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == ("policy.yaml:6:15: error: cannot read list file 'lists/drop.txt': "
+                          f"it is a {kind}, not a regular file\n")
