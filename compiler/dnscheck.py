@@ -2,10 +2,11 @@
 
 For each publication with a `hostname`:
 
-- `A` (or `AAAA`, by the external address's family): the hostname's records
-  of that family are exactly the external addresses of the publications
-  that name it (two publications may share a hostname, one per family);
-- `PTR`: the external address's reverse record names the hostname;
+- `A` (or `AAAA`, by the family of the address clients connect to: the
+  external address, or a routed server's own): the hostname's records of
+  that family are exactly those addresses of the publications that name it
+  (two publications may share a hostname, one per family);
+- `PTR`: that address's reverse record names the hostname;
 - `MX`: each of its `mail_domains` has an MX naming the hostname.
 
 A name that does not exist or has no such record fails its check. When the
@@ -24,7 +25,6 @@ import dns.name
 import dns.resolver
 import dns.reversename
 
-from .addresses import Address
 from .model import Policy, Publish, family_of
 from .records import record
 
@@ -84,10 +84,6 @@ def _names(rdatas, attribute: str) -> tuple[str, ...]:
     return tuple(sorted({getattr(r, attribute).to_text(omit_final_dot=True) for r in rdatas}))
 
 
-def _public_address(publication: Publish) -> Address:
-    return publication.external_address
-
-
 def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
     """Every check, each once, in policy order; raises Unreachable."""
     named = [p for p in policy.publish if p.hostname]
@@ -100,11 +96,11 @@ def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
 
     for publication in named:
         host = dns.name.from_text(publication.hostname)
-        address = _public_address(publication)
+        address = publication.published_at()
         family = family_of(address)
-        expected = tuple(sorted({str(_public_address(p)) for p in named
+        expected = tuple(sorted({str(p.published_at()) for p in named
                                  if dns.name.from_text(p.hostname) == host
-                                 and family_of(_public_address(p)) == family}))
+                                 and family_of(p.published_at()) == family}))
         found = _addresses(ask, host, RECORD[family])
         add(publication, RECORD[family], host, expected, found, found == expected)
         reverse = dns.reversename.from_address(str(address))
