@@ -365,7 +365,9 @@ def test_diff_as_json(ns, tmp_path):
     path = policy(tmp_path)
     assert apply(ns, path).returncode == 0
     same = json.loads(run_mailpubc("diff", "--format", "json", "--netns", ns.name, path).stdout)
-    assert same == {"changed": False, "diff": "", "before": "", "after": ""}
+    assert (same["changed"], same["diff"]) == (False, "")
+    assert same["before"] == same["after"]          # both rulesets, not nothing
+    assert same["after"].startswith("table inet mailpub {") and "dport 25" in same["after"]
     changed = run_mailpubc("diff", "--format", "json", "--netns", ns.name,
                            policy(tmp_path, "new", "[smtp, smtps]"))
     report = json.loads(changed.stdout)
