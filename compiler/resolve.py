@@ -225,11 +225,14 @@ class _Resolver:
             self.key_error(path, f"cannot read list file {file!r}: {reason}")
             return Addresses()
         found, before = [], len(self.problems.diagnostics)
-        for position, entry in lists.entries(file, text):
-            if len(self.problems.diagnostics) - before == lists.MAX_LIST_ERRORS:
-                self.error(position, f"more errors in {file} are not shown")
-                break
-            found.append(self._entry(position, entry))
+        try:
+            for position, entry in lists.entries(file, text):
+                if len(self.problems.diagnostics) - before == lists.MAX_LIST_ERRORS:
+                    self.error(position, f"more errors in {file} are not shown")
+                    break
+                found.append(self._entry(position, entry))
+        except lists.ListError as exc:
+            self.error(exc.place, exc.message)
         return self._addresses_of(found)
 
     @staticmethod
