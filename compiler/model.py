@@ -196,5 +196,5 @@ class Policy:
     address_sets: tuple[AddressSet, ...]
     publish: tuple[Publish, ...]
     outbound: tuple[Outbound, ...]
-    # user-defined services named like a later built-in (`ping`), which win
+    # user-defined services named like a later built-in (`ping`, `https`...), which win
     shadowed_builtins: tuple[tuple[str, Position], ...] = field(default=(), compare=False)

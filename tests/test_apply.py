@@ -357,7 +357,8 @@ def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):
         # a namespace that does not exist: nothing could be touched anyway
         run = run_mailpubc(command, "--netns", "mp-absent", str(bad))
         assert (run.returncode, run.stdout) == (status, ""), run.stderr
-        assert run.stderr == f"{bad}:8:81: error: unknown service 'smtpx'; did you mean 'smtp'?\n"
+        assert run.stderr == (f"{bad}:8:81: error: unknown service 'smtpx'; "
+                              "did you mean 'smtp' or 'smtps'?\n")
     assert not (tmp_path / "state").exists()
 
 
