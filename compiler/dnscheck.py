@@ -49,8 +49,10 @@ class Check:
     def __str__(self) -> str:
         if self.found:
             shown = f"is {', '.join(self.found)}"
+        elif self.nxdomain:
+            shown = "does not exist (NXDOMAIN)"
         else:
-            shown = "does not exist (NXDOMAIN)" if self.nxdomain else f"has no {self.record} record"
+            shown = f"has no {self.record} record"
         line = f"{self.publication}: {self.record} {self.name} {shown}"
         return f"ok    {line}" if self.ok else f"FAIL  {line}; expected {', '.join(self.expected)}"
 
