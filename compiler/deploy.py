@@ -449,9 +449,10 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
         return nft.list_ruleset()["nftables"]
     before = normalise(live, tables)
     after = normalise(nft.scratch(candidate), [table])
+    after_text = _readable(after)
     if before == after:
-        return Difference(True, "", "", "")
-    before_text, after_text = _readable(before), _readable(after)
+        return Difference(True, after_text, after_text, "")
+    before_text = _readable(before)
     where = f"live (netns {netns})" if netns else "live"
     text = "".join(difflib.unified_diff(before_text.splitlines(keepends=True),
                                         after_text.splitlines(keepends=True),

@@ -8,7 +8,9 @@ warning (it compiles, but probably does not do what was meant).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import field
+from typing import Iterable
 
 from .records import record
 
@@ -64,3 +66,22 @@ class Collector:
     def raise_if_any(self) -> None:
         if self.diagnostics:
             raise PolicyError(self.diagnostics)
+
+
+NEARLY = 0.15      # a suggestion this much less similar than the best is noise
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """"; did you mean 'a' or 'b'?", naming the known words close to a
+    misspelt one (at most three, best first, each nearly as close as the
+    best: 'Europe/Berln' is Berlin, not Belfast); "" when none is close."""
+    close = difflib.get_close_matches(word, list(known), n=3, cutoff=0.6)
+    if not close:
+        return ""
+
+    def similarity(name: str) -> float:     # as get_close_matches measures it
+        return difflib.SequenceMatcher(None, name, word).ratio()
+    best = similarity(close[0])
+    shown = [repr(name) for name in close if similarity(name) >= best - NEARLY]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return f"; did you mean {listed}?"

@@ -2,15 +2,17 @@
 
 For each publication with a `hostname`:
 
-- `A` (or `AAAA`, by the external address's family): the hostname's records
-  of that family are exactly the external addresses of the publications
-  that name it (two publications may share a hostname, one per family);
-- `PTR`: the external address's reverse record names the hostname;
+- `A` (or `AAAA`, by the family of the address clients connect to: the
+  external address, or a routed server's own): the hostname's records of
+  that family are exactly those addresses of the publications that name it
+  (two publications may share a hostname, one per family);
+- `PTR`: that address's reverse record names the hostname;
 - `MX`: each of its `mail_domains` has an MX naming the hostname.
 
-A name that does not exist or has no such record fails its check. When the
-DNS cannot answer at all (timeout, or every nameserver fails), nothing can
-be judged: `Unreachable`.
+A name that does not exist (NXDOMAIN) or has no such record fails its
+check, and says which. When the DNS cannot answer at all (timeout, or every
+nameserver fails), nothing can be judged: `Unreachable`, said once, whatever
+dnspython tried.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import dns.name
 import dns.resolver
 import dns.reversename
 
-from .addresses import Address
 from .model import Policy, Publish, family_of
 from .records import record
 
@@ -43,10 +44,16 @@ class Check:
     expected: tuple[str, ...]  # A/AAAA: exactly these; PTR/MX: this name among those found
     found: tuple[str, ...]
     ok: bool
+    nxdomain: bool = False     # the name does not exist
 
     def __str__(self) -> str:
-        found = ", ".join(self.found) or "nothing"
-        line = f"{self.publication}: {self.record} {self.name} is {found}"
+        if self.found:
+            shown = f"is {', '.join(self.found)}"
+        elif self.nxdomain:
+            shown = "does not exist (NXDOMAIN)"
+        else:
+            shown = f"has no {self.record} record"
+        line = f"{self.publication}: {self.record} {self.name} {shown}"
         return f"ok    {line}" if self.ok else f"FAIL  {line}; expected {', '.join(self.expected)}"
 
     def as_json(self) -> dict:
@@ -65,27 +72,32 @@ def resolver(nameserver: Optional[tuple[str, int]], timeout: float) -> dns.resol
     return found
 
 
-def _query(ask: dns.resolver.Resolver, name: dns.name.Name, record: str) -> list:
+def _query(ask: dns.resolver.Resolver, name: dns.name.Name, record: str) -> Optional[list]:
+    """The name's records of that type; None when the name does not exist.
+    dnspython's own texts name each try of each server, so the same timeout
+    three times over: Unreachable says what failed once."""
+    asked = f"{record} {name.to_text(omit_final_dot=True)}"
     try:
         answer = ask.resolve(name, record, raise_on_no_answer=False, search=False)
     except dns.resolver.NXDOMAIN:
-        return []
-    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-        raise Unreachable(f"{record} {name}: {exc}") from exc
+        return None
+    except dns.exception.Timeout as exc:
+        servers = ", ".join(map(str, ask.nameservers))
+        raise Unreachable(f"{asked}: no answer within {ask.lifetime:g} s "
+                          f"from {servers} (port {ask.port})") from exc
+    except dns.resolver.NoNameservers as exc:
+        answers = dict.fromkeys(str(error[3]) for error in exc.kwargs.get("errors") or ())
+        raise Unreachable(f"{asked}: no nameserver could answer: "
+                          + "; ".join(answers)) from exc
     return list(answer.rrset or ())
 
 
-def _addresses(ask, hostname: dns.name.Name, record: str) -> tuple[str, ...]:
-    return tuple(sorted({str(ipaddress.ip_address(r.address))
-                         for r in _query(ask, hostname, record)}))
+def _addresses(rdatas: list) -> tuple[str, ...]:
+    return tuple(sorted({str(ipaddress.ip_address(r.address)) for r in rdatas}))
 
 
 def _names(rdatas, attribute: str) -> tuple[str, ...]:
     return tuple(sorted({getattr(r, attribute).to_text(omit_final_dot=True) for r in rdatas}))
-
-
-def _public_address(publication: Publish) -> Address:
-    return publication.external_address
 
 
 def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
@@ -93,27 +105,28 @@ def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
     named = [p for p in policy.publish if p.hostname]
     checks: dict[tuple, Check] = {}
 
-    def add(publication: Publish, record: str, name, expected, found, ok) -> None:
+    def add(publication: Publish, record: str, name, expected, answer, found, ok) -> None:
         key = (record, name.canonicalize(), expected)     # DNS names ignore case
         checks.setdefault(key, Check(publication.name, record, name.to_text(True),
-                                     expected, found, ok))
+                                     expected, found, ok, nxdomain=answer is None))
 
     for publication in named:
         host = dns.name.from_text(publication.hostname)
-        address = _public_address(publication)
+        address = publication.published_at()
         family = family_of(address)
-        expected = tuple(sorted({str(_public_address(p)) for p in named
+        expected = tuple(sorted({str(p.published_at()) for p in named
                                  if dns.name.from_text(p.hostname) == host
-                                 and family_of(_public_address(p)) == family}))
-        found = _addresses(ask, host, RECORD[family])
-        add(publication, RECORD[family], host, expected, found, found == expected)
+                                 and family_of(p.published_at()) == family}))
+        answer = _query(ask, host, RECORD[family])
+        found = _addresses(answer or [])
+        add(publication, RECORD[family], host, expected, answer, found, found == expected)
         reverse = dns.reversename.from_address(str(address))
-        pointers = _query(ask, reverse, "PTR")
-        add(publication, "PTR", reverse, (host.to_text(True),), _names(pointers, "target"),
-            any(r.target == host for r in pointers))
+        answer = _query(ask, reverse, "PTR")
+        add(publication, "PTR", reverse, (host.to_text(True),), answer,
+            _names(answer or [], "target"), any(r.target == host for r in answer or []))
         for domain in publication.mail_domains:
             zone = dns.name.from_text(domain)
-            exchanges = _query(ask, zone, "MX")
-            add(publication, "MX", zone, (host.to_text(True),), _names(exchanges, "exchange"),
-                any(r.exchange == host for r in exchanges))
+            answer = _query(ask, zone, "MX")
+            add(publication, "MX", zone, (host.to_text(True),), answer,
+                _names(answer or [], "exchange"), any(r.exchange == host for r in answer or []))
     return list(checks.values())

@@ -7,6 +7,13 @@ address in a policy. A line holds one address, network or `A-B` range;
 `#` and `;` start a comment, whole-line or trailing (`1.10.16.0/20 ; SBL256894`);
 blank lines, a byte-order mark and CRLF line ends are fine.
 
+Spamhaus also publishes DROP as JSON lines (`drop_v4.json`, `drop_v6.json`):
+a line that starts with `{` is a JSON object, the network of its `cidr` key
+(other objects, such as the trailing metadata line, are skipped). A file is
+one kind or the other: the first entry decides, and a line of the other
+kind ends the reading with an error (`ListError`), as does a line that is
+not valid JSON.
+
 A list's diagnostics name the file as the policy's folder joined with the
 path written in the policy (`golden/block/lists/drop.txt:3:1`), which is
 the file itself as seen from where mailpubc runs.
@@ -14,8 +21,10 @@ the file itself as seen from where mailpubc runs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 from typing import Iterator, Optional
 
 from .diagnostics import Position
@@ -34,12 +43,28 @@ def list_path(folder: Optional[str], written: str) -> str:
 
 def read(path: str) -> str:
     """The list's text; OSError or UnicodeDecodeError (its `start` is the
-    offending byte) when it cannot be read, ValueError when it is too large."""
-    with open(path, "rb") as stream:
+    offending byte) when it cannot be read, ValueError when it is too large
+    or not a regular file. It is opened without blocking and then looked at,
+    so a FIFO with no writer (or one put in the file's place after a check)
+    is refused instead of waited on for ever."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    kind = _not_regular(os.fstat(descriptor).st_mode)
+    if kind:
+        os.close(descriptor)
+        raise ValueError(f"it is {kind}, not a regular file")
+    with open(descriptor, "rb") as stream:
         raw = stream.read(MAX_LIST_BYTES + 1)
     if len(raw) > MAX_LIST_BYTES:
         raise ValueError(f"list file is larger than {MAX_LIST_BYTES // (1024 * 1024)} MiB")
     return raw.decode("utf-8").removeprefix("\ufeff")
+
+
+def _not_regular(mode: int) -> str:
+    """What an opened file that is not a regular file is ("" for a regular
+    file); a socket cannot be opened at all (OSError)."""
+    if stat.S_ISREG(mode):
+        return ""
+    return "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device"
 
 
 class Place:
@@ -57,10 +82,50 @@ class Place:
                         self.offset - line_start + 1)
 
 
+class ListError(Exception):
+    """A line that makes the rest of the list meaningless; reading stops."""
+
+    def __init__(self, place: Place, message: str):
+        super().__init__(message)
+        self.place, self.message = place, message
+
+
 def entries(path: str, text: str) -> Iterator[tuple[Place, str]]:
-    """Each entry of the list with where it starts."""
+    """Each entry of the list with where it starts; raises ListError."""
+    json_lines = None        # the kind of list, decided by its first entry
     for match in _ENTRY.finditer(text):
-        yield Place(path, text, match.start(1)), match.group(1)
+        place = Place(path, text, match.start(1))
+        is_json = match.group(1).startswith("{")
+        if json_lines is None:
+            json_lines = is_json
+        elif is_json != json_lines:
+            raise ListError(place, f"a {'JSON' if is_json else 'text'} line in a list of "
+                                   f"{'JSON' if json_lines else 'text'} lines: a list file "
+                                   "is one or the other")
+        if not is_json:
+            yield place, match.group(1)
+            continue
+        network = _cidr(place, text[match.start(1):match.end()].rstrip())
+        if network is not None:
+            yield network
+
+
+def _cidr(place: Place, line: str) -> Optional[tuple[Place, str]]:
+    """A JSON line's network (`cidr`) with where it is written; None for
+    another object. The whole line is JSON: `#` and `;` may be in its strings."""
+    try:
+        found = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ListError(Place(place.file, place.text, place.offset + exc.pos),
+                        f"a JSON line that is not valid JSON: {exc.msg}") from None
+    if "cidr" not in found:
+        return None
+    network = found["cidr"]
+    if not isinstance(network, str):
+        raise ListError(place, f"a JSON line whose cidr is not a string: {network!r}")
+    written = line.find(json.dumps(network))         # the value itself, if written plainly
+    return Place(place.file, place.text, place.offset + written + 1 if written >= 0
+                 else place.offset), network
 
 
 def decode_error_position(path: str, raw_prefix: bytes) -> Position:

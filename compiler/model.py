@@ -133,7 +133,7 @@ class Publish:
     position: Optional[Position] = field(default=None, compare=False)
     server_position: Optional[Position] = field(default=None, compare=False)
     external_position: Optional[Position] = field(default=None, compare=False)
-    hostname: Optional[str] = None       # for dns-check: its A/AAAA is external_address
+    hostname: Optional[str] = None       # for dns-check: its A/AAAA is published_at()
     mail_domains: tuple[str, ...] = ()   # for dns-check: their MX names hostname
     limit: Optional[Limit] = None
     log: bool = False
@@ -141,6 +141,10 @@ class Publish:
     allow_from: AddressRef = AddressRef(Addresses(), any=True)
     hairpin: bool = False
     hairpin_position: Optional[Position] = field(default=None, compare=False)
+
+    def published_at(self) -> Optional[Address]:
+        """Where clients connect: the external address, or a routed server's own."""
+        return self.server if self.external_address is None else self.external_address
 
 
 @record
@@ -194,5 +198,5 @@ class Policy:
     address_sets: tuple[AddressSet, ...]
     publish: tuple[Publish, ...]
     outbound: tuple[Outbound, ...]
-    # user-defined services named like a later built-in (`ping`), which win
+    # user-defined services named like a later built-in (`ping`, `https`...), which win
     shadowed_builtins: tuple[tuple[str, Position], ...] = field(default=(), compare=False)

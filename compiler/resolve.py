@@ -13,7 +13,6 @@ cannot exhaust the stack.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import replace
 from functools import lru_cache
@@ -23,7 +22,7 @@ from . import addresses as syntax
 from . import lists
 from .addresses import Address, Interval, merge
 from .datafiles import PACKAGE_DIR
-from .diagnostics import Collector, Position
+from .diagnostics import Collector, Position, did_you_mean
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
                     Policy, PortRange, Publish, Rate, Schedule, Service, family_of)
@@ -225,11 +224,14 @@ class _Resolver:
             self.key_error(path, f"cannot read list file {file!r}: {reason}")
             return Addresses()
         found, before = [], len(self.problems.diagnostics)
-        for position, entry in lists.entries(file, text):
-            if len(self.problems.diagnostics) - before == lists.MAX_LIST_ERRORS:
-                self.error(position, f"more errors in {file} are not shown")
-                break
-            found.append(self._entry(position, entry))
+        try:
+            for position, entry in lists.entries(file, text):
+                if len(self.problems.diagnostics) - before == lists.MAX_LIST_ERRORS:
+                    self.error(position, f"more errors in {file} are not shown")
+                    break
+                found.append(self._entry(position, entry))
+        except lists.ListError as exc:
+            self.error(exc.place, exc.message)
         return self._addresses_of(found)
 
     @staticmethod
@@ -245,12 +247,8 @@ class _Resolver:
         if name == ANY:
             self.error(path, "'any' can only stand alone as a rule's `to`")
             return
-        known = list(self.data.get("address_sets") or {})
-        message = f"undefined address set {name!r}"
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        self.error(path, message)
+        self.error(path, f"undefined address set {name!r}"
+                   + did_you_mean(name, self.data.get("address_sets") or {}))
 
     def _addresses(self, path: Path, value: Any, *, allow_localhost: bool = False,
                    allow_any: bool = False) -> AddressRef:
@@ -319,11 +317,7 @@ class _Resolver:
         if "/" in name:     # a port written inline (the schema checked its shape)
             port = self._port(path, name)
             return None if port is None else Service(name, (port,))
-        message = f"unknown service {name!r}"
-        close = difflib.get_close_matches(name, list(self.services), n=1, cutoff=0.6)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        self.error(path, message)
+        self.error(path, f"unknown service {name!r}" + did_you_mean(name, self.services))
         return None
 
     def _published_services(self, path: Path, entries: list) -> tuple[Service, ...]:
@@ -380,12 +374,8 @@ class _Resolver:
             return None
         if name not in self.schedules:
             if name not in (self.data.get("schedules") or {}):
-                message = f"undefined schedule {name!r}"
-                close = difflib.get_close_matches(name, list(self.schedules) + [ALWAYS],
-                                                  n=1, cutoff=0.6)
-                if close:
-                    message += f"; did you mean {close[0]!r}?"
-                self.error(path, message)
+                self.error(path, f"undefined schedule {name!r}"
+                           + did_you_mean(name, list(self.schedules) + [ALWAYS]))
             return None
         return self.schedules[name]
 
@@ -393,11 +383,8 @@ class _Resolver:
         name = self.data["firewall"].get("timezone")
         if name is None or name in _zone_names():
             return name
-        message = f"unknown time zone {name!r}"
-        close = difflib.get_close_matches(name, _zone_names(), n=1, cutoff=0.6)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        self.error(("firewall", "timezone"), message)
+        self.error(("firewall", "timezone"),
+                   f"unknown time zone {name!r}" + did_you_mean(name, _zone_names()))
         return None
 
     # -- firewall and rules ---------------------------------------------------

@@ -12,14 +12,13 @@ goes through jsonschema, which says where and why.
 
 from __future__ import annotations
 
-import difflib
 import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import shape
 from .datafiles import data_text
-from .diagnostics import Collector, Diagnostic, Position
+from .diagnostics import Collector, Diagnostic, Position, did_you_mean
 from .loader import Document, Path
 
 if TYPE_CHECKING:   # jsonschema is imported only for a document that does not fit (shape.py)
@@ -183,20 +182,15 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
         for key in instance:
             if key in schema.get("properties", {}):
                 continue
-            message = f"unknown key {key!r}"
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-            elif known:
-                message += f" (known keys: {', '.join(known)})"
+            listed = f" (known keys: {', '.join(known)})" if known else ""
+            message = f"unknown key {key!r}" + (did_you_mean(key, known) or listed)
             problems.error(document.key_position(path + (key,)), message)
         return
     if validator == "required":
         unknown = [key for key in instance if key not in schema.get("properties", {})]
         for key in error.validator_value:
             # a misspelt key is reported once, as unknown with its suggestion
-            if key not in instance and not difflib.get_close_matches(key, unknown, n=1,
-                                                                     cutoff=0.6):
+            if key not in instance and not did_you_mean(key, unknown):
                 problems.error(where, f"missing required key {key!r}")
         return
     if validator == "type":
@@ -208,11 +202,8 @@ def _report(document: Document, error: ValidationError, problems: Collector) -> 
     if validator == "enum":
         allowed = [str(v) for v in error.validator_value]
         shown = repr(instance) if isinstance(instance, str) else _describe(instance)
-        message = f"{shown} is not one of: {', '.join(allowed)}"
-        close = difflib.get_close_matches(str(instance), allowed, n=1, cutoff=0.6)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
-        problems.error(where, message)
+        problems.error(where, f"{shown} is not one of: {', '.join(allowed)}"
+                       + did_you_mean(str(instance), allowed))
         return
     if validator in ("pattern", "format", "minimum", "maximum", "minLength", "maxLength"):
         problems.error(where, f"{instance!r} {_schema_message(schema)}")

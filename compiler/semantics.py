@@ -9,11 +9,9 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .addresses import covers, interval_texts, subtract, within
 from .diagnostics import Collector, Diagnostic
-from .model import Address, AddressRef, Outbound, Policy, Service, family_of
+from .model import AddressRef, Outbound, Policy, Service, family_of
 from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
 
 
@@ -339,27 +337,22 @@ def _publish_translations(policy: Policy, problems: Collector) -> None:
                     problems.error(service.position,
                                    f"publish rule {rule.name!r}: {service.name} and "
                                    f"{earlier.name} ({_line(earlier.position)}) both "
-                                   f"publish {_published_at(rule)} {clash} but translate it "
+                                   f"publish {rule.published_at()} {clash} but translate it "
                                    "to different server ports")
                     break
-
-
-def _published_at(rule) -> Optional[Address]:
-    """Where clients connect: the external address, or a routed server's own."""
-    return rule.server if rule.external_address is None else rule.external_address
 
 
 def _allow_from(policy: Policy, problems: Collector) -> None:
     for rule in policy.publish:
         sources = rule.allow_from
-        if _published_at(rule) is None:     # no external_address: _routed reports it
+        if rule.published_at() is None:     # no external_address: _routed reports it
             continue
-        family = family_of(_published_at(rule))
+        family = family_of(rule.published_at())
         if not sources.any and not sources.addresses.family(family):
             problems.error(sources.position,
                            f"publish rule {rule.name!r}: allow_from has no "
                            f"{FAMILY_NAMES[family]} address, but the publication is "
-                           f"{FAMILY_NAMES[family]} ({_published_at(rule)}): "
+                           f"{FAMILY_NAMES[family]} ({rule.published_at()}): "
                            "nobody could connect")
 
 

@@ -2,13 +2,15 @@
 
 One row per publication, service and port range of that service. Each
 column has one function below that reads it from the model. The limits
-column is shown only when some row has limits.
+column is shown only when some row has limits. The JSON form gives the
+same rows as typed values (`typed_row`), not the text's display strings.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Optional
+from dataclasses import asdict
+from typing import Iterator, Optional
 
 from .model import Policy, Publish, Service
 from .vocab import ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, PortRange
@@ -64,30 +66,64 @@ def _limits(publication: Publish) -> Optional[str]:
     return ", ".join(parts)
 
 
-def rows(policy: Policy) -> list[dict]:
-    """The table as data: one dict a row, keyed by COLUMNS (and LIMITS when set)."""
-    found = []
+def _entries(policy: Policy) -> Iterator[tuple[Publish, Service, PortRange]]:
+    """Each row's publication, service and port range, in policy order."""
     for publication in policy.publish:
         for service in publication.services:
             for port in service.ports:
-                row = dict(zip(COLUMNS, (
-                    publication.name, service.name, _external_address(publication),
-                    _protocol(port), _port(port), _server(publication),
-                    _server_port(publication, service, port), _allowed_from(publication))))
-                limits = _limits(publication)
-                if limits is not None:
-                    row[LIMITS] = limits
-                found.append(row)
+                yield publication, service, port
+
+
+def rows(policy: Policy) -> list[dict]:
+    """The table as display strings: one dict a row, keyed by COLUMNS (and
+    LIMITS when set)."""
+    found = []
+    for publication, service, port in _entries(policy):
+        row = dict(zip(COLUMNS, (
+            publication.name, service.name, _external_address(publication),
+            _protocol(port), _port(port), _server(publication),
+            _server_port(publication, service, port), _allowed_from(publication))))
+        limits = _limits(publication)
+        if limits is not None:
+            row[LIMITS] = limits
+        found.append(row)
     return found
 
 
+def typed_row(publication: Publish, service: Service, port: PortRange) -> dict:
+    """A row as typed values (README, Reports: `table --format json`): ports
+    are integers, a range is `port`..`port_end`, ICMP has no port but an
+    `icmp_type`, a routed publication's external_address is null, and
+    allowed_from is null for any source, else the addresses it allows."""
+    echo = port.protocol == ECHO_PROTOCOL
+    server_low, server_high = ((port.low, port.high) if service.server_port is None
+                               else (service.server_port, service.server_port))
+    sources = publication.allow_from
+    external = publication.external_address
+    return {
+        "rule": publication.name,
+        "service": service.name,
+        "external_address": None if external is None else str(external),
+        "protocol": _protocol(port),
+        "port": None if echo else port.low,
+        "port_end": None if echo else port.high,
+        "icmp_type": ECHO_REQUEST if echo else None,
+        "server": _server(publication),
+        "server_port": None if echo else server_low,
+        "server_port_end": None if echo else server_high,
+        "allowed_from": None if sources.any else [
+            text for family in FAMILIES for text in sources.addresses.texts(family)],
+        "allowed_from_set": sources.set_name,
+        "limits": None if publication.limit is None else asdict(publication.limit),
+    }
+
+
 def render(policy: Policy, output_format: str) -> str:
-    """The table as `text` (aligned columns), `markdown` or `json` (keys with
-    `_` for spaces: external_address, server_port, allowed_from)."""
-    table = rows(policy)
+    """The table as `text` (aligned columns), `markdown` or `json` (typed rows)."""
     if output_format == "json":
-        keyed = [{key.replace(" ", "_"): value for key, value in row.items()} for row in table]
-        return json.dumps({"publications": keyed}, indent=2) + "\n"
+        typed = [typed_row(*entry) for entry in _entries(policy)]
+        return json.dumps({"publications": typed}, indent=2) + "\n"
+    table = rows(policy)
     columns = COLUMNS + ((LIMITS,) if any(LIMITS in row for row in table) else ())
     cells = [[row.get(column, "") for column in columns] for row in table]
     if output_format == "markdown":

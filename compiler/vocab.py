@@ -64,9 +64,12 @@ BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {
     "dns": (PortRange("udp", 53, 53), PortRange("tcp", 53, 53)),
     "dns-zone-transfer": (PortRange("tcp", 53, 53),),
     "ping": (ECHO,),
+    "managesieve": (PortRange("tcp", 4190, 4190),),
+    "http": (PortRange("tcp", 80, 80),),
+    "https": (PortRange("tcp", 443, 443),),
 }
 # built in after version 1 was published: a policy may still define its own
-LATER_BUILTINS = ("ping",)
+LATER_BUILTINS = ("ping", "managesieve", "http", "https")
 SSH = PortRange("tcp", 22, 22)             # the default of firewall.management.ssh_port
 
 # The fixed rules' ICMP types (docs/ruleset.md says why each is there).

@@ -498,7 +498,8 @@ def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):
         # a namespace that does not exist: nothing could be touched anyway
         run = run_mailpubc(command, "--netns", "mp-absent", str(bad))
         assert (run.returncode, run.stdout) == (status, ""), run.stderr
-        assert run.stderr == f"{bad}:8:81: error: unknown service 'smtpx'; did you mean 'smtp'?\n"
+        assert run.stderr == (f"{bad}:8:81: error: unknown service 'smtpx'; "
+                              "did you mean 'smtp' or 'smtps'?\n")
     assert not (tmp_path / "state").exists()
 
 
@@ -506,7 +507,9 @@ def test_diff_as_json(ns, tmp_path):
     path = policy(tmp_path)
     assert apply(ns, path).returncode == 0
     same = json.loads(run_mailpubc("diff", "--format", "json", "--netns", ns.name, path).stdout)
-    assert same == {"changed": False, "diff": "", "before": "", "after": ""}
+    assert (same["changed"], same["diff"]) == (False, "")
+    assert same["before"] == same["after"]          # both rulesets, not nothing
+    assert same["after"].startswith("table inet mailpub {") and "dport 25" in same["after"]
     changed = run_mailpubc("diff", "--format", "json", "--netns", ns.name,
                            policy(tmp_path, "new", "[smtp, smtps]"))
     report = json.loads(changed.stdout)

@@ -85,19 +85,31 @@ def test_json_report(dns_ns):
     assert run.returncode == 1, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] is False
-    assert [(c["record"], c["ok"]) for c in report["checks"]] == \
-        [("A", False), ("PTR", False), ("MX", False)]
+    assert [(c["record"], c["ok"], c["nxdomain"]) for c in report["checks"]] == \
+        [("A", False, False), ("PTR", False, True), ("MX", False, False)]
     assert report["checks"][0]["found"] == ["198.51.100.99"]
 
 
-@pytest.mark.parametrize("nameserver", ["127.0.0.1:5353", "127.0.0.2"])
-def test_unreachable_dns_exits_2(dns_ns, nameserver):
-    """Nothing listens there: refused at once, or no answer within the timeout."""
-    run = dns_check(dns_ns, "--nameserver", nameserver, "--timeout", "1",
+@pytest.mark.parametrize("nameserver, shown", [("127.0.0.1:5353", "127.0.0.1 (port 5353)"),
+                                                ("127.0.0.2", "127.0.0.2 (port 53)")])
+def test_unreachable_dns_exits_2(dns_ns, nameserver, shown):
+    """Nothing listens there: no answer within the timeout, said once
+    (dnspython's text repeats itself for each of its tries)."""
+    run = dns_check(dns_ns, "--nameserver", nameserver, "--timeout", "2.5",
                     HERE / "correct.yaml")
-    assert run.returncode == 2
-    assert run.stdout == ""
-    assert run.stderr.startswith("mailpubc: DNS unreachable: ")
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == ("mailpubc: DNS unreachable: A mail.example.com: "
+                          f"no answer within 2.5 s from {shown}\n")
+
+
+def test_refused_everywhere_exits_2(dns_ns, tmp_path):
+    """Knot refuses a zone it does not serve: every nameserver failed."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((HERE / "correct.yaml").read_text().replace("example.com", "example.net"))
+    run = dns_check(dns_ns, "--nameserver", "127.0.0.1", policy)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == ("mailpubc: DNS unreachable: A mail.example.net: "
+                          "no nameserver could answer: REFUSED\n")
 
 
 def test_invalid_policy_exits_2_with_positioned_errors():

@@ -4,6 +4,7 @@ import pytest
 
 from mailpubc.diagnostics import PolicyError
 from mailpubc.api import compile_path
+from mailpubc.vocab import PortRange
 
 POLICY = """\
 version: 1
@@ -96,3 +97,19 @@ def test_a_rule_emitted_in_one_family_defines_only_that_familys_set(tmp_path):
     assert [s.name for s in compiled.ruleset.sets] == ["relays_v4", "smarthost_v4"]
     assert 'ip saddr @relays_v4 ip daddr @smarthost_v4 tcp dport 25 counter name "outbound_out" accept' in compiled.text
     assert "ip6" not in compiled.text.split("chain forward")[1].split("chain output")[0]
+
+
+def test_managesieve_http_and_https_are_built_in(tmp_path):
+    """The contract's second round: tcp/4190, tcp/80, tcp/443."""
+    result = compile_text(tmp_path, """\
+version: 1
+firewall:
+  external: {interface: eth0, addresses: [198.51.100.10]}
+publish:
+  - {name: web, server: localhost, external_address: 198.51.100.10,
+     services: [managesieve, http, https]}
+""")
+    assert [(s.name, s.ports) for s in result.policy.publish[0].services] == [
+        ("managesieve", (PortRange("tcp", 4190, 4190),)), ("http", (PortRange("tcp", 80, 80),)),
+        ("https", (PortRange("tcp", 443, 443),))]
+    assert not result.warnings

@@ -65,6 +65,54 @@ def test_every_report_runs_on_golden_policy(case):
     assert len(rows) == sum(len(s.ports) for p in services for s in p.services)
 
 
+TYPED_POLICY = """\
+version: 1
+firewall:
+  external: {interface: eth0, addresses: [198.51.100.10]}
+  internal:
+    interface: eth1
+    networks: [10.1.0.0/16, "2001:db8:5::/48"]
+    routed: ["2001:db8:5:1::/64"]
+address_sets:
+  partners: [192.0.2.0/24]
+services:
+  passive: [tcp/30000-30009]
+publish:
+  - name: exchange
+    server: 10.1.0.25
+    external_address: 198.51.100.10
+    services: [{service: smtp, server_port: 2525}, passive]
+    allow_from: partners
+    limit: {new: 3/minute, burst: 4}
+  - name: routed
+    server: "2001:db8:5:1::25"
+    services: [ping]
+"""
+
+
+def test_table_json_gives_typed_values(tmp_path):
+    """Integers for ports, null where the text shows a placeholder, ICMP's
+    type apart from ports."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TYPED_POLICY)
+    run = run_mailpubc("table", "--format", "json", policy)
+    assert run.returncode == 0 and only_warnings(run.stderr), run.stderr
+    exchange = {"rule": "exchange", "external_address": "198.51.100.10", "protocol": "tcp",
+                "icmp_type": None, "server": "10.1.0.25", "allowed_from": ["192.0.2.0/24"],
+                "allowed_from_set": "partners",
+                "limits": {"new": {"count": 3, "unit": "minute"}, "burst": 4,
+                           "concurrent": None}}
+    assert json.loads(run.stdout)["publications"] == [
+        {**exchange, "service": "smtp", "port": 25, "port_end": 25,
+         "server_port": 2525, "server_port_end": 2525},
+        {**exchange, "service": "passive", "port": 30000, "port_end": 30009,
+         "server_port": 30000, "server_port_end": 30009},
+        {"rule": "routed", "service": "ping", "external_address": None, "protocol": "icmp",
+         "port": None, "port_end": None, "icmp_type": "echo-request",
+         "server": "2001:db8:5:1::25", "server_port": None, "server_port_end": None,
+         "allowed_from": None, "allowed_from_set": None, "limits": None}]
+
+
 def test_graph_as_json_and_dot_name_every_rule():
     policy = api.compile_path(str(EXAMPLE)).policy
     names = [f"publish {r.name}" for r in policy.publish] + \
