@@ -15,7 +15,8 @@ and destination must match it too.
 
 A scenario's zone (`timezones:`) is given to the plan as the policy's
 zone, as the lab's compiler got it through TZ; the time is the lab's clock
-when the probe was sent.
+when the probe was sent. The same questions (`ask`) stand in for the
+kernel in e2e/explained.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from mailpubc.explain import LOCALHOST, Explainer, parse_destination
+from mailpubc.explain import LOCALHOST, Explainer, Explanation, parse_destination
+from mailpubc.model import Policy
 from mailpubc.plan import plan
 
 from .topology import SERVER_PORTS
@@ -54,10 +56,7 @@ class Tally:
 def check(lab, probes: list[Probe]) -> Tally:
     """explain's answer on each connection of `probes`, held to what they saw."""
     tally = Tally()
-    policy = lab.policy
-    zone = lab.scenario.timezone
-    if zone and policy.firewall.timezone is None:
-        policy = replace(policy, firewall=replace(policy.firewall, timezone=zone))
+    policy = in_zone(lab.policy, lab.scenario.timezone)
     for probe in probes:
         explainer = Explainer(policy, plan(policy, probe.at), probe.at)
         kind = probe.request["kind"]
@@ -65,7 +64,6 @@ def check(lab, probes: list[Probe]) -> Tally:
             tally.disagreements.append(f"no explain query for probe kind {kind!r}: add one "
                                        "to e2e.agreement.CONNECTIONS")
             continue
-        source = _source(lab, probe)
         connections = CONNECTIONS[kind](probe.request, probe.result)
         if probe.run_time_elements:     # explain assumes the run-time sets empty
             connections = [(protocol, port, None) for protocol, port, _ in connections]
@@ -73,10 +71,8 @@ def check(lab, probes: list[Probe]) -> Tally:
             if through is None:
                 tally.unjudged += 1
                 continue
-            target = _target(probe.request["host"], port)
-            answer = explainer.explain(source, target, protocol)
-            listens = _listens(lab, answer.translated_destination, protocol)
-            expected = answer.verdict == "accept" and listens
+            answer, listens, expected = ask(lab, explainer, probe.source, probe.request["host"],
+                                            protocol, port)
             if expected != through:
                 seen = "got through" if through else "did not get through"
                 problem = (f"the kernel: it {seen}; explain: {answer.verdict} by "
@@ -86,20 +82,37 @@ def check(lab, probes: list[Probe]) -> Tally:
                 problem = _translation(lab, probe, answer, index == 0) if through else None
             if problem:
                 tally.disagreements.append(
-                    f"probe from {probe.source} ({source}) to {target}/{protocol}: {problem}; "
-                    f"explain's chains {list(answer.chains)}")
+                    f"probe from {probe.source} ({answer.source}) to {answer.destination}/"
+                    f"{protocol}: {problem}; explain's chains {list(answer.chains)}")
             else:
                 tally.agreed += 1
                 tally.unobservable += answer.verdict == "accept" and not listens
     return tally
 
 
-def _source(lab, probe: Probe) -> str:
-    host = lab.topology.host(probe.source)
-    if host.side == "firewall":
+def in_zone(policy: Policy, zone: str | None) -> Policy:
+    """The policy as the lab compiles it: schedules in the scenario's zone
+    (TZ for the compiler) unless the policy names its own."""
+    if zone and policy.firewall.timezone is None:
+        return replace(policy, firewall=replace(policy.firewall, timezone=zone))
+    return policy
+
+
+def ask(lab, explainer: Explainer, source: str, host: str, protocol: str,
+        port: int) -> tuple[Explanation, bool, bool]:
+    """explain's answer on one connection from the lab host `source` to the
+    address `host`, whether something listens where it ends, and so whether
+    it gets through."""
+    answer = explainer.explain(_source(lab, source, host), _target(host, port), protocol)
+    listens = _listens(lab, answer.translated_destination, protocol)
+    return answer, listens, answer.verdict == "accept" and listens
+
+
+def _source(lab, name: str, host: str) -> str:
+    source = lab.topology.host(name)
+    if source.side == "firewall":
         return LOCALHOST
-    version = ipaddress.ip_address(probe.request["host"]).version
-    return str(host.address(version))
+    return str(source.address(ipaddress.ip_address(host).version))
 
 
 def _target(host: str, port: int) -> str:

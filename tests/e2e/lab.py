@@ -28,12 +28,13 @@ import yaml
 
 from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
+from mailpubc.model import Policy
 from mailpubc.api import compile_path
 from mailpubc.vocab import BUILTIN_SERVICES, PortRange
 
 from . import agreement, netns, pki, services
 from .netns import CommandError
-from .scenario import REPO, Scenario, describe
+from .scenario import REPO, Scenario, describe, load
 from .topology import MEMBERSHIP_EXPIRY, Host, Topology
 
 PROBE = Path(__file__).resolve().parent / "probe.py"
@@ -53,11 +54,41 @@ def compiler_command() -> list[str]:
     return shlex.split(os.environ.get("MAILPUBC_E2E_CMD", "")) or [sys.executable, "-m", "mailpubc"]
 
 
-class Lab:
+class LabModel:
+    """A scenario's lab as the compiler's model of its policy describes it:
+    the hosts (not built), their addresses and the services' ports. The
+    kernel's Lab and explain's (e2e/explained.py) share it."""
+
+    def __init__(self, scenario: Scenario, policy: Policy):
+        self.scenario = scenario
+        self.policy = policy
+        self.topology = Topology(policy, scenario.hosts, scenario.mld_snooping)
+
+    def address(self, name: str, family: int | None) -> str:
+        try:
+            return str(ipaddress.ip_address(name))
+        except ValueError:
+            return str(self.topology.host(name).address(family or 4))
+
+    def service_ports(self, service: str) -> tuple[PortRange, ...]:
+        """A built-in service's ports, or those of a custom one as a rule uses it
+        (the model keeps custom services only inside the rules)."""
+        if service in BUILTIN_SERVICES:
+            return BUILTIN_SERVICES[service]
+        for rule in (*self.policy.publish, *self.policy.outbound):
+            for used in rule.services:
+                if used.name == service:
+                    return used.ports
+        raise KeyError(f"service {service!r} is neither built in nor used by a rule")
+
+    def service_port(self, service: str) -> int:
+        return self.service_ports(service)[-1].high
+
+
+class Lab(LabModel):
     """The namespaces, servers and ruleset of one scenario, and its checks."""
 
     def __init__(self, scenario: Scenario, ca: Path, evidence: Path):
-        self.scenario = scenario
         self.ca = ca
         self.evidence = evidence
         self.nflog_lock = threading.Lock()
@@ -72,8 +103,7 @@ class Lab:
             self.policy_file = self.workdir / "policy.yaml"
             self.policy_file.write_text(yaml.safe_dump(scenario.policy, sort_keys=False))
         try:
-            self.policy = compile_path(str(self.policy_file)).or_raise().policy
-            self.topology = Topology(self.policy, scenario.hosts, scenario.mld_snooping)
+            super().__init__(scenario, compile_path(str(self.policy_file)).or_raise().policy)
         except (PolicyError, KeyError, TypeError, ValueError) as exc:
             self._keep_evidence()
             raise LabError(f"scenario {scenario.name}: cannot derive the lab: {exc!r}"
@@ -155,26 +185,6 @@ class Lab:
         """explain's verdicts on every probe each expectation sent (e2e/agreement.py)."""
         return [agreement.check(self, self.probes.get(i, []))
                 for i in range(len(self.scenario.expectations))]
-
-    def address(self, name: str, family: int | None) -> str:
-        try:
-            return str(ipaddress.ip_address(name))
-        except ValueError:
-            return str(self.topology.host(name).address(family or 4))
-
-    def service_ports(self, service: str) -> tuple[PortRange, ...]:
-        """A built-in service's ports, or those of a custom one as a rule uses it
-        (the model keeps custom services only inside the rules)."""
-        if service in BUILTIN_SERVICES:
-            return BUILTIN_SERVICES[service]
-        for rule in (*self.policy.publish, *self.policy.outbound):
-            for used in rule.services:
-                if used.name == service:
-                    return used.ports
-        raise KeyError(f"service {service!r} is neither built in nor used by a rule")
-
-    def service_port(self, service: str) -> int:
-        return self.service_ports(service)[-1].high
 
     def smtp_record(self, subject: str) -> tuple[Host, dict] | None:
         """Which lab SMTP server received ``subject``, and its log entry."""
@@ -424,6 +434,8 @@ class Labs:
 
     def _outcome(self, scenario: Scenario) -> tuple[list, list | Exception]:
         if scenario.name not in self.outcomes:
+            # placeholders filled in again: the time is now the lab's, not collection's
+            scenario = load(scenario.path, scenario.timezone)
             try:
                 lab = Lab(scenario, self.ca, self.evidence_root / scenario.name)
             except LabError as exc:

@@ -56,22 +56,32 @@ are named by absolute path, from the original policy's folder.
 names) or give an address; ``family: 6`` picks a host's IPv6 address.
 
 Before parsing, ``${NAME}`` placeholders are replaced, so a schedule can be
-written around the time the test runs, in the scenario's zone (else this
-process's): HOURS_NOW (a window containing now), HOURS_LATER (a window that
-does not), HOURS_NOW_WRAPPING and HOURS_LATER_WRAPPING (the same, written as
-windows that cross midnight, e.g. "09:00-08:00" at ten o'clock), TODAY and
-OTHER_DAY (mon..sun), UTC_NOT_TODAY (the UTC day when it is not the local
-one, else a day that is neither), and HOURS_WRAP_NOW with WRAP_DAY and
-WRAP_OTHER_DAY: a window that crosses midnight and contains now when it
-starts on WRAP_DAY, not when it starts on WRAP_OTHER_DAY (before 22:00, now
-is in the part after midnight of a window that started yesterday).
+written around the time the scenario is loaded, in its zone (else this
+process's). Each stays right for SLACK after that, and the lab loads the
+scenario again when it starts. tests/test_scenario_clock.py tries every
+scenario that uses them at every hour of a week.
+
+- HOURS_NOW: a window containing now; HOURS_LATER: one that does not.
+- TODAY and OTHER_DAY (tomorrow), mon..sun; DAYS_NOW: TODAY, and within
+  SLACK of midnight tomorrow too, for a days-only schedule open now
+  (``days: [$DAYS_NOW]``); UTC_NOT_TODAY: the UTC day when it is not one
+  of DAYS_NOW, else a day that is neither.
+- Windows across midnight, each with the day it starts on (the same hours
+  from another day may well contain now, or not): HOURS_NOW_WRAPPING from
+  NOW_WRAPPING_DAY contains now (after 02:00 in its part before midnight,
+  from today; until then after midnight, from yesterday);
+  HOURS_LATER_WRAPPING from LATER_WRAPPING_DAY does not (it starts later
+  today, or after 22:00 tomorrow evening); HOURS_WRAP_NOW contains now
+  when it starts on WRAP_DAY, not when it starts on WRAP_OTHER_DAY (before
+  22:00, now is in the part after midnight of a window that started
+  yesterday).
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 from zoneinfo import ZoneInfo
@@ -82,6 +92,13 @@ from mailpubc.vocab import WEEK
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+DAY = 24 * 60                   # minutes
+# How long the placeholders stay right after they are filled in: longer than
+# a lab takes to run (Labs fills them in again when a scenario's lab starts).
+SLACK = timedelta(minutes=30)
+# libyaml where PyYAML has it: tests/test_scenario_clock.py loads a scenario
+# some thousand times
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 KINDS = {
     "reach": ({"from", "to", "expect"}, {"service", "port", "family"}),
@@ -115,34 +132,54 @@ class Scenario:
 
 
 def time_vars(now: datetime) -> dict[str, str]:
-    """Schedule placeholders for ``now``, a local time with its zone.
+    """Schedule placeholders for ``now``, a local time with its zone, each
+    right from ``now`` until SLACK later.
 
     HOURS_LATER never crosses midnight and HOURS_NOW does only after 22:59;
-    the WRAPPING windows do (except within two hours of midnight).
+    the WRAPPING windows and HOURS_WRAP_NOW always do (each has a part
+    after midnight, so none can start at 00:00 and contain it).
     """
     minute = now.hour * 60 + now.minute
-    today, utc_day = now.weekday(), now.astimezone(timezone.utc).weekday()
+    today = now.weekday()
+    then = (now.astimezone(timezone.utc) + SLACK).astimezone(now.tzinfo).weekday()
+    days_now = [today] if then == today else [today, then]
+    utc_day = now.astimezone(timezone.utc).weekday()
 
-    def hhmm(m: int) -> str:
-        m %= 24 * 60
-        return f"{m // 60:02d}:{m % 60:02d}"
+    def hours(first: int, last: int) -> str:
+        return "-".join(f"{m % DAY // 60:02d}:{m % 60:02d}" for m in (first, last))
 
-    later = (minute + 120, minute + 180) if minute + 180 < 24 * 60 else (minute - 180, minute - 120)
-    if minute + 120 < 24 * 60:      # after midnight of a window that started yesterday
-        wrap, wrap_day, wrap_other = (minute + 120, minute + 60), today - 1, today
+    def day(offset: int) -> str:
+        return WEEK[(today + offset) % 7]
+
+    if minute + 180 < DAY:
+        later = hours(minute + 120, minute + 180)
+    else:
+        later = hours(minute - 180, minute - 120)
+    # Windows across midnight, each with the day (from today) it starts on.
+    if minute > 120:                # now before midnight of a window that started today
+        now_wrapping, now_wrapping_day = hours(minute - 60, minute - 120), 0
+    else:                           # after midnight of one that started yesterday
+        now_wrapping, now_wrapping_day = hours(minute + 120, minute + 60), -1
+    if minute + 120 < DAY:          # after midnight of a window that started yesterday
+        wrap, wrap_day, wrap_other = hours(minute + 120, minute + 60), -1, 0
+        later_wrapping, later_wrapping_day = wrap, 0
     else:                           # before midnight of one that started today
-        wrap, wrap_day, wrap_other = (minute - 60, minute - 120), today, today - 1
+        wrap, wrap_day, wrap_other = hours(minute - 60, minute - 120), 0, -1
+        later_wrapping, later_wrapping_day = hours(minute - 120, minute - 180), 1
     return {
-        "HOURS_NOW": f"{hhmm(max(0, minute - 60))}-{hhmm(minute + 60)}",
-        "HOURS_LATER": f"{hhmm(later[0])}-{hhmm(later[1])}",
-        "HOURS_NOW_WRAPPING": f"{hhmm(minute - 60)}-{hhmm(minute - 120)}",
-        "HOURS_LATER_WRAPPING": f"{hhmm(minute + 60)}-{hhmm(minute - 60)}",
-        "TODAY": WEEK[today],
-        "OTHER_DAY": WEEK[(today + 1) % 7],
-        "UTC_NOT_TODAY": WEEK[utc_day if utc_day != today else (today + 3) % 7],
-        "HOURS_WRAP_NOW": f"{hhmm(wrap[0])}-{hhmm(wrap[1])}",
-        "WRAP_DAY": WEEK[wrap_day % 7],
-        "WRAP_OTHER_DAY": WEEK[wrap_other % 7],
+        "HOURS_NOW": hours(max(0, minute - 60), minute + 60),
+        "HOURS_LATER": later,
+        "HOURS_NOW_WRAPPING": now_wrapping,
+        "NOW_WRAPPING_DAY": day(now_wrapping_day),
+        "HOURS_LATER_WRAPPING": later_wrapping,
+        "LATER_WRAPPING_DAY": day(later_wrapping_day),
+        "TODAY": day(0),
+        "DAYS_NOW": ", ".join(WEEK[d] for d in days_now),
+        "OTHER_DAY": day(1),
+        "UTC_NOT_TODAY": WEEK[utc_day] if utc_day not in days_now else day(3),
+        "HOURS_WRAP_NOW": wrap,
+        "WRAP_DAY": day(wrap_day),
+        "WRAP_OTHER_DAY": day(wrap_other),
     }
 
 
@@ -165,11 +202,12 @@ def _lists_from(policy: dict, folder: Path) -> dict:
     return dict(policy, address_sets=sets) if sets else policy
 
 
-def load(path: Path, zone: Optional[str] = None) -> Scenario:
-    """The scenario, its placeholders filled in for now in `zone` (None: local time)."""
-    now = datetime.now(ZoneInfo(zone)) if zone else datetime.now().astimezone()
+def load(path: Path, zone: Optional[str] = None, at: Optional[datetime] = None) -> Scenario:
+    """The scenario, its placeholders filled in for `at` (default now) in
+    `zone` (None: local time)."""
+    now = (at or datetime.now(timezone.utc)).astimezone(ZoneInfo(zone) if zone else None)
     text = string.Template(path.read_text()).substitute(time_vars(now))
-    data = yaml.safe_load(text) or {}
+    data = yaml.load(text, Loader=SAFE_LOADER) or {}
     where = path.name
     unknown = set(data) - {"policy", "policy_patch", "hosts", "mld_snooping", "expect", "timezones"}
     if unknown or "policy" not in data or not data.get("expect"):
@@ -180,7 +218,7 @@ def load(path: Path, zone: Optional[str] = None) -> Scenario:
         policy_file = REPO / policy
         if not policy_file.is_file():
             raise ScenarioError(f"{where}: policy file {policy} does not exist")
-        policy = yaml.safe_load(policy_file.read_text())
+        policy = yaml.load(policy_file.read_text(), Loader=SAFE_LOADER)
     if data.get("policy_patch"):
         policy = _merge(policy, data["policy_patch"])
         if policy_file is not None:
@@ -247,7 +285,18 @@ def describe(exp: dict) -> str:
     return f"{src} sweeps {exp['target']}{family} tcp/{exp.get('ports', '1-65535')}"
 
 
+def zones(path: Path) -> list[Optional[str]]:
+    """The zones a scenario runs in: its `timezones`, else [None] (local time)."""
+    return yaml.safe_load(path.read_text()).get("timezones") or [None]
+
+
+def uses_clock(path: Path) -> bool:
+    """Whether the scenario has time placeholders, so that what it expects
+    depends on when it runs."""
+    used = string.Template(path.read_text()).get_identifiers()
+    return bool(set(used) & set(time_vars(datetime.now(timezone.utc))))
+
+
 def load_all(directory: Path = SCENARIOS) -> list[Scenario]:
     """Every scenario, once per zone of its `timezones` (once without)."""
-    return [load(path, zone) for path in sorted(directory.glob("*.yaml"))
-            for zone in yaml.safe_load(path.read_text()).get("timezones") or [None]]
+    return [load(path, zone) for path in sorted(directory.glob("*.yaml")) for zone in zones(path)]
