@@ -1,5 +1,5 @@
-"""Per-source limits on the real kernel: what a meter keys on and what a full
-meter does.
+"""Per-source limits on the real kernel: what a meter keys on, what a full
+meter does, and what apply, a rollback and diff do with meters.
 
 A firewall namespace publishes smtp on itself (input chain, a listener that
 greets and holds each connection) to a client namespace over a veth pair;
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import pytest
 
-from mailpubc import api, nft
+from mailpubc import api, deploy, nft
 from mailpubc.generate import json as nft_json, text as nft_text
 from mailpubc.state import State
 
@@ -160,6 +160,10 @@ def apply(lab, path, *options):
     return done
 
 
+def diff(lab, path) -> int:
+    return run_mailpubc("diff", "--netns", lab.fw.name, path).returncode
+
+
 def hosts(network: str, count: int) -> list[str]:
     """The first `count` addresses of `network`."""
     return [str(ipaddress.ip_network(network)[i]) for i in range(1, count + 1)]
@@ -209,3 +213,48 @@ def test_a_full_meter_refuses_new_sources_only(lab, tmp_path, generator, limit, 
     assert lab.connect(["2001:db8:1:99::1"], hold=hold) == ["closed"]
     # a tracked source: the rest of its burst (rate), its second connection (concurrent)
     assert lab.connect(["2001:db8:1:1::2"], hold=hold) == ["open"]
+
+
+# -- rollback and diff -------------------------------------------------------------------
+
+def confirming(lab, path):
+    """apply --confirm for `path`, not confirmed: roll_back() ends it."""
+    apply(lab, path, "--confirm", "600", "--no-wait")
+
+
+def roll_back(lab):
+    """What the watcher does at the deadline, at once."""
+    deploy.rollback(lab.fw.name, State.of(lab.fw.name).read("pending")["token"])
+    assert State.of(lab.fw.name).read("outcome")["status"] == deploy.EXIT_ROLLED_BACK
+
+
+def test_a_rollback_locks_out_nobody_and_restores_the_limits(lab, tmp_path):
+    """A client that connected once while a confirmation waited is not
+    refused for good after the rollback (its meter element, carried without
+    its limit, used to be); after the rollback every source starts afresh
+    under the restored limit, as after applying that table again."""
+    first = policy(tmp_path)
+    apply(lab, first)
+    spent, window = "2001:db8:1:1::1", "2001:db8:1:2::1"
+    assert lab.connect([spent] * 4) == ["open"] * 3 + ["closed"]
+    confirming(lab, policy(tmp_path, services="[smtp, submission]", name="second"))
+    assert lab.connect([window]) == ["open"]
+    roll_back(lab)
+    assert lab.connect([window] * 4) == ["open"] * 3 + ["closed"]
+    assert lab.connect([spent] * 4) == ["open"] * 3 + ["closed"]
+    assert diff(lab, first) == 0
+
+
+def test_diff_ignores_the_live_elements_of_meters(lab, tmp_path):
+    """A held connection to a concurrent-limited service puts an element in
+    its meter: still no difference (so reapply does not reload and reset
+    the limits), nor after a rollback restored that meter with it."""
+    first = policy(tmp_path, "{new: 3/hour, burst: 3, concurrent: 2}")
+    apply(lab, first)
+    assert lab.connect(["2001:db8:1:1::1"], hold=True) == ["open"]
+    assert diff(lab, first) == 0
+    unchanged = run_mailpubc("reapply", "--netns", lab.fw.name)
+    assert unchanged.returncode == 0 and "unchanged" in unchanged.stderr
+    confirming(lab, policy(tmp_path, services="[smtp, submission]", name="second"))
+    roll_back(lab)
+    assert diff(lab, first) == 0
