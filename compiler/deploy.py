@@ -14,6 +14,15 @@ and a SIGKILL of apply does not reach it). Unless `confirm` comes first,
 the watcher restores that state after S seconds, again in one transaction
 that carries the run-time elements back.
 
+Meters (the sets `limit` rules fill) are the part of a table no load can
+keep: nft lists each source a meter tracks, but not the state the kernel
+keeps for it (the tokens left of its burst, the connections it holds), and
+an element loaded back starts afresh. So every load, `apply` as well as a
+rollback, starts the limits afresh: a rollback restores the meters as the
+saved listing holds them, each source with a full budget, exactly as if
+that table had been applied again. Meters are never carried from one table
+to the next (`carried_sets`); which sets are meters, only the plan can tell.
+
 State lives in `mailpubc.state`; nft is reached only through `mailpubc.nft`.
 Nothing here prints: the command line reports the `Outcome`.
 """
@@ -133,12 +142,22 @@ def foreign_drop_chains(listing: list, table: str, replaced: Iterable[str] = ())
     return found
 
 
-def carried_sets(sets: Iterable[tuple[str, Iterable[str]]]) -> list[str]:
-    """The names, among (name, flags) pairs, of sets whose elements operators
-    add at run time: those with timeouts. Sets the rules fill themselves
-    (flags dynamic: rate meters) are left out, as an element re-added
-    without its limit state would escape the limit until it expires."""
-    return [name for name, flags in sets if "timeout" in flags and "dynamic" not in flags]
+def carried_sets(ruleset: plan.Ruleset) -> list[str]:
+    """The sets of the plan whose elements operators add at run time
+    (dynamic_block's: flags timeout). Meters, the sets the rules fill (flags
+    dynamic), are not: nft lists a meter's elements but not the state the
+    kernel keeps in each (the tokens a source has left, the connections it
+    holds), and an element put back by `add element` has no limit of its
+    own, so the meter rule would turn its source away at every retry, each
+    retry renewing it. Only the plan can tell them apart: nft 1.0.6 lists
+    `flags dynamic, timeout` as ["timeout"] and `flags dynamic` as none."""
+    return [s.name for s in ruleset.sets if "timeout" in s.flags and "dynamic" not in s.flags]
+
+
+def changing_sets(ruleset: plan.Ruleset) -> set[str]:
+    """The sets of the plan whose elements change by themselves: the
+    operators' run-time sets and the meters."""
+    return {s.name for s in ruleset.sets if {"timeout", "dynamic"} & set(s.flags)}
 
 
 def carry_commands(listing: list, source: str, target: str, names: Iterable[str]) -> str:
@@ -189,9 +208,11 @@ def _has_table(listing: list, table: str) -> bool:
                for e in listing if "table" in e)
 
 
-def _set_flags(listing: list, table: str) -> list[tuple[str, list]]:
-    return [(e["set"]["name"], e["set"].get("flags", [])) for e in listing
-            if "set" in e and (e["set"]["family"], e["set"]["table"]) == (FAMILY, table)]
+def _timeout_sets(listing: list, table: str) -> set[str]:
+    """The sets of `table` in the listing that take elements with timeouts."""
+    return {e["set"]["name"] for e in listing
+            if "set" in e and (e["set"]["family"], e["set"]["table"]) == (FAMILY, table)
+            and "timeout" in e["set"].get("flags", ())}
 
 
 def transaction(text: str, ruleset: plan.Ruleset, listing: list, old: Optional[str]) -> str:
@@ -203,15 +224,15 @@ def transaction(text: str, ruleset: plan.Ruleset, listing: list, old: Optional[s
         parts.append(_replace(old))
     source = table if _has_table(listing, table) else old
     if source:
-        parts.append(carry_commands(listing, source, table,
-                                    carried_sets((s.name, s.flags) for s in ruleset.sets)))
+        parts.append(carry_commands(listing, source, table, carried_sets(ruleset)))
     return "".join(parts)
 
 
 def restore_text(pending: dict, listing: list) -> str:
     """The transaction that brings back the state recorded in `pending`:
     each recorded table deleted and its saved listing loaded again, with the
-    run-time elements the new table holds now."""
+    run-time elements the new table holds now in the sets `_arm` chose (its
+    operators' sets, never its meters)."""
     previous = pending["previous"]
     parts = [_replace(name) for name in sorted(previous)]
     for name in sorted(previous):
@@ -266,7 +287,7 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                 _finish(state, result.text, record)
                 return Outcome(EXIT_OK, f"applied table {FAMILY} {table}", warnings=warnings)
             token = _arm(state, netns, confirm, listing, [table] + ([old] if old else []),
-                         result.text, record)
+                         carried_sets(ruleset), result.text, record)
             try:
                 nft.load(text, netns=netns)
             except nft.NftError:
@@ -297,12 +318,16 @@ def _pending(state: State) -> Optional[dict]:
 
 
 def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
-         tables: list[str], text: str, record: dict) -> str:
-    """Record the tables' state as they are now, then start the watcher."""
+         tables: list[str], carried: list[str], text: str, record: dict) -> str:
+    """Record the tables' state as they are now, then start the watcher.
+    A rollback carries back the elements of the new plan's run-time sets
+    (`carried`) that a saved table has as timeout sets (`add element ...
+    timeout` fails on any other); a meter never, though it too lists as a
+    timeout set."""
     token = uuid.uuid4().hex
     previous = {name: {"text": (nft.list_text(f"table {FAMILY} {safe_name(name)}", netns)
                                 if _has_table(listing, name) else None),
-                       "carried": carried_sets(_set_flags(listing, name))}
+                       "carried": [n for n in carried if n in _timeout_sets(listing, name)]}
                 for name in tables}
     state.write("pending", {"token": token, "boot": _boot_id(),
                             "deadline": time.monotonic() + seconds, "table": tables[0],
@@ -397,9 +422,12 @@ def await_confirmation(token: str, netns: Optional[str] = None,
 
 # -- diff and reapply ------------------------------------------------------------
 
-def normalise(listing: list, tables: Iterable[str]) -> list:
+def normalise(listing: list, tables: Iterable[str], changing: Iterable[str]) -> list:
     """The listing's entries of our `tables`, without what changes by itself:
-    handles, counter values, the elements of timeout and dynamic sets."""
+    handles, counter values, the elements of the `changing` sets
+    (`changing_sets`: a meter's elements come and go with the clients, and
+    nft's listing cannot tell a meter from a set the policy fills)."""
+    changing = set(changing)
     ours = {(FAMILY, name) for name in tables}
     kept = []
     for entry in listing:
@@ -408,7 +436,7 @@ def normalise(listing: list, tables: Iterable[str]) -> list:
         if kind == "metainfo" or owner not in ours:
             continue
         value = _zero_counters({k: v for k, v in value.items() if k != "handle"})
-        if kind == "set" and {"timeout", "dynamic"} & set(value.get("flags", ())):
+        if kind == "set" and value["name"] in changing:
             value.pop("elem", None)
         if kind == "counter":
             value.update(packets=0, bytes=0)
@@ -439,7 +467,8 @@ def _readable(entries: list) -> str:
 def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
     """What `apply` would change: the live table (and a recorded table a
     rename would delete) against the policy's, as nft lists them."""
-    table = result.or_raise().ruleset.table
+    ruleset = result.or_raise().ruleset
+    table = ruleset.table
     live = nft.list_ruleset(netns)["nftables"]
     recorded = (State.of(netns).read("state") or {}).get("table")
     tables = {table} | ({recorded} if recorded and _has_table(live, recorded) else set())
@@ -447,8 +476,8 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
     def candidate() -> list:
         nft.load(result.text)
         return nft.list_ruleset()["nftables"]
-    before = normalise(live, tables)
-    after = normalise(nft.scratch(candidate), [table])
+    before = normalise(live, tables, changing_sets(ruleset))
+    after = normalise(nft.scratch(candidate), [table], changing_sets(ruleset))
     after_text = _readable(after)
     if before == after:
         return Difference(True, after_text, after_text, "")

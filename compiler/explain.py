@@ -18,8 +18,8 @@ packet comes from decides its path:
 
 Each match kind is one predicate in MATCHES and each statement kind one
 handler in STATEMENTS; a kind with neither is an ExplainError, never a guess.
-The packet opens a connection (ct state new); limits are not hit, dynamic
-sets are empty, and the time is the one asked for.
+The packet opens a connection (ct state new); limits are not hit, meters
+not full, dynamic sets are empty, and the time is the one asked for.
 """
 
 from __future__ import annotations
@@ -459,8 +459,13 @@ def _ctstatus(match, walk: _Walk) -> bool:
         packet.original_daddr, packet.original_dport)
 
 
+def _unmetered(match, walk: _Walk) -> bool:
+    """A source a meter had no room for: explain takes meters as not full."""
+    return False
+
+
 MATCHES: dict[str, Callable] = {
-    "ctstatus": _ctstatus,
+    "ctstatus": _ctstatus, "unmetered": _unmetered,
     "interface": _interface, "address": _address_match, "port": _port,
     "protocol": _protocol, "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack,
     "day": _day, "hour": _hour,

@@ -112,6 +112,8 @@ class Limit:
     new: Optional[Rate] = None          # new connections per unit
     burst: Optional[int] = None         # quick new connections beyond the rate
     concurrent: Optional[int] = None    # simultaneous connections
+    ipv4_prefix: int = 32               # sources in one such network share one limit
+    ipv6_prefix: int = 64               # (an IPv6 host gets a /64, often more)
 
 
 @record

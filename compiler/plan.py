@@ -123,8 +123,22 @@ class ConntrackStatusMatch:
     status: str                 # `ct status dnat`: the connection was destination-translated
 
 
+@record
+class UnmeteredMatch:
+    """`ip6 saddr & ffff:ffff:ffff:ffff:: != @S`: true for a source the meter S
+    holds no element for. Right after the rule that updates S, that is a
+    source S had no room for: the kernel skips the verdict of a meter rule
+    whose update fails, so without this a full meter would limit nobody new."""
+
+    kind: ClassVar[str] = "unmetered"
+    set_name: str
+    family: str
+    prefix: int                 # the meter's key: the source's network of this length
+
+
 Match = Union[InterfaceMatch, AddressMatch, PortMatch, ProtocolMatch, IcmpTypeMatch,
-              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch, ConntrackStatusMatch]
+              HopLimitMatch, ConntrackMatch, DayMatch, HourMatch, ConntrackStatusMatch,
+              UnmeteredMatch]
 
 
 # -- statements -------------------------------------------------------------------
@@ -157,7 +171,9 @@ class Jump:
 @record
 class RateMeter:
     """`update @S { ip saddr limit rate over N/unit burst B packets }`: true for
-    a source over its own rate, each source with its own bucket in set S."""
+    a source over its own rate, each source with its own bucket in set S. A
+    source is its network of `prefix` bits (`ip6 saddr & ffff:ffff:ffff:ffff::`
+    for 64), the whole address when `prefix` is the family's length."""
 
     kind: ClassVar[str] = "rate_meter"
     set_name: str
@@ -165,17 +181,20 @@ class RateMeter:
     count: int
     unit: str                   # second, minute, hour
     burst: int
+    prefix: int
 
 
 @record
 class CountMeter:
-    """`add @S { ip saddr ct count over N }`: true for a source that already
-    has N connections counted in set S."""
+    """`add @S { ip saddr ct count over N }`: true for a source (its network of
+    `prefix` bits, as in RateMeter) that already has N connections counted in
+    set S."""
 
     kind: ClassVar[str] = "count_meter"
     set_name: str
     family: str
     count: int
+    prefix: int
 
 
 @record
@@ -829,6 +848,7 @@ class _Planner:
         just closed, and the client's retried SYN should then get through."""
         fw = self.firewall
         family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
+        prefix = limit.ipv4_prefix if family == "ip" else limit.ipv6_prefix
         protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
         chain_policy = fw.input_policy if publication.server is None else fw.forward_policy
         verdict = DROP if chain_policy != "reject" else (
@@ -844,7 +864,8 @@ class _Planner:
             name = stem + "conn" + version
             self.used_sets[name] = NftSet(name, family, (), ("dynamic",), METER_SIZE)
             rules.append(Rule(accept.origin, matches, (
-                CountMeter(name, family, limit.concurrent), verdict)))
+                CountMeter(name, family, limit.concurrent, prefix), verdict)))
+            rules.append(self._meter_full(accept.origin, matches, name, family, prefix, verdict))
         if limit.new is not None:
             burst = limit.burst or DEFAULT_BURST
             refill = -(-burst // limit.new.count)       # units until a full burst is back
@@ -853,8 +874,18 @@ class _Planner:
             self.used_sets[name] = NftSet(name, family, (), ("dynamic", "timeout"), METER_SIZE,
                                           timeout)
             rules.append(Rule(accept.origin, matches, (
-                RateMeter(name, family, limit.new.count, limit.new.unit, burst), verdict)))
+                RateMeter(name, family, limit.new.count, limit.new.unit, burst, prefix), verdict)))
+            rules.append(self._meter_full(accept.origin, matches, name, family, prefix, verdict))
         return rules
+
+    @staticmethod
+    def _meter_full(origin: Origin, matches: tuple, name: str, family: str, prefix: int,
+                    verdict: Verdict) -> Rule:
+        """The rule after a meter's: a source the meter had no room for meets
+        the same verdict. A full meter (sources come and go by its timeout,
+        or as their connections close) then turns new sources away rather
+        than letting every new source through unlimited."""
+        return Rule(origin, matches + (UnmeteredMatch(name, family, prefix),), (verdict,))
 
     def _drop_logged(self, chain: Chain) -> Chain:
         """With firewall.log.dropped, a filter chain whose policy drops (or

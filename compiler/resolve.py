@@ -536,8 +536,11 @@ class _Resolver:
         if "burst" in spec and "new" not in spec:
             self.key_error(path + ("burst",), "burst needs new: it is the number of quick new "
                                               "connections beyond the `new` rate")
+        elif "new" not in spec and "concurrent" not in spec:
+            self.error(path, "a limit needs new, concurrent or both")
         new = self._rate(path + ("new",), spec["new"]) if "new" in spec else None
-        return Limit(new, spec.get("burst"), spec.get("concurrent"))
+        prefixes = {key: spec[key] for key in ("ipv4_prefix", "ipv6_prefix") if key in spec}
+        return Limit(new, spec.get("burst"), spec.get("concurrent"), **prefixes)
 
     def _log_settings(self) -> LogSettings:
         spec = self.data["firewall"].get("log") or {}

@@ -27,7 +27,10 @@ returns every problem found; an empty list means fail-closed:
   same matches that turn away (drop or reject) new connections from a
   source over a per-source meter no looser than the limit: `update @S {
   saddr limit rate over N/unit burst B packets }`, `add @S { saddr ct
-  count over C }`; meters appear in no other rule;
+  count over C }`, keyed on the source's network (`ip6 saddr & MASK`) no
+  longer than the limit's prefix, each followed by a rule that turns away
+  a source the meter does not hold (`ip6 saddr & MASK != @S`: it was
+  full); meters appear in no other rule;
 - nothing accepts by port alone (but the firewall's own outbound to
   anywhere, in output) or on `ct status`; no jumps but those of a base
   chain's verdict map (the dispatch of many publications): each element's
@@ -548,10 +551,26 @@ def _meters(rule: Rule) -> list[dict]:
     return [value for name, value in rule.statements if name == "set"]
 
 
+def _key_prefix(key: dict, family: str) -> Optional[int]:
+    """The prefix length a meter's key keeps of the source address (`ip6
+    saddr & ffff:ffff:ffff:ffff::`: 64), None for any other key."""
+    address = {"payload": {"protocol": family, "field": "saddr"}}
+    if key == address:
+        return 32 if family == "ip" else 128
+    if not (isinstance(key, dict) and list(key) == ["&"] and key["&"][0] == address):
+        return None
+    mask = int(ipaddress.ip_address(key["&"][1]))
+    bits = 32 if family == "ip" else 128
+    prefix = bin(mask).count("1")
+    return prefix if mask == ((1 << prefix) - 1) << (bits - prefix) else None
+
+
 def _enforces(meter: dict, family: str, part: str, limit: Limit) -> bool:
     """Whether one listed meter keeps each source within `part` (new or
-    concurrent) of `limit`."""
-    if meter["elem"] != {"payload": {"protocol": family, "field": "saddr"}}:
+    concurrent) of `limit`: keyed on a network no narrower than the limit's
+    prefix (a wider one puts more sources in one budget)."""
+    prefix = _key_prefix(meter["elem"], family)
+    if prefix is None or prefix > (limit.ipv4_prefix if family == "ip" else limit.ipv6_prefix):
         return False
     (kind, body), = meter["stmt"][0].items()
     if part == "new" and kind == "limit" and body.get("inv") and meter["op"] == "update":
@@ -570,10 +589,20 @@ def _limit_problems(rule: Rule, earlier: list[Rule], allowed: list[Allowance],
     admitting = [a for a in allowed if a.admits(rule, sets)]
     if not admitting or any(a.limit is None for a in admitting):
         return []
-    guards = [meter for r in earlier if r.verdict in ("drop", "reject")
-              and [m for m in r.matches if m[0] != "ct state"] == rule.matches
-              and _items(r.positive("ct state")) == ["new"]
-              for meter in _meters(r)]
+    turning_away = [r for r in earlier if r.verdict in ("drop", "reject")
+                    and _items(r.positive("ct state")) == ["new"]]
+
+    def own(r: Rule) -> list:
+        return [m for m in r.matches if m[0] != "ct state"]
+
+    def fails_closed(meter: dict) -> bool:
+        """A full meter refuses a new source: the kernel skips the verdict
+        of a rule whose update fails, so a rule must turn away a source the
+        meter does not hold."""
+        missing = (_key(meter["elem"]), "!=", meter["set"])
+        return any(own(r) == rule.matches + [missing] for r in turning_away)
+    guards = [meter for r in turning_away if own(r) == rule.matches
+              for meter in _meters(r) if fails_closed(meter)]
     for a in admitting:
         parts = [part for part in ("new", "concurrent") if getattr(a.limit, part) is not None]
         if all(any(_enforces(m, a.family, part, a.limit) for m in guards) for part in parts):

@@ -305,7 +305,7 @@ rates = st.builds(lambda n, unit: f"{n}/{unit}", st.integers(1, 1000), st.sample
 @st.composite
 def _publish_extras(draw) -> dict:
     """Optional `limit` (at least one of new and concurrent; burst only with
-    new) and `log` of a publication."""
+    new; the prefixes its sources are keyed on) and `log` of a publication."""
     extras = {}
     if draw(st.booleans()):
         limit = {}
@@ -315,6 +315,9 @@ def _publish_extras(draw) -> dict:
                 limit["burst"] = draw(st.integers(1, 1000))
         if not limit or draw(st.booleans()):
             limit["concurrent"] = draw(st.integers(1, 1000))
+        for key, bits in (("ipv4_prefix", 32), ("ipv6_prefix", 128)):
+            if draw(st.booleans()):
+                limit[key] = draw(st.integers(1, bits))
         extras["limit"] = limit
     if draw(st.booleans()):
         extras["log"] = draw(st.booleans())

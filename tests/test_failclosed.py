@@ -59,7 +59,7 @@ schedules:
   office: {days: [mon, fri], hours: "22:00-06:00"}
 publish:
   - {name: exchange, server: 10.1.0.25, external_address: 198.51.100.10, services: [smtp, imaps],
-     limit: {new: 3/minute, burst: 4, concurrent: 2}}
+     limit: {new: 3/minute, burst: 4, concurrent: 2, ipv4_prefix: 24}}
   - {name: local, server: localhost, external_address: 198.51.100.11,
      services: [submission, {service: smtp-alt, server_port: 25}], allow_from: [partners],
      log: true}
@@ -163,6 +163,10 @@ SERVER = kind("address", field="daddr", original=False)
 EVERY_PORT = {"low": 1, "high": 65535}
 RATE_METER = lambda r: SMTP(r) and any(s.kind == "rate_meter" for s in r.statements)
 COUNT_METER = lambda r: SMTP(r) and any(s.kind == "count_meter" for s in r.statements)
+RATE_FULL = lambda r: SMTP(r) and any(m.kind == "unmetered" and m.set_name.endswith("_new4")
+                                      for m in r.matches)
+COUNT_FULL = lambda r: SMTP(r) and any(m.kind == "unmetered" and m.set_name.endswith("_conn4")
+                                       for m in r.matches)
 SNEAKY = Origin("fixed", "sneaky")
 SNEAKY_CHAIN = Chain("sneaky", None, (Rule(SNEAKY, (), (ACCEPT,)),))
 # Monday and Friday 22:00 to 06:00 the next morning in Tokyo: 13:00-21:00 UTC,
@@ -249,6 +253,17 @@ BREAKAGES = [
     ("rate meter looser than the limit",
      lambda p: edit_rules(p, "forward", RATE_METER, lambda r: replace(
          r, statements=(replace(r.statements[0], count=30),) + r.statements[1:])),
+     "accept of a limited publication without its limits"),
+    ("a full rate meter lets new sources through",
+     lambda p: edit_rules(p, "forward", RATE_FULL, lambda r: None),
+     "accept of a limited publication without its limits"),
+    ("a full concurrent meter lets new sources through",
+     lambda p: edit_rules(p, "forward", COUNT_FULL, lambda r: None),
+     "accept of a limited publication without its limits"),
+    ("rate meter on each address of the limit's /24",
+     lambda p: edit_rules(edit_rules(p, "forward", RATE_METER, parts(
+         "statements", kind("rate_meter"), lambda s: replace(s, prefix=32))),
+         "forward", RATE_FULL, changed(kind("unmetered"), prefix=32)),
      "accept of a limited publication without its limits"),
     ("meter on other matches than the accept",
      lambda p: edit_rules(p, "forward", RATE_METER, without(kind("address", original=True))),

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-from ..addresses import int_text, intervals_texts
+from typing import Optional
+
+from ..addresses import BITS, host_mask, int_text, intervals_texts
 from ..plan import Log, Origin
 from ..resolve import nft_keywords
 from ..vocab import VERSIONS
@@ -70,3 +72,12 @@ def element_lines(family: str, intervals, includes=(), per_line: int = 8) -> lis
 def host_text(family: str, value: int) -> str:
     """One address of `family` (an integer in the plan) as nft writes it."""
     return int_text(VERSIONS[family], value)
+
+
+def prefix_mask(family: str, prefix: int) -> Optional[str]:
+    """The netmask a meter's key takes the source address through
+    (`ffff:ffff:ffff:ffff::` for an IPv6 /64), or None for a whole address."""
+    version = VERSIONS[family]
+    if prefix == BITS[version]:
+        return None
+    return int_text(version, host_mask(version, 0) ^ host_mask(version, prefix))

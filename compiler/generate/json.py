@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..addresses import BITS, int_text, interval_blocks
 from ..plan import Chain, NftSet, Rule, Ruleset
 from ..vocab import NFT_DAY_NAMES, PRIORITIES, SET_TYPES, VERSIONS
-from . import comment, host_text, log_prefix, safe_name, safe_string
+from . import comment, host_text, log_prefix, prefix_mask, safe_name, safe_string
 
 FAMILY = "inet"
 
@@ -176,9 +176,20 @@ def _dispatch(s) -> dict:
          {"jump": {"target": safe_name(e.target)}}] for e in s.entries]}}}
 
 
+def _source_key(meter) -> dict:
+    """A meter's key: the source address, or its network through a mask."""
+    address = {"payload": {"protocol": meter.family, "field": "saddr"}}
+    mask = prefix_mask(meter.family, meter.prefix)
+    return address if mask is None else {"&": [address, mask]}
+
+
 def _meter(op: str, s, statement: dict) -> dict:
-    return {"set": {"op": op, "elem": {"payload": {"protocol": s.family, "field": "saddr"}},
-                    "set": "@" + safe_name(s.set_name), "stmt": [statement]}}
+    return {"set": {"op": op, "elem": _source_key(s), "set": "@" + safe_name(s.set_name),
+                    "stmt": [statement]}}
+
+
+def _unmetered(m) -> dict:
+    return _match(_source_key(m), "@" + safe_name(m.set_name), op="!=")
 
 
 def _rate_meter(s) -> dict:
@@ -222,4 +233,4 @@ _PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
           "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,
           "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus,
-          "dispatch": _dispatch}
+          "dispatch": _dispatch, "unmetered": _unmetered}

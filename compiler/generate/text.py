@@ -13,7 +13,8 @@ import jinja2
 from ..datafiles import cache_folder, data_text
 from ..plan import Define, Ruleset
 from ..vocab import NFT_DAY_NAMES, SET_TYPES
-from . import address_texts, comment, element_lines, host_text, log_prefix, safe_name, safe_string
+from . import (address_texts, comment, element_lines, host_text, log_prefix, prefix_mask,
+               safe_name, safe_string)
 
 
 def _quoted(value: str) -> str:
@@ -84,6 +85,7 @@ def environment(cache: str | None) -> jinja2.Environment:
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        element_lines=_element_lines,
                        host=lambda value, family: host_text(family, value),
+                       mask=lambda meter: prefix_mask(meter.family, meter.prefix),
                        day=NFT_DAY_NAMES.__getitem__,
                        set_type=SET_TYPES.__getitem__)
     return env

@@ -307,15 +307,21 @@ def _port(lab: Lab, exp: dict) -> int:
 
 def _connections(lab: Lab, exp: dict) -> str | None:
     """New connections from one source one after another (held open with
-    `hold`), each open or closed as listed; then one from `then_from`, open."""
+    `hold`; with `rotate`, each from the next address the host has in the
+    family), each open or closed as listed; then one from `then_from`, open."""
     target, port = lab.address(exp["to"], exp.get("family")), _port(lab, exp)
     request = {"kind": "connections", "host": target, "port": port}
+    if exp.get("rotate"):
+        version = ipaddress.ip_address(target).version
+        request["sources"] = [str(a) for a in lab.topology.host(exp["from"]).addresses
+                              if a.version == version]
     result = lab.probe(exp["from"], dict(request, count=len(exp["expect"]),
                                          hold=exp.get("hold", False)))
     got = [status.split(" ")[0] for status in result["results"]]
     if got != exp["expect"]:
         return f"expected {'-'.join(exp['expect'])}, got {result['detail']}"
     if "then_from" in exp:
+        request.pop("sources", None)
         other = lab.probe(exp["then_from"], dict(request, count=1))
         if other["results"] != ["open"]:
             return f"then {exp['then_from']} expected open, got {other['detail']}"

@@ -283,11 +283,15 @@ def connections(req: dict) -> dict:
     open once the server's greeting arrives.  With ``hold`` every connection
     stays open until the last was tried (simultaneous connections); without,
     each is closed at once with a reset, so that the firewall's conntrack
-    entry closes too and only the rate of new connections is tested."""
+    entry closes too and only the rate of new connections is tested. With
+    ``sources``, connection i comes from ``sources[i]`` (modulo their number)."""
     held, statuses = [], []
-    for _ in range(req["count"]):
+    sources = req.get("sources") or [None]
+    for index in range(req["count"]):
+        source = sources[index % len(sources)]
         try:
-            sock = socket.create_connection((req["host"], req["port"]), timeout=CONNECT_TIMEOUT)
+            sock = socket.create_connection((req["host"], req["port"]), timeout=CONNECT_TIMEOUT,
+                                            source_address=source and (source, 0))
         except OSError as exc:
             statuses.append(f"closed ({_why(exc)})")
             continue

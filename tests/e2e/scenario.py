@@ -25,7 +25,9 @@ A scenario is ``scenarios/NAME.yaml``::
       - {kind: connections, from: client, to: 198.51.100.10, service: smtp,
          expect: [open, open, open, closed], then_from: client2}
                                            # one after another (hold: true keeps
-                                           # each open), then one from then_from
+                                           # each open; rotate: true opens each
+                                           # from the host's next address of the
+                                           # family), then one from then_from
       - {kind: log, from: client, to: 198.51.100.10, service: smtp, group: 5,
          expect_prefix: "mailpub exchange: "}
                                            # nflog group 5 in the firewall gets an
@@ -107,7 +109,8 @@ KINDS = {
     "snat-source": ({"from", "to", "service", "expect_source"}, {"family"}),
     "portsweep": ({"from", "target", "expect_open"}, {"ports", "family"}),
     "dynamic-block": ({"from", "to", "set"}, {"service", "port", "family"}),
-    "connections": ({"from", "to", "expect"}, {"service", "port", "family", "hold", "then_from"}),
+    "connections": ({"from", "to", "expect"},
+                    {"service", "port", "family", "hold", "then_from", "rotate"}),
     "log": ({"from", "to", "group", "expect_prefix"},
             {"service", "port", "family", "flood", "at_most"}),
     "ping": ({"from", "to", "expect"}, {"family"}),
