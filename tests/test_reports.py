@@ -101,7 +101,7 @@ def test_table_json_gives_typed_values(tmp_path):
                 "icmp_type": None, "server": "10.1.0.25", "allowed_from": ["192.0.2.0/24"],
                 "allowed_from_set": "partners",
                 "limits": {"new": {"count": 3, "unit": "minute"}, "burst": 4,
-                           "concurrent": None}}
+                           "concurrent": None, "ipv4_prefix": 32, "ipv6_prefix": 64}}
     assert json.loads(run.stdout)["publications"] == [
         {**exchange, "service": "smtp", "port": 25, "port_end": 25,
          "server_port": 2525, "server_port_end": 2525},
