@@ -9,10 +9,11 @@ For each publication with a `hostname`:
 - `PTR`: that address's reverse record names the hostname;
 - `MX`: each of its `mail_domains` has an MX naming the hostname.
 
-A name that does not exist (NXDOMAIN) or has no such record fails its
-check, and says which. When the DNS cannot answer at all (timeout, or every
-nameserver fails), nothing can be judged: `Unreachable`, said once, whatever
-dnspython tried.
+A name that does not exist (NXDOMAIN), that a DNAME would make too long
+(YXDOMAIN), or that has no such record fails its check, and says which.
+When the DNS cannot answer at all (timeout, every nameserver fails, or any
+other failure of the lookup), nothing can be judged: `Unreachable`, said
+once, whatever dnspython tried.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from .model import Policy, Publish, family_of
 from .records import record
 
 RECORD = {"ip": "A", "ip6": "AAAA"}
+# what an answer that names no records at all says, by its rcode
+UNRESOLVED = {"NXDOMAIN": "does not exist (NXDOMAIN)",
+              "YXDOMAIN": "cannot be resolved: a DNAME makes it too long (YXDOMAIN)"}
+ANSWERED = {dns.resolver.NXDOMAIN: "NXDOMAIN", dns.resolver.YXDOMAIN: "YXDOMAIN"}
 
 
 class Unreachable(Exception):
@@ -44,13 +49,13 @@ class Check:
     expected: tuple[str, ...]  # A/AAAA: exactly these; PTR/MX: this name among those found
     found: tuple[str, ...]
     ok: bool
-    nxdomain: bool = False     # the name does not exist
+    rcode: Optional[str] = None     # NXDOMAIN or YXDOMAIN: the name has no records at all
 
     def __str__(self) -> str:
         if self.found:
             shown = f"is {', '.join(self.found)}"
-        elif self.nxdomain:
-            shown = "does not exist (NXDOMAIN)"
+        elif self.rcode is not None:
+            shown = UNRESOLVED[self.rcode]
         else:
             shown = f"has no {self.record} record"
         line = f"{self.publication}: {self.record} {self.name} {shown}"
@@ -72,15 +77,17 @@ def resolver(nameserver: Optional[tuple[str, int]], timeout: float) -> dns.resol
     return found
 
 
-def _query(ask: dns.resolver.Resolver, name: dns.name.Name, record: str) -> Optional[list]:
-    """The name's records of that type; None when the name does not exist.
-    dnspython's own texts name each try of each server, so the same timeout
-    three times over: Unreachable says what failed once."""
+def _query(ask: dns.resolver.Resolver, name: dns.name.Name,
+           record: str) -> tuple[list, Optional[str]]:
+    """The name's records of that type, and the rcode (a key of UNRESOLVED)
+    when the DNS says the name has none at all. dnspython's own texts name
+    each try of each server, so the same timeout three times over:
+    Unreachable says what failed once."""
     asked = f"{record} {name.to_text(omit_final_dot=True)}"
     try:
         answer = ask.resolve(name, record, raise_on_no_answer=False, search=False)
-    except dns.resolver.NXDOMAIN:
-        return None
+    except tuple(ANSWERED) as exc:
+        return [], ANSWERED[type(exc)]
     except dns.exception.Timeout as exc:
         servers = ", ".join(map(str, ask.nameservers))
         raise Unreachable(f"{asked}: no answer within {ask.lifetime:g} s "
@@ -89,7 +96,9 @@ def _query(ask: dns.resolver.Resolver, name: dns.name.Name, record: str) -> Opti
         answers = dict.fromkeys(str(error[3]) for error in exc.kwargs.get("errors") or ())
         raise Unreachable(f"{asked}: no nameserver could answer: "
                           + "; ".join(answers)) from exc
-    return list(answer.rrset or ())
+    except dns.exception.DNSException as exc:
+        raise Unreachable(f"{asked}: {exc}") from exc
+    return list(answer.rrset or ()), None
 
 
 def _addresses(rdatas: list) -> tuple[str, ...]:
@@ -105,10 +114,10 @@ def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
     named = [p for p in policy.publish if p.hostname]
     checks: dict[tuple, Check] = {}
 
-    def add(publication: Publish, record: str, name, expected, answer, found, ok) -> None:
+    def add(publication: Publish, record: str, name, expected, rcode, found, ok) -> None:
         key = (record, name.canonicalize(), expected)     # DNS names ignore case
         checks.setdefault(key, Check(publication.name, record, name.to_text(True),
-                                     expected, found, ok, nxdomain=answer is None))
+                                     expected, found, ok, rcode))
 
     for publication in named:
         host = dns.name.from_text(publication.hostname)
@@ -117,16 +126,16 @@ def run(policy: Policy, ask: dns.resolver.Resolver) -> list[Check]:
         expected = tuple(sorted({str(p.published_at()) for p in named
                                  if dns.name.from_text(p.hostname) == host
                                  and family_of(p.published_at()) == family}))
-        answer = _query(ask, host, RECORD[family])
-        found = _addresses(answer or [])
-        add(publication, RECORD[family], host, expected, answer, found, found == expected)
+        answer, rcode = _query(ask, host, RECORD[family])
+        found = _addresses(answer)
+        add(publication, RECORD[family], host, expected, rcode, found, found == expected)
         reverse = dns.reversename.from_address(str(address))
-        answer = _query(ask, reverse, "PTR")
-        add(publication, "PTR", reverse, (host.to_text(True),), answer,
-            _names(answer or [], "target"), any(r.target == host for r in answer or []))
+        answer, rcode = _query(ask, reverse, "PTR")
+        add(publication, "PTR", reverse, (host.to_text(True),), rcode,
+            _names(answer, "target"), any(r.target == host for r in answer))
         for domain in publication.mail_domains:
             zone = dns.name.from_text(domain)
-            answer = _query(ask, zone, "MX")
-            add(publication, "MX", zone, (host.to_text(True),), answer,
-                _names(answer or [], "exchange"), any(r.exchange == host for r in answer or []))
+            answer, rcode = _query(ask, zone, "MX")
+            add(publication, "MX", zone, (host.to_text(True),), rcode,
+                _names(answer, "exchange"), any(r.exchange == host for r in answer))
     return list(checks.values())

@@ -23,6 +23,7 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 def add_commands(commands) -> None:
     """Add the report commands to the `mailpubc` subcommand parsers."""
+    from .cli import _seconds   # the command line's one reading of a duration
     table = commands.add_parser("table", help="the published services as a table",
                                 description="Print the published services of POLICY: one "
                                             "row per rule, service and port.")
@@ -50,7 +51,7 @@ def add_commands(commands) -> None:
     check.add_argument("--nameserver", metavar="IP[:PORT]", type=_nameserver,
                        help="ask only this server (IPv6 with a port: [ADDR]:PORT); "
                             "default: the system's resolvers")
-    check.add_argument("--timeout", metavar="SECONDS", type=float, default=5.0,
+    check.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=5.0,
                        help="give up on a query after this long (default 5)")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.set_defaults(run=_dns_check)

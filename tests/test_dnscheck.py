@@ -85,8 +85,8 @@ def test_json_report(dns_ns):
     assert run.returncode == 1, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] is False
-    assert [(c["record"], c["ok"], c["nxdomain"]) for c in report["checks"]] == \
-        [("A", False, False), ("PTR", False, True), ("MX", False, False)]
+    assert [(c["record"], c["ok"], c["rcode"]) for c in report["checks"]] == \
+        [("A", False, None), ("PTR", False, "NXDOMAIN"), ("MX", False, None)]
     assert report["checks"][0]["found"] == ["198.51.100.99"]
 
 
@@ -117,6 +117,16 @@ def test_invalid_policy_exits_2_with_positioned_errors():
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr.startswith(f"{INVALID}:") and ": error: " in run.stderr
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "-1", "1e999", "86400"])
+def test_a_timeout_that_is_no_duration_is_usage_error(timeout):
+    """Refused before any query: `nan` once made dnspython wait for ever."""
+    run = subprocess.run([sys.executable, "-m", "mailpubc", "dns-check", "--nameserver",
+                          "192.0.2.1", f"--timeout={timeout}", str(HERE / "correct.yaml")],
+                         capture_output=True, text=True, timeout=30)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert "not a number of seconds" in run.stderr
 
 
 @pytest.mark.parametrize("nameserver", ["localhost", "127.0.0.1:0", "[::1]x", "::1:99999x"])
