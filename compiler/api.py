@@ -36,6 +36,7 @@ class Result:
     diagnostics: tuple[Diagnostic, ...]
     policy: Optional[Policy] = None
     ruleset: Optional[plan.Ruleset] = None
+    digest: Optional[str] = None        # SHA-256 of the policy's bytes (apply keeps it)
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -110,20 +111,21 @@ def _compile(document: loader.Document) -> Result:
     source = document.file
     problems, checkable = schema.validate(document)
     if checkable is None:
-        return Result(source, _sorted(problems))
+        return Result(source, _sorted(problems), digest=document.digest)
     # resolve what did fit the schema, so both stages' errors come in one run;
     # the whole-model checks only on a document with nothing left out
     policy, found = resolve.resolve(checkable)
     problems += found
     if problems:
-        return Result(source, _sorted(problems))
+        return Result(source, _sorted(problems), digest=document.digest)
     problems = semantics.check(policy)
     errors = [d for d in problems if d.severity == "error"]
     if errors:
         # warnings wait until the policy compiles: they may be about what an error changes
-        return Result(source, _sorted(errors))
+        return Result(source, _sorted(errors), digest=document.digest)
     ruleset = plan.plan(policy)
-    return Result(source, _sorted(problems + shadow.check(ruleset)), policy, ruleset)
+    return Result(source, _sorted(problems + shadow.check(ruleset)), policy, ruleset,
+                  document.digest)
 
 
 def _sorted(problems) -> tuple[Diagnostic, ...]:

@@ -160,8 +160,10 @@ def _deploy_commands(commands) -> None:
     diff.set_defaults(run=_diff)
 
     reapply = commands.add_parser(
-        "reapply", help="recompile the last applied policy; apply it if it changed",
-        description="For the daylight saving timer: schedules bake in the UTC offset.")
+        "reapply", help="recompile the policy last made final; apply it if its ruleset changed",
+        description="For the daylight saving timer (schedules bake in the UTC offset) and "
+                    "refreshed list files. Only the policy text last made final: an edited "
+                    "or rolled-back policy file is refused (exit 2), nothing loaded.")
     netns(reapply)
     reapply.set_defaults(run=_reapply)
 

@@ -281,7 +281,7 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
             checked = nft.dry_run(text, netns=netns)
             if not (checked.ran and checked.ok):
                 raise nft.NftError(checked.message)
-            record = {"policy": policy_path, "table": table}
+            record = {"policy": policy_path, "digest": result.digest, "table": table}
             if confirm is None:
                 nft.load(text, netns=netns)
                 _finish(state, result.text, record)
@@ -489,19 +489,28 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
     return Difference(False, before_text, after_text, text)
 
 
-def applied_policy(netns: Optional[str] = None) -> Optional[str]:
-    """The policy file the last final apply came from, if recorded."""
-    return (State.of(netns).read("state") or {}).get("policy")
+def applied_policy(netns: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
+    """The policy file the last final apply came from, and the SHA-256 of
+    the text it read there, if recorded."""
+    recorded = State.of(netns).read("state") or {}
+    return recorded.get("policy"), recorded.get("digest")
 
 
 def reapply(netns: Optional[str] = None) -> tuple[Optional[api.Result], Outcome]:
-    """Compile the last applied policy again and apply it if the ruleset it
+    """Compile the policy last made final again and apply it if the ruleset it
     gives differs from the live one: schedules bake in their zone's UTC
-    offset, so a daylight saving change calls for this."""
-    path = applied_policy(netns)
+    offset, so a daylight saving change calls for this, and list files it
+    names are read afresh. Only the very text that was made final: a policy
+    file edited since, or replaced by one an unconfirmed apply rolled back,
+    is refused and nothing is loaded (the timer runs this unattended, where
+    no lockout guard asks)."""
+    path, digest = applied_policy(netns)
     if path is None:
         return None, Outcome(EXIT_OK, "nothing applied yet (or from stdin): nothing to reapply")
     result = api.compile_path(path)
+    if digest is None or result.digest != digest:
+        return None, Outcome(EXIT_REFUSED, f"{path}: the policy changed since it was applied: "
+                             f"run `mailpubc apply {path}`; nothing loaded")
     if not result.ok:
         return result, Outcome(EXIT_INVALID, f"{path} no longer compiles; nothing changed")
     if diff(result, netns).same:

@@ -15,6 +15,7 @@ four reasons:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from typing import Any, Optional, Union
@@ -52,6 +53,7 @@ class Document:
     positions: dict[Path, Position]       # of each value
     key_positions: dict[Path, Position]   # of each mapping key, by the value's path
     folder: Optional[str] = None          # the policy file's folder; None: read from text
+    digest: Optional[str] = None          # SHA-256 of the policy's bytes, as read
 
     def position(self, path: Path) -> Position:
         """Where `path` was written, or its nearest written ancestor."""
@@ -107,7 +109,8 @@ def parse(file: str, raw: bytes) -> Document:
     builder.problems.raise_if_any()
     if builder.documents == 0 or builder.root is None:
         raise PolicyError([Diagnostic(Position(file, 1, 1), "policy is empty")])
-    return Document(file, builder.root, builder.positions, builder.key_positions)
+    return Document(file, builder.root, builder.positions, builder.key_positions,
+                    digest=hashlib.sha256(raw).hexdigest())
 
 
 def _position_at(file: str, text: str, offset: int) -> Position:

@@ -259,17 +259,38 @@ def test_foreign_drop_chains_are_warned_about(ns, tmp_path):
     assert warning in run_mailpubc("diff", "--netns", ns.name, path).stderr
 
 
-def test_reapply_applies_only_when_the_ruleset_changed(ns, tmp_path):
+def test_reapply_applies_only_the_policy_text_made_final(ns, tmp_path):
     assert run_mailpubc("reapply", "--netns", ns.name).returncode == 0
     assert tables(ns) == [("ip", "foreign")]            # nothing applied yet
     path = policy(tmp_path)
     assert apply(ns, path).returncode == 0
     same = run_mailpubc("reapply", "--netns", ns.name)
     assert same.returncode == 0 and "unchanged" in same.stderr
-    policy(tmp_path, services="[smtp, smtps]")          # the same file, edited
-    changed = run_mailpubc("reapply", "--netns", ns.name)
-    assert changed.returncode == 0 and "applied" in changed.stderr
-    assert "smtps" in table(ns)
+    before, saved = table(ns), State.of(ns.name).applied_path.read_text()
+    policy(tmp_path, services="[smtp, smtps]")          # the same file, edited, never applied
+    edited = run_mailpubc("reapply", "--netns", ns.name)
+    assert edited.returncode == 2, edited.stderr
+    assert "the policy changed since it was applied: run `mailpubc apply" in edited.stderr
+    assert (table(ns), State.of(ns.name).applied_path.read_text()) == (before, saved)
+
+
+def test_reapply_never_brings_back_a_rolled_back_policy(ns, tmp_path):
+    """The red-team's path: good.yaml applied; the same file overwritten with
+    another policy, applied with --confirm and not confirmed (rolled back);
+    then reapply (the quarter-hour timer does it unattended)."""
+    path = policy(tmp_path, "good")
+    assert apply(ns, path).returncode == 0
+    good, saved = table(ns), State.of(ns.name).applied_path.read_text()
+    policy(tmp_path, "good", services="[smtp, smtps]")
+    rolled = apply(ns, path, "--confirm", "2")
+    assert rolled.returncode == 4, rolled.stderr
+    assert table(ns) == good
+    again = run_mailpubc("reapply", "--netns", ns.name)
+    assert again.returncode == 2 and "changed since it was applied" in again.stderr
+    assert "smtps" not in table(ns)
+    assert (table(ns), State.of(ns.name).applied_path.read_text()) == (good, saved)
+    policy(tmp_path, "good")                            # the final text back: reapply agrees
+    assert run_mailpubc("reapply", "--netns", ns.name).returncode == 0
 
 
 # -- the lockout guard ---------------------------------------------------------------
