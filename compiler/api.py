@@ -67,6 +67,12 @@ class Result:
         return text.generate(self._plan())
 
     @cached_property
+    def fallback_text(self) -> str:
+        """The boot's fallback ruleset (`plan.fallback`: management SSH only) as nft text."""
+        from .generate import text
+        return text.generate(plan.fallback(self.or_raise().policy))
+
+    @cached_property
     def json(self) -> dict:
         """The ruleset as libnftables JSON (`nft -j -f` loads it)."""
         from .generate import json

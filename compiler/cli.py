@@ -9,6 +9,7 @@
     mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
     mailpubc stats [--netns NS] [--format text|json] POLICY
     mailpubc install-unit [--prefix DIR]
+    mailpubc boot-load
 
 POLICY `-` is standard input. Exit status: 0 done; 1 the policy is invalid
 (each problem on stderr as FILE:LINE:COL: error: MESSAGE, nothing on stdout),
@@ -29,7 +30,7 @@ from . import reports
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
-            "rollback-watch", "install-unit", "stats")
+            "rollback-watch", "install-unit", "boot-load", "stats")
 COMMANDS += reports.COMMANDS
 
 
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_stats(commands)
     _deploy_commands(commands)
     reports.add_commands(commands)
-    _install_unit_parser(commands)
+    _boot_commands(commands)
     return parser
 
 
@@ -108,17 +109,25 @@ def _add_stats(commands) -> None:
     stats.set_defaults(run=_stats)
 
 
-def _install_unit_parser(commands) -> None:
+def _boot_commands(commands) -> None:
+    """install-unit, and boot-load: what the boot unit runs."""
     from . import units
     install = commands.add_parser(
         "install-unit", help="install the systemd units (boot, daylight saving time)",
-        description="Write mailpubc.service (loads the last applied ruleset at boot) and "
+        description="Write mailpubc.service (loads the last applied ruleset at boot, or "
+                    "its fallback; apply must have made one final first) and "
                     "mailpubc-reapply.service/.timer (applies again when the time zone's "
                     "offset changes); then: systemctl daemon-reload && systemctl enable "
                     "mailpubc.service mailpubc-reapply.timer")
     install.add_argument("--prefix", metavar="DIR", default=units.UNIT_DIR,
                          help=f"the folder for the unit files (default {units.UNIT_DIR})")
     install.set_defaults(run=_install_unit)
+    boot_load = commands.add_parser(
+        "boot-load", help="load the saved ruleset, or its fallback (mailpubc.service runs it)",
+        description="Load the ruleset apply saved if it matches its digest; else the "
+                    "fallback apply saved with it (management SSH only), else a lockdown. "
+                    "Exit 0 the saved ruleset, 1 the fallback or the lockdown, 3 nothing.")
+    boot_load.set_defaults(run=_boot_load)
 
 
 def _deploy_commands(commands) -> None:
@@ -358,6 +367,14 @@ def _install_unit(args: argparse.Namespace) -> int:
     print("now: systemctl daemon-reload && "
           "systemctl enable mailpubc.service mailpubc-reapply.timer")
     return EXIT_OK
+
+
+def _boot_load(args: argparse.Namespace) -> int:
+    from . import boot
+    from .state import State
+    loaded = boot.load(State.of(None))
+    print(f"mailpubc: {loaded.message}", file=sys.stderr)
+    return loaded.status
 
 
 def _warn(warnings) -> None:

@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
-from . import api, bridges, nft, plan
+from . import api, boot, bridges, nft, plan
 from .addresses import Address
 from .explain import Explainer, describe, parse_destination
 from .generate import safe_name
@@ -284,10 +284,10 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
             record = {"policy": policy_path, "digest": result.digest, "table": table}
             if confirm is None:
                 nft.load(text, netns=netns)
-                _finish(state, result.text, record)
+                _finish(state, result.text, result.fallback_text, record)
                 return Outcome(EXIT_OK, f"applied table {FAMILY} {table}", warnings=warnings)
             token = _arm(state, netns, confirm, listing, [table] + ([old] if old else []),
-                         carried_sets(ruleset), result.text, record)
+                         carried_sets(ruleset), result.text, result.fallback_text, record)
             try:
                 nft.load(text, netns=netns)
             except nft.NftError:
@@ -318,7 +318,8 @@ def _pending(state: State) -> Optional[dict]:
 
 
 def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
-         tables: list[str], carried: list[str], text: str, record: dict) -> str:
+         tables: list[str], carried: list[str], text: str, fallback: str,
+         record: dict) -> str:
     """Record the tables' state as they are now, then start the watcher.
     A rollback carries back the elements of the new plan's run-time sets
     (`carried`) that a saved table has as timeout sets (`add element ...
@@ -331,7 +332,8 @@ def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
                 for name in tables}
     state.write("pending", {"token": token, "boot": _boot_id(),
                             "deadline": time.monotonic() + seconds, "table": tables[0],
-                            "previous": previous, "applied": text, "record": record})
+                            "previous": previous, "applied": text, "fallback": fallback,
+                            "record": record})
     subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
                       *(["--netns", netns] if netns else []), token],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -339,9 +341,9 @@ def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
     return token
 
 
-def _finish(state: State, text: str, record: dict) -> None:
-    """The ruleset is final: save it for the boot, and what was applied."""
-    state.write_file("applied.nft", text, mode=0o644)
+def _finish(state: State, text: str, fallback: str, record: dict) -> None:
+    """The ruleset is final: save it and its fallback for the boot, and what was applied."""
+    boot.save(state, text, fallback, record["table"])
     state.write("state", {**record, "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                 time.gmtime())})
 
@@ -353,7 +355,7 @@ def confirm(netns: Optional[str] = None) -> bool:
         pending = _pending(state)
         if not pending:
             return False
-        _finish(state, pending["applied"], pending["record"])
+        _finish(state, pending["applied"], pending["fallback"], pending["record"])
         state.write("outcome", {"token": pending["token"], "status": EXIT_OK,
                                 "message": f"confirmed table {FAMILY} {pending['table']}"})
         state.remove("pending")

@@ -364,6 +364,26 @@ def plan(policy: Policy, at: Optional[datetime] = None) -> Ruleset:
     return _Planner(policy, at or datetime.now(timezone.utc)).ruleset()
 
 
+def fallback(policy: Policy) -> Ruleset:
+    """What the boot loads when the saved ruleset is missing or damaged
+    (`mailpubc boot-load`): management SSH and the fixed rules (replies,
+    loopback, neighbour discovery), nothing else (`_Planner.fallback`)."""
+    return _Planner(policy, datetime.now(timezone.utc)).fallback()
+
+
+def lockdown(table: str) -> Ruleset:
+    """What the boot loads when neither the saved ruleset nor the fallback
+    can be trusted: no policy to go by, so the fixed rules only, every hook
+    dropping the rest (management SSH too)."""
+    return Ruleset(table, (), tuple(_Planner._filter_chain(name, "drop", [])
+                                    for name in ("input", "forward", "output")))
+
+
+def _closed(verdict: str) -> str:
+    """A chain verdict that lets nothing in by itself: accept becomes drop."""
+    return "drop" if verdict == "accept" else verdict
+
+
 def _fixed(name: str, *matches: Match, verdict: Verdict = ACCEPT) -> Rule:
     return Rule(Origin("fixed", name), matches, (verdict,))
 
@@ -432,15 +452,32 @@ class _Planner:
             Chain("postrouting", Hook("nat", "postrouting", "srcnat", "accept"),
                   tuple(self._snat() + hairpin_snat)),
         )
+        return self._finished(chains, zone_note(*self.zone, self.at) if self.zone else None)
+
+    def fallback(self) -> Ruleset:
+        """The policy's table with nothing let in but management SSH: every
+        publication, hairpin, outbound rule, translation and management ping
+        left out. Input and forward drop even where the policy accepts (it
+        rejects where the policy rejects); output keeps the policy's verdict,
+        without its accepts. Blocks, anti-spoofing and drop logging stay."""
+        fw = self.firewall
+        chains = (*self._antispoofing(),
+                  self._filter_chain("input", _closed(fw.input_policy), self._management()),
+                  self._filter_chain("forward", _closed(fw.forward_policy), []),
+                  self._filter_chain("output", fw.output_policy, []))
+        return self._finished(chains, None)
+
+    def _finished(self, chains: tuple[Chain, ...], note: Optional[ZoneNote]) -> Ruleset:
+        """The chains with blocks, drop logging, counters and dispatch added,
+        and the sets and counters they use."""
         chains = tuple(self._blocked(chain) for chain in chains)
         chains = tuple(self._drop_logged(chain) for chain in chains)
         chains = tuple(self._counted(chain) for chain in chains)
         chains = tuple(part for chain in chains for part in _dispatched(chain))
         sets, defines = self._written_sets()
-        note = zone_note(*self.zone, self.at) if self.zone else None
         counters = tuple(sorted({s.name for chain in chains for rule in chain.rules
                                  for s in rule.statements if isinstance(s, CounterRef)}))
-        return Ruleset(fw.table, sets, chains, note, counters, defines)
+        return Ruleset(self.firewall.table, sets, chains, note, counters, defines)
 
     @staticmethod
     def _filter_chain(name: str, verdict: str, rules: list[Rule]) -> Chain:

@@ -5,8 +5,10 @@ which is what tests do), a named namespace's in BASE/netns/NAME, so work in
 a test namespace never touches the host's record. The folder holds:
 
 - `applied.nft`: the last ruleset that became final, for the boot unit to
-  load with `nft -f`; written only once final (at once without --confirm,
-  on confirmation with it), so a reboot out of a lockout loads a good one;
+  load; written only once final (at once without --confirm, on
+  confirmation with it), so a reboot out of a lockout loads a good one;
+- `fallback.nft`, `boot.json`: written with it, the fallback the boot loads
+  instead when applied.nft does not match its digest (`mailpubc.boot`);
 - `state.json`: what was applied (policy path, table, when);
 - `pending.json`: an `apply --confirm` waiting for `mailpubc confirm`, with
   the exact previous state the rollback watcher restores;

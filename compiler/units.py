@@ -2,7 +2,9 @@
 
 `mailpubc.service` loads the ruleset that `mailpubc apply` last made final
 (STATE/applied.nft) before the network comes up, so a reboot brings back the
-last good firewall, never a half-confirmed one. `mailpubc-reapply.timer`
+last good firewall, never a half-confirmed one; when that file does not
+match its digest, the fallback apply saved with it (`mailpubc.boot`). So
+they are installed only once apply has saved both. `mailpubc-reapply.timer`
 runs `mailpubc reapply` every quarter hour: schedules are compiled at the
 zone's current UTC offset, and reapply loads again only when that changed.
 
@@ -29,19 +31,22 @@ UNIT_DIR = "/etc/systemd/system"
 
 
 class UnitError(ValueError):
-    """A path cannot be written into a unit file as it is."""
+    """The units cannot be installed: a path a unit file cannot hold as it is,
+    or nothing for the boot to load yet."""
 
 
 def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
     """Each unit's file name and text. `command` runs mailpubc (absolute paths)."""
     import jinja2       # here, not at the top: every `mailpubc` start imports this module
+
+    from .boot import FALLBACK
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: data_text("templates", name)),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["word"] = _word
     values = {"state_dir": str(state.folder), "applied": str(state.applied_path),
-              "nft": nft, "command": command}
+              "fallback": str(state.folder / FALLBACK), "nft": nft, "command": command}
     return {name: env.get_template(f"{name}.j2").render(values) for name in UNITS}
 
 
@@ -52,6 +57,7 @@ def install(unit_dir: Path) -> list[Path]:
     from .state import State
     host = State(State.of(None).folder.absolute())    # the boot loads the host's ruleset
     texts = render(host, nft, [sys.executable, "-m", "mailpubc"])
+    _require_saved(host)
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in texts.items():
@@ -60,6 +66,17 @@ def install(unit_dir: Path) -> list[Path]:
         path.chmod(0o644)
         written.append(path)
     return written
+
+
+def _require_saved(state: State) -> None:
+    """UnitError unless apply has saved a ruleset and its fallback that match
+    their digests: without them the boot could load only the lockdown."""
+    from .boot import FALLBACK, SAVED, verified
+    for name in (SAVED, FALLBACK):
+        text, why = verified(state, name)
+        if text is None:
+            raise UnitError(f"{why}; run `mailpubc apply POLICY` first: the boot unit "
+                            "loads the ruleset it saves, or the fallback it saves with it")
 
 
 def _word(value: str) -> str:
