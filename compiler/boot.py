@@ -24,7 +24,7 @@ from typing import Optional
 from . import nft, plan
 from .generate import safe_name
 from .records import record
-from .state import State
+from .state import State, StateError
 
 SAVED, FALLBACK, DIGESTS = "applied.nft", "fallback.nft", "boot"
 DEFAULT_TABLE = "mailpub"           # the lockdown's table when boot.json names none
@@ -41,7 +41,7 @@ def save(state: State, applied: str, fallback: str, table: str) -> None:
     """Save a final ruleset and its fallback for the boot, the digests last."""
     files = {SAVED: applied, FALLBACK: fallback}
     for name, text in files.items():
-        state.write_file(name, text, mode=0o644)
+        state.write_file(name, text)
     state.write(DIGESTS, {"table": table, "sha256": {
         name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files.items()}})
 
@@ -51,11 +51,11 @@ def verified(state: State, name: str) -> tuple[Optional[str], str]:
     (None, why not). Read once: what is checked is what gets loaded."""
     path = state.folder / name
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        raw = state.read_bytes(name)
+    except (OSError, StateError) as exc:
+        return None, f"{path} cannot be read: {exc}"
+    if raw is None:
         return None, f"{path} is missing"
-    except OSError as exc:
-        return None, f"{path} cannot be read: {exc.strerror}"
     try:
         expected = state.read(DIGESTS)["sha256"][name]
     except (OSError, ValueError, TypeError, KeyError):

@@ -27,6 +27,7 @@ import re
 import sys
 
 from . import reports
+from .diagnostics import UsageError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
@@ -36,10 +37,6 @@ COMMANDS += reports.COMMANDS
 
 class InternalError(Exception):
     """The compiler wrote something it should not have: a bug, not bad input."""
-
-
-class UsageError(Exception):
-    """The command line asks for something that cannot be done (exit 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:

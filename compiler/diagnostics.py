@@ -85,3 +85,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     shown = [repr(name) for name in close if similarity(name) >= best - NEARLY]
     listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
     return f"; did you mean {listed}?"
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done (exit 2)."""
