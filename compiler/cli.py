@@ -148,6 +148,10 @@ def _deploy_commands(commands) -> None:
                        help="with --confirm: return once loaded; confirm later")
     apply.add_argument("--force", action="store_true",
                        help="apply even if the policy would lock out this SSH session")
+    apply.add_argument("--record-as", metavar="PATH",
+                       help="record PATH, not POLICY, as the policy reapply compiles; PATH "
+                            "must hold POLICY's very text by then (reapply refuses another), "
+                            "e.g. when POLICY is a candidate moved to PATH once final")
     apply.set_defaults(run=_apply)
 
     confirm = commands.add_parser("confirm", help="confirm a pending apply --confirm",
@@ -387,7 +391,8 @@ def _apply(args: argparse.Namespace) -> int:
     _report(result)
     if not result.ok:
         return EXIT_INVALID
-    path = None if args.policy == "-" else os.path.abspath(args.policy)
+    path = args.record_as or (None if args.policy == "-" else args.policy)
+    path = path and os.path.abspath(path)
     try:
         outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
                               force=args.force, policy_path=path)

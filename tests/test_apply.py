@@ -293,6 +293,20 @@ def test_reapply_never_brings_back_a_rolled_back_policy(ns, tmp_path):
     assert run_mailpubc("reapply", "--netns", ns.name).returncode == 0
 
 
+def test_record_as_names_the_policy_reapply_compiles(ns, tmp_path):
+    """A candidate applied with --record-as KEPT: state.json names KEPT, so
+    reapply reads KEPT, refusing it until it holds the candidate's text."""
+    candidate, kept = policy(tmp_path, "candidate"), tmp_path / "kept.yaml"
+    kept.write_text("old text\n")
+    assert apply(ns, candidate, "--record-as", str(kept)).returncode == 0
+    assert State.of(ns.name).read("state")["policy"] == str(kept)
+    early = run_mailpubc("reapply", "--netns", ns.name)
+    assert early.returncode == 2 and f"{kept}: the policy changed" in early.stderr
+    os.replace(candidate, kept)
+    same = run_mailpubc("reapply", "--netns", ns.name)
+    assert same.returncode == 0 and f"{kept}: unchanged" in same.stderr
+
+
 # -- the lockout guard ---------------------------------------------------------------
 
 def guarded(input_policy="drop", ssh=("192.0.2.0/28", "2001:db8:ff::/48", "10.1.0.0/24"),
