@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -73,13 +74,27 @@ def fleet(tmp_path_factory):
         results = {path.name: json.loads(path.read_text()) for path in tree.glob("*")}
         return run.returncode, results, run.stdout + run.stderr
 
+    play.state_dir = tmp / "state"
     try:
         rc, _, output = play("install.yml", "--limit", "fw1")
         assert rc == 0, output
         yield play, {host: ns.name for host, ns in namespaces.items()}
+        for namespace in namespaces.values():       # a watcher still waiting exits
+            (play.state_dir / "netns" / namespace.name / "pending.json").unlink(missing_ok=True)
     finally:
         for namespace in namespaces.values():
             namespace.delete()
+
+
+def kept(play, netns: str) -> Path:
+    """Where the module keeps the fleet's `content` (the default dest)."""
+    return play.state_dir / "netns" / netns / "ansible-policy.yaml"
+
+
+def reapply(play, netns: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailpubc", "reapply", "--netns", netns],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "MAILPUBC_STATE_DIR": str(play.state_dir)})
 
 
 def table(netns: str):
@@ -167,6 +182,7 @@ def test_a_rollback_fails_the_confirming_task(fleet):
     play, namespaces = fleet
     netns = namespaces["fw3"]
     assert play("fleet.yml", "--limit", "fw3")[0] == 0
+    final = kept(play, netns).read_text()
     rc, _, output = play("confirm.yml", "--limit", "fw3", "--tags", "apply", "-e",
                          '{"services": ["pop3s"], "rollback_after": 1}')
     assert rc == 0 and "995" in json.dumps(table(netns)), output
@@ -178,6 +194,61 @@ def test_a_rollback_fails_the_confirming_task(fleet):
                                "-e", '{"services": ["pop3s"]}')
     assert rc == 2 and "rolled back?" in results["fw3"]["msg"], output
     assert FIREWALLS["fw3"][0] in addresses(table(netns))    # the fleet's table is back
+    assert kept(play, netns).read_text() == final            # and the policy kept with it
+    assert [p.name for p in kept(play, netns).parent.glob(".*pending")] == []
+    assert reapply(play, netns).returncode == 0
+
+
+@needs_apply
+def test_a_refused_apply_keeps_nothing_and_a_confirmed_one_is_kept(fleet):
+    play, namespaces = fleet
+    netns = namespaces["fw1"]
+    assert play("fleet.yml", "--limit", "fw1")[0] == 0
+    final = kept(play, netns).read_text()
+    rc, _, output = play("confirm.yml", "--limit", "fw1", "--tags", "apply",
+                         "-e", '{"services": ["pop3s"]}')
+    assert rc == 0 and kept(play, netns).read_text() == final, output    # not yet final
+    rc, results, output = play("confirm.yml", "--limit", "fw1", "--tags", "apply",
+                               "-e", '{"services": ["submission"]}')
+    assert rc == 2 and "a confirmation is pending" in results["fw1"]["msg"], output
+    assert kept(play, netns).read_text() == final
+    rc, results, output = play("confirm.yml", "--limit", "fw1", "--tags", "confirm",
+                               "-e", '{"services": ["pop3s"]}')
+    assert rc == 0 and results["fw1"]["changed"], output
+    assert "pop3s" in kept(play, netns).read_text() and "995" in json.dumps(table(netns))
+    again = reapply(play, netns)
+    assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
+
+
+@needs_apply
+def test_dest_is_0600_under_umask_000(fleet):
+    play, namespaces = fleet
+    previous = os.umask(0)
+    try:
+        rc, _, output = play("fleet.yml", "--limit", "fw2", "-e", '{"services": ["smtps"]}')
+    finally:
+        os.umask(previous)
+    assert rc == 0, output
+    assert stat.S_IMODE(kept(play, namespaces["fw2"]).stat().st_mode) == 0o600
+
+
+@needs_apply
+def test_a_symbolic_link_at_dest_is_refused(fleet, tmp_path):
+    play, namespaces = fleet
+    netns = namespaces["fw2"]
+    target, link = tmp_path / "target", tmp_path / "kept" / "policy.yaml"
+    target.write_text("not to be overwritten\n")
+    link.parent.mkdir(mode=0o700)
+    link.symlink_to(target)
+    playbook = tmp_path / "dest.yml"      # fleet.yml with dest, beside its template
+    shutil.copy(PLAYBOOKS / "policy.yaml.j2", tmp_path)
+    playbook.write_text((PLAYBOOKS / "fleet.yml").read_text().replace(
+        "state_dir }}\"", f"state_dir }}}}\"\n        dest: {link}"))
+    before = table(netns)
+    rc, results, output = play(str(playbook), "--limit", "fw2", "-e", '{"services": ["pop3s"]}')
+    assert rc == 2 and "refusing dest" in results["fw2"]["msg"], output
+    assert link.is_symlink() and target.read_text() == "not to be overwritten\n"
+    assert table(netns) == before
 
 
 def collection_readme_playbook() -> str:

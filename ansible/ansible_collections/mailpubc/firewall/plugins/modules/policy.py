@@ -24,12 +24,20 @@ options:
     description:
       - The policy as text, e.g. C(lookup('template', 'policy.yaml.j2')) so that a
         fleet shares one policy template filled with host variables.
-      - Kept in O(dest) when applied, so C(mailpubc reapply) finds it later.
+      - Kept in O(dest) once made final, so C(mailpubc reapply) finds it later; a policy
+        that was refused or rolled back never replaces the one kept there.
         Address list files (C(file:)) in it need absolute paths.
     type: str
   dest:
     description:
-      - Where the policy given as O(content) is kept on the target.
+      - Where the policy given as O(content) is kept on the target. It is applied from a
+        new file beside O(dest) (C(mailpubc apply --record-as DEST)) and replaces O(dest)
+        only once final, at once without O(confirm_timeout); with it, it waits beside
+        O(dest) as C(.NAME.pending) until the task with O(confirm=true) (same O(content)
+        or O(dest)) finds it confirmed, and is removed if it was rolled back.
+      - Written 0600 under any umask, never through a symbolic link, renamed atomically
+        and the folder fsynced. A O(dest) that is a symbolic link or another user's file,
+        or in a folder other users may write, is refused (nothing applied).
       - Default C(STATE/ansible-policy.yaml), or C(STATE/netns/NETNS/ansible-policy.yaml)
         with O(netns), STATE being O(state_dir).
     type: path
@@ -88,8 +96,11 @@ diff_text:
   type: str
 """
 
+import hashlib
+import json
 import os
 import shutil
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -183,30 +194,121 @@ def apply(module, mailpubc, scratch):
     result = dict(changed=changed, diff_text=diff_text)
     if module._diff and changed:
         result["diff"] = dict(prepared=diff_text)
-    if not changed or module.check_mode:
+    if module.check_mode:
         module.exit_json(**result)
-    if module.params["content"] is not None:
-        policy = keep(module, policy)
+    kept = Kept(module) if module.params["content"] is not None else None
+    if kept:
+        kept.settle()
+    if not changed:
+        module.exit_json(**result)
     timeout = module.params["confirm_timeout"]
     wait = ["--confirm", str(timeout), "--no-wait"] if timeout is not None else []
     force = ["--force"] if module.params["force"] else []
-    rc, out, err = mailpubc.run("apply", *wait, *force, policy)
-    if rc != 0:
-        mailpubc.fail("apply", rc, out, err)
+    if kept is None:
+        rc, out, err = mailpubc.run("apply", *wait, *force, policy)
+        if rc != 0:
+            mailpubc.fail("apply", rc, out, err)
+        module.exit_json(**result)
+    candidate = kept.candidate()
+    mailpubc.shown[candidate] = "content"
+    try:
+        rc, out, err = mailpubc.run("apply", *wait, *force, "--record-as", kept.dest, candidate)
+        if rc != 0:
+            mailpubc.fail("apply", rc, out, err)
+        kept.move(candidate, kept.pending if wait else kept.dest)
+    finally:
+        if os.path.lexists(candidate):
+            os.unlink(candidate)
     module.exit_json(**result)
 
 
-def keep(module, policy):
-    """Move the checked `content` policy to `dest`, where reapply will read it."""
-    params = module.params
-    dest = params["dest"]
-    if dest is None:
+def make_folders(path):
+    """`path` and the folders above it that are missing, each 0700 (os.makedirs
+    would make those above with 0777 less the umask: 0777 under umask 000)."""
+    if os.path.isdir(path):
+        return
+    make_folders(os.path.dirname(path))
+    os.mkdir(path, 0o700)
+
+
+class Kept:
+    """Where `content` is kept for `mailpubc reapply` (dest), and how it gets
+    there: only a policy made final may replace dest. The candidate is
+    applied from a new file beside dest (so `file:` paths resolve alike),
+    with `--record-as dest`; without confirmation it becomes dest at once,
+    with it it waits beside dest (`.NAME.pending`) until a later run (the
+    confirming task, over a new connection) finds that mailpubc made its very
+    text final (state.json: dest and its digest). Every file is the running
+    user's, 0600, made afresh (O_EXCL), renamed over dest (a rename never
+    follows a symbolic link), the folder fsynced; a dest that is a link or
+    another user's, or a folder others may write, is refused."""
+
+    def __init__(self, module):
+        self.module = module
+        params = module.params
         base = params["state_dir"] or os.environ.get("MAILPUBC_STATE_DIR") or STATE_DIR
-        dest = os.path.join(base, *(["netns", params["netns"]] if params["netns"] else []),
-                            "ansible-policy.yaml")
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    module.atomic_move(policy, dest)
-    return dest
+        self.state = os.path.join(base, *(["netns", params["netns"]] if params["netns"] else []))
+        self.dest = os.path.abspath(params["dest"] or os.path.join(self.state,
+                                                                   "ansible-policy.yaml"))
+        self.folder, name = os.path.split(self.dest)
+        self.pending = os.path.join(self.folder, f".{name}.pending")
+        make_folders(self.folder)
+        self.refuse_unsafe()
+
+    def refuse_unsafe(self):
+        info = os.stat(self.folder)
+        uid = os.geteuid()
+        if not stat.S_ISDIR(info.st_mode):
+            self.module.fail_json(msg=f"dest {self.dest}: {self.folder} is not a folder")
+        if info.st_uid != uid or info.st_mode & 0o022:
+            self.module.fail_json(msg=f"refusing dest {self.dest}: its folder {self.folder} "
+                                      f"is writable by other users or not uid {uid}'s")
+        for path in (self.dest, self.pending):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+                self.module.fail_json(msg=f"refusing dest {self.dest}: {path} is not a "
+                                          f"regular file of uid {uid} (a symbolic link?)")
+
+    def candidate(self):
+        """The content in a new file beside dest: 0600, fsynced."""
+        fd, path = tempfile.mkstemp(prefix=".mailpubc-candidate-", dir=self.folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            os.fchmod(fd, 0o600)
+            stream.write(self.module.params["content"])
+            stream.flush()
+            os.fsync(fd)
+        return path
+
+    def move(self, path, target):
+        """Rename `path` over `target` and fsync the folder."""
+        os.replace(path, target)
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def settle(self, confirmed=False):
+        """Move the waiting candidate into dest if mailpubc made its text final;
+        `confirmed` (nothing is pending any more): else remove it."""
+        try:
+            fd = os.open(self.pending, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return
+        with os.fdopen(fd, "rb") as stream:
+            digest = hashlib.sha256(stream.read()).hexdigest()
+        try:
+            with open(os.path.join(self.state, "state.json"), encoding="utf-8") as stream:
+                final = json.load(stream)
+        except FileNotFoundError:
+            final = {}
+        if (final.get("policy"), final.get("digest")) == (self.dest, digest):
+            self.move(self.pending, self.dest)
+        elif confirmed:
+            os.unlink(self.pending)
 
 
 def confirm(module, mailpubc, scratch):
@@ -215,6 +317,8 @@ def confirm(module, mailpubc, scratch):
     rc, out, err = mailpubc.run("confirm")
     if rc not in (0, 1):
         mailpubc.fail("confirm", rc, out, err)
+    if module.params["content"] is not None or module.params["dest"]:
+        Kept(module).settle(confirmed=True)
     if module.params["src"] or module.params["content"] is not None:
         differs, diff_text = compare(module, mailpubc, policy_file(module, mailpubc, scratch))
         if differs:
