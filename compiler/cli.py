@@ -187,10 +187,9 @@ def _netns_name(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
+    """Decimal seconds in ASCII digits: `float` also takes `1_0`, other
+    scripts' digits, nan and inf."""
+    value = float(text) if re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text) else 0
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 86400): {text!r}")
     return value
@@ -240,6 +239,8 @@ def _note_unchecked(checked) -> None:
 def _write_atomically(path: str, text: str) -> None:
     """Temporary file in the same folder, then rename: never a half-written file."""
     import tempfile     # late, as most imports here: `check` writes no file (issue #12)
+    if os.path.lexists(path) and not os.path.isfile(path):    # a device, /dev/stdout, a folder
+        raise UsageError(f"cannot write {path}: not a regular file (it would be replaced)")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, temporary = tempfile.mkstemp(prefix=".mailpubc-", dir=folder)
@@ -265,7 +266,7 @@ def _compile(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     text, checked = _output(result, args.format, not args.no_nft_check)
     _note_unchecked(checked)
-    if args.output:
+    if args.output is not None:
         _write_atomically(args.output, text)
     else:
         sys.stdout.write(text)
@@ -394,6 +395,8 @@ def _apply(args: argparse.Namespace) -> int:
     except deploy.Refused as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return deploy.EXIT_REFUSED
+    except nft.NoNamespace as exc:
+        raise UsageError(str(exc)) from exc
     except nft.NftError as exc:
         print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
         return deploy.EXIT_NFT
@@ -451,6 +454,8 @@ def _reapply(args: argparse.Namespace) -> int:
     except deploy.Refused as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return deploy.EXIT_REFUSED
+    except nft.NoNamespace as exc:
+        raise UsageError(str(exc)) from exc
     except nft.NftError as exc:
         print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
         return deploy.EXIT_NFT
