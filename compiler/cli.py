@@ -274,7 +274,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import api, nft
+    from . import api
     status = EXIT_OK
     for path in args.policies:
         result = api.compile_path(path)
@@ -286,23 +286,28 @@ def _check(args: argparse.Namespace) -> int:
         # is dry-run by `compile`, and tests/test_generators.py holds both to
         # the same kernel listing.
         _, checked = _output(result, "json", not args.no_nft_check)
+        found = _live_warnings(result, args.netns) if args.live else []
         if checked is None:
             print(f"{path}: ok (nft dry run skipped)")
         elif checked.ran:
             print(f"{path}: ok (nft dry run passed: {checked.method})")
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
-        if args.live:
-            try:
-                from . import bridges, deploy
-                found = (deploy.live_warnings(result.ruleset.table, args.netns)
-                         + bridges.warnings(result.policy.firewall, args.netns))
-            except nft.NftError as exc:
-                raise UsageError(f"cannot read the live ruleset: {exc}") from exc
-            _warn(found)
-            if args.strict and found:
-                status = EXIT_INVALID
+        _warn(found)
+        if args.strict and found:
+            status = EXIT_INVALID
     return status
+
+
+def _live_warnings(result: api.Result, netns: str | None) -> list[str]:
+    """check --live's warnings, read before `check` prints its "ok": a live
+    ruleset it cannot read (no such namespace) is a usage error, no output."""
+    from . import bridges, deploy, nft
+    try:
+        return (deploy.live_warnings(result.ruleset.table, netns)
+                + bridges.warnings(result.policy.firewall, netns))
+    except nft.NftError as exc:
+        raise UsageError(f"cannot read the live ruleset: {exc}") from exc
 
 
 def _explain(args: argparse.Namespace) -> int:

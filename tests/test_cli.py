@@ -151,6 +151,7 @@ USAGE_ERRORS = [    # (arguments, what stderr says): fuzzed arguments that once 
     (("apply", "--netns", "absent-ns", "--confirm", "1_0", EXAMPLE), "not a number of seconds"),
     (("apply", "--netns", "absent-ns", "--confirm", "\u0661", EXAMPLE), "not a number of seconds"),
     (("apply", "--netns", "absent-ns", EXAMPLE), "no network namespace absent-ns"),
+    (("check", "--live", "--netns", "absent-ns", EXAMPLE), "no network namespace absent-ns"),
     (("compile", "-o", "", EXAMPLE), "cannot write"),
     (("graph", "-o", "", EXAMPLE), "cannot write"),
 ]
@@ -169,5 +170,6 @@ def test_output_is_never_put_in_place_of_a_special_file(tmp_path):
     os.mkfifo(fifo)
     run = run_mailpubc("-o", fifo, EXAMPLE)
     assert (run.returncode, run.stdout) == (2, "")
-    assert run.stderr == f"mailpubc: cannot write {fifo}: not a regular file (it would be replaced)\n"
+    assert run.stderr == \
+        f"mailpubc: cannot write {fifo}: not a regular file (it would be replaced)\n"
     assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["fifo"]
