@@ -246,20 +246,32 @@ def test_renaming_the_table_leaves_only_the_new_one(ns, tmp_path):
     assert ruleset(ns) == before
 
 
-DROPS_WHAT = "it drops what table inet mailpub accepts"
-DROPS_ARP = "it drops ARP, and with it every IPv4 connection table inet mailpub accepts"
-FOREIGN_DROPS = [   # (a foreign table with a drop base chain, the warning about it)
-    (FOREIGN.replace("POLICY", "drop"),
-     f"table ip foreign chain c drops on hook input (policy drop): {DROPS_WHAT}"),
-    ("table arp x {\n\tchain in { type filter hook input priority 0; policy drop; }\n}\n",
-     f"table arp x chain in drops on hook input (policy drop): {DROPS_ARP}"),
-    ("table netdev x {\n\tchain in {\n\t\ttype filter hook ingress device ve0 priority 0; "
-     "policy drop;\n\t}\n}\n",
-     f"table netdev x chain in drops on hook ingress (policy drop): {DROPS_WHAT}"),
+ACCEPTED = "table inet mailpub accepts"
+FOREIGN_DROPS = [   # a foreign table with a drop base chain, the warning about it
+    pytest.param(FOREIGN.replace("POLICY", "drop"),
+                 "table ip foreign chain c drops on hook input (policy drop): "
+                 f"it drops what {ACCEPTED}", id="ip-input"),
+    pytest.param("table ip x {\n\tchain pre { type filter hook prerouting priority 0; "
+                 "policy drop; }\n}\n",
+                 "table ip x chain pre drops on hook prerouting (policy drop): "
+                 f"it drops what {ACCEPTED}", id="ip-prerouting"),
+    pytest.param("table arp x {\n\tchain in { type filter hook input priority 0; "
+                 "policy drop; }\n}\n",
+                 "table arp x chain in drops on hook input (policy drop): it drops ARP, and "
+                 f"with it every IPv4 connection {ACCEPTED}", id="arp-input"),
+    pytest.param("table netdev x {\n\tchain in {\n\t\ttype filter hook ingress device ve0 "
+                 "priority 0; policy drop;\n\t}\n}\n",
+                 "table netdev x chain in drops on hook ingress (policy drop): it drops all "
+                 f"of its device's traffic, and with it what {ACCEPTED}", id="netdev-ingress"),
+    pytest.param("table bridge x {\n\tchain fw { type filter hook forward priority 0; "
+                 "policy drop; }\n}\n",
+                 "table bridge x chain fw drops on hook forward (policy drop): it drops the "
+                 f"frames of its bridge's ports, and with them what {ACCEPTED}",
+                 id="bridge-forward"),
 ]
 
 
-@pytest.mark.parametrize("foreign, warning", FOREIGN_DROPS, ids=["ip", "arp", "netdev"])
+@pytest.mark.parametrize("foreign, warning", FOREIGN_DROPS)
 def test_foreign_drop_chains_are_warned_about(ns, tmp_path, foreign, warning):
     ns.ip("link", "add", "ve0", "type", "veth", "peer", "name", "ve1")  # netdev's device
     nft.load(foreign, netns=ns.name)
@@ -272,11 +284,13 @@ def test_foreign_drop_chains_are_warned_about(ns, tmp_path, foreign, warning):
     assert warning in run_mailpubc("diff", "--netns", ns.name, path).stderr
 
 
-def chain(family, table_name, hook=None, policy_="drop", name="c", kind="filter") -> dict:
-    """A chain as `nft -j list ruleset` lists it (nft 1.0.6 names no netdev device)."""
+def chain(family, table_name, hook=None, policy_="drop", name="c", kind="filter",
+          **more) -> dict:
+    """A chain as `nft -j list ruleset` lists it (nft 1.0.6 names no netdev
+    device; later ones list `dev`)."""
     listed = {"family": family, "table": table_name, "name": name, "handle": 1}
     if hook:
-        listed.update(type=kind, hook=hook, prio=0, policy=policy_)
+        listed.update(type=kind, hook=hook, prio=0, policy=policy_, **more)
     return {"chain": listed}
 
 
@@ -309,6 +323,13 @@ def test_foreign_drop_chains_of_every_family_and_hook(listed, warned):
         listed = listed["chain"]
         assert found[0].startswith(f"table {listed['family']} {listed['table']} chain c "
                                    f"drops on hook {listed['hook']} (policy drop): it drops ")
+
+
+@pytest.mark.parametrize("devices, named", [("eth0", "eth0"), (["eth0", "eth1"], "eth0, eth1")])
+def test_foreign_drop_chain_names_the_devices_nft_lists(devices, named):
+    found = deploy.foreign_drop_chains([chain("netdev", "f", "ingress", dev=devices)], "mailpub")
+    assert found == [f"table netdev f chain c drops on hook ingress of device {named} (policy "
+                     f"drop): it drops all of its device's traffic, and with it what {ACCEPTED}"]
 
 
 def test_reapply_applies_only_the_policy_text_made_final(ns, tmp_path):
