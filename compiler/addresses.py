@@ -37,6 +37,14 @@ def parse_int(text: str) -> Optional[tuple[int, int]]:
     return version, int.from_bytes(packed, "big")
 
 
+def parse_port(text: str) -> Optional[int]:
+    """A port 1-65535 in ASCII digits, or None. `int` alone takes other
+    scripts' digits and signs, and raises on a string of 5,000 digits."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536):
+        return None
+    return int(text)
+
+
 def parse_address(text: str) -> Optional[Address]:
     parsed = parse_int(text)
     if parsed is None:

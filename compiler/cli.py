@@ -191,10 +191,9 @@ def _netns_name(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0
+    """Decimal seconds in ASCII digits: `float` also takes `1_0`, other
+    scripts' digits, nan and inf."""
+    value = float(text) if re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text) else 0
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 86400): {text!r}")
     return value
@@ -244,6 +243,8 @@ def _note_unchecked(checked) -> None:
 def _write_atomically(path: str, text: str) -> None:
     """Temporary file in the same folder, then rename: never a half-written file."""
     import tempfile     # late, as most imports here: `check` writes no file (issue #12)
+    if os.path.lexists(path) and not os.path.isfile(path):    # a device, /dev/stdout, a folder
+        raise UsageError(f"cannot write {path}: not a regular file (it would be replaced)")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, temporary = tempfile.mkstemp(prefix=".mailpubc-", dir=folder)
@@ -269,7 +270,7 @@ def _compile(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     text, checked = _output(result, args.format, not args.no_nft_check)
     _note_unchecked(checked)
-    if args.output:
+    if args.output is not None:
         _write_atomically(args.output, text)
     else:
         sys.stdout.write(text)
@@ -277,7 +278,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from . import api, nft
+    from . import api
     status = EXIT_OK
     for path in args.policies:
         result = api.compile_path(path)
@@ -289,23 +290,28 @@ def _check(args: argparse.Namespace) -> int:
         # is dry-run by `compile`, and tests/test_generators.py holds both to
         # the same kernel listing.
         _, checked = _output(result, "json", not args.no_nft_check)
+        found = _live_warnings(result, args.netns) if args.live else []
         if checked is None:
             print(f"{path}: ok (nft dry run skipped)")
         elif checked.ran:
             print(f"{path}: ok (nft dry run passed: {checked.method})")
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
-        if args.live:
-            try:
-                from . import bridges, deploy
-                found = (deploy.live_warnings(result.ruleset.table, args.netns)
-                         + bridges.warnings(result.policy.firewall, args.netns))
-            except nft.NftError as exc:
-                raise UsageError(f"cannot read the live ruleset: {exc}") from exc
-            _warn(found)
-            if args.strict and found:
-                status = EXIT_INVALID
+        _warn(found)
+        if args.strict and found:
+            status = EXIT_INVALID
     return status
+
+
+def _live_warnings(result: api.Result, netns: str | None) -> list[str]:
+    """check --live's warnings, read before `check` prints its "ok": a live
+    ruleset it cannot read (no such namespace) is a usage error, no output."""
+    from . import bridges, deploy, nft
+    try:
+        return (deploy.live_warnings(result.ruleset.table, netns)
+                + bridges.warnings(result.policy.firewall, netns))
+    except nft.NftError as exc:
+        raise UsageError(f"cannot read the live ruleset: {exc}") from exc
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -399,6 +405,8 @@ def _apply(args: argparse.Namespace) -> int:
     except deploy.Refused as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return deploy.EXIT_REFUSED
+    except nft.NoNamespace as exc:
+        raise UsageError(str(exc)) from exc
     except nft.NftError as exc:
         print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
         return deploy.EXIT_NFT
@@ -456,6 +464,8 @@ def _reapply(args: argparse.Namespace) -> int:
     except deploy.Refused as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return deploy.EXIT_REFUSED
+    except nft.NoNamespace as exc:
+        raise UsageError(str(exc)) from exc
     except nft.NftError as exc:
         print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
         return deploy.EXIT_NFT

@@ -51,7 +51,6 @@ from .state import LockHeld, State
 
 EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
 FAMILY = "inet"
-FILTER_HOOKS = ("input", "forward", "output")
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 10      # a waiting apply rolls back itself when the watcher is this late
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -125,19 +124,29 @@ def _unmapped(text: str) -> Address:
     return address.ipv4_mapped or address if address.version == 6 else address
 
 
+# what a drop base chain of another family drops, and with it what our table accepts
+DROPPED_WITH = {"arp": "ARP, and with it every IPv4 connection",
+                "bridge": "the frames of its bridge's ports, and with them what",
+                "netdev": "all of its device's traffic, and with it what"}
+
+
 def foreign_drop_chains(listing: list, table: str, replaced: Iterable[str] = ()) -> list[str]:
     """Warnings for base chains of other tables (not `table`, nor the tables
-    apply `replaced`) on a filter hook with policy drop: a packet must pass
-    every base chain on its hook, so they drop what our table accepts."""
+    apply `replaced`) with policy drop, of any family, type and hook: a packet
+    must pass every base chain on its way, so each drops what our table
+    accepts, and in the families of DROPPED_WITH more than that."""
     ours = {(FAMILY, name) for name in (table, *replaced)}
     found = []
     for entry in listing:
         chain = entry.get("chain")
-        if (chain and chain.get("hook") in FILTER_HOOKS and chain.get("policy") == "drop"
-                and chain["family"] in ("ip", "ip6", "inet")
+        if (chain and chain.get("hook") and chain.get("policy") == "drop"
                 and (chain["family"], chain["table"]) not in ours):
+            devices = chain.get("dev") or []        # nft after 1.0.6: a name or a list
+            devices = [devices] if isinstance(devices, str) else devices
+            on = f" of device {', '.join(devices)}" if devices else ""
             found.append(f"table {chain['family']} {chain['table']} chain {chain['name']} "
-                         f"drops on hook {chain['hook']} (policy drop): it drops what "
+                         f"drops on hook {chain['hook']}{on} (policy drop): it drops "
+                         f"{DROPPED_WITH.get(chain['family'], 'what')} "
                          f"table {FAMILY} {table} accepts")
     return found
 

@@ -25,10 +25,10 @@ not full, dynamic sets are empty, and the time is the one asked for.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Optional, Union
 
-from .addresses import Address, int_text, parse_address
+from .addresses import Address, int_text, parse_address, parse_port
 from .api import Result
 from .model import Policy, family_of
 from .plan import Chain, Jump, Origin, Rule, Ruleset, plan
@@ -45,6 +45,9 @@ STOP = "stop"                               # a statement that ends its rule (a 
 LOOPBACK = {"ip": (0x7F000000, 0x7FFFFFFF), "ip6": (1, 1)}     # 127.0.0.0/8, ::1
 LOOPBACK_SOURCE = {"ip": 0x7F000001, "ip6": 1}                # 127.0.0.1, ::1
 ROUTED_SOURCE = "chosen by the firewall's routing"           # the text of source None
+# the times a plan can take: the zone note looks a year ahead (schedule.zone_note)
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=367)
 
 
 class QueryError(ValueError):
@@ -185,10 +188,11 @@ def parse_destination(text: str, protocol: str) -> tuple[Address, Optional[int]]
         address, bracket, port = text.rpartition(":")
         if ":" in address:
             raise QueryError(f"destination {text!r}: write an IPv6 address as [ADDR]:PORT")
-    if not bracket or not port.isdigit() or not 0 < int(port) < 65536:
+    number = parse_port(port)
+    if not bracket or number is None:
         raise QueryError(f"destination {text!r}: expected ADDR:PORT with a port 1-65535 "
                          "([ADDR]:PORT for IPv6), or ADDR/icmp")
-    return _address(address, "destination"), int(port)
+    return _address(address, "destination"), number
 
 
 def _loopback(family: str, address: int) -> bool:
@@ -217,6 +221,9 @@ def explain(subject: Union[Policy, Result], source: str, destination: str,
         at = datetime.now(timezone.utc)
     elif at.tzinfo is None:
         at = at.replace(tzinfo=schedule_zone(policy.firewall.timezone)[0])
+    if not EARLIEST <= at <= LATEST:       # compared in UTC; converting it could overflow
+        raise QueryError(f"time {at.isoformat(' ', 'minutes')} out of range: from "
+                         f"{EARLIEST.date()} to {LATEST.date()} (UTC)")
     return Explainer(policy, plan(policy, at), at).explain(source, destination, protocol)
 
 

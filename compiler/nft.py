@@ -47,6 +47,10 @@ class NftError(RuntimeError):
     """nft refused a load or listing, or could not run; the message says why."""
 
 
+class NoNamespace(NftError):
+    """The network namespace asked for does not exist: wrong usage, not nft's refusal."""
+
+
 @record
 class CheckResult:
     ran: bool       # False when nft could not be run at all
@@ -276,7 +280,7 @@ def _entered(netns: str, work: Callable[[], T]) -> T:
     try:
         fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise NftError(f"no network namespace {netns}: {exc.strerror}") from exc
+        raise NoNamespace(f"no network namespace {netns}: {exc.strerror}") from exc
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from .addresses import parse_address
+from .addresses import parse_address, parse_port
 
 COMMANDS = ("table", "graph", "dns-check")
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -61,13 +61,14 @@ def _nameserver(text: str) -> tuple[str, int]:
     """IP, IP:PORT or [IPv6]:PORT as (address, port)."""
     address, port = text, "53"
     if text.startswith("["):
-        address, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ("" if rest else "53")
+        address, bracket, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if rest or not bracket else "53")
     elif text.count(":") == 1:
         address, port = text.split(":")
-    if parse_address(address) is None or not port.isdigit() or not 0 < int(port) < 65536:
+    number = parse_port(port)
+    if parse_address(address) is None or number is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not IP, IP:PORT or [IPv6]:PORT")
-    return address, int(port)
+    return address, number
 
 
 def _compiled(path: str) -> api.Result:
@@ -101,7 +102,7 @@ def _graph(args: argparse.Namespace) -> int:
     except graphviz.ExecutableNotFound as exc:
         raise UsageError("graph needs Graphviz's `dot` (Debian: apt-get install graphviz)") \
             from exc
-    if args.output:
+    if args.output is not None:
         _write_atomically(args.output, svg)
     else:
         sys.stdout.write(svg)

@@ -246,17 +246,90 @@ def test_renaming_the_table_leaves_only_the_new_one(ns, tmp_path):
     assert ruleset(ns) == before
 
 
-def test_foreign_drop_chains_are_warned_about(ns, tmp_path):
-    nft.load(FOREIGN.replace("POLICY", "drop"), netns=ns.name)
+ACCEPTED = "table inet mailpub accepts"
+FOREIGN_DROPS = [   # a foreign table with a drop base chain, the warning about it
+    pytest.param(FOREIGN.replace("POLICY", "drop"),
+                 "table ip foreign chain c drops on hook input (policy drop): "
+                 f"it drops what {ACCEPTED}", id="ip-input"),
+    pytest.param("table ip x {\n\tchain pre { type filter hook prerouting priority 0; "
+                 "policy drop; }\n}\n",
+                 "table ip x chain pre drops on hook prerouting (policy drop): "
+                 f"it drops what {ACCEPTED}", id="ip-prerouting"),
+    pytest.param("table arp x {\n\tchain in { type filter hook input priority 0; "
+                 "policy drop; }\n}\n",
+                 "table arp x chain in drops on hook input (policy drop): it drops ARP, and "
+                 f"with it every IPv4 connection {ACCEPTED}", id="arp-input"),
+    pytest.param("table netdev x {\n\tchain in {\n\t\ttype filter hook ingress device ve0 "
+                 "priority 0; policy drop;\n\t}\n}\n",
+                 "table netdev x chain in drops on hook ingress (policy drop): it drops all "
+                 f"of its device's traffic, and with it what {ACCEPTED}", id="netdev-ingress"),
+    pytest.param("table bridge x {\n\tchain fw { type filter hook forward priority 0; "
+                 "policy drop; }\n}\n",
+                 "table bridge x chain fw drops on hook forward (policy drop): it drops the "
+                 f"frames of its bridge's ports, and with them what {ACCEPTED}",
+                 id="bridge-forward"),
+]
+
+
+@pytest.mark.parametrize("foreign, warning", FOREIGN_DROPS)
+def test_foreign_drop_chains_are_warned_about(ns, tmp_path, foreign, warning):
+    ns.ip("link", "add", "ve0", "type", "veth", "peer", "name", "ve1")  # netdev's device
+    nft.load(foreign, netns=ns.name)
     path = policy(tmp_path)
-    warning = ("warning: table ip foreign chain c drops on hook input (policy drop): "
-               "it drops what table inet mailpub accepts")
     checked = run_mailpubc("check", "--live", "--netns", ns.name, path)
-    assert checked.returncode == 0 and warning in checked.stderr
+    assert checked.returncode == 0 and f"mailpubc: warning: {warning}\n" in checked.stderr
     assert run_mailpubc("check", "--live", "--strict", "--netns", ns.name, path).returncode == 1
     applied = apply(ns, path)
     assert applied.returncode == 0 and warning in applied.stderr
     assert warning in run_mailpubc("diff", "--netns", ns.name, path).stderr
+
+
+def chain(family, table_name, hook=None, policy_="drop", name="c", kind="filter",
+          **more) -> dict:
+    """A chain as `nft -j list ruleset` lists it (nft 1.0.6 names no netdev
+    device; later ones list `dev`)."""
+    listed = {"family": family, "table": table_name, "name": name, "handle": 1}
+    if hook:
+        listed.update(type=kind, hook=hook, prio=0, policy=policy_, **more)
+    return {"chain": listed}
+
+
+@pytest.mark.parametrize("listed, warned", [
+    (chain("ip", "f", "input"), True),
+    (chain("ip6", "f", "forward"), True),
+    (chain("inet", "f", "output"), True),
+    (chain("inet", "f", "prerouting"), True),
+    (chain("ip", "f", "postrouting"), True),
+    (chain("ip", "f", "prerouting", kind="nat"), True),
+    (chain("inet", "f", "ingress"), True),
+    (chain("arp", "f", "input"), True),
+    (chain("arp", "f", "output"), True),
+    (chain("bridge", "f", "prerouting"), True),
+    (chain("bridge", "f", "input"), True),
+    (chain("netdev", "f", "ingress"), True),
+    (chain("netdev", "f", "egress"), True),
+    (chain("arp", "f", "input", policy_="accept"), False),
+    (chain("netdev", "f", "ingress", policy_="accept"), False),
+    (chain("arp", "f"), False),                           # a regular chain: no policy of its own
+    (chain("inet", "mailpub", "input"), False),           # our own table
+    (chain("inet", "old", "input"), False),               # the table this apply replaces
+    (chain("ip", "mailpub", "input"), True),              # our name, another family
+], ids=lambda value: "-".join(str(v) for v in value["chain"].values())
+   if isinstance(value, dict) else str(value))
+def test_foreign_drop_chains_of_every_family_and_hook(listed, warned):
+    found = deploy.foreign_drop_chains([{"table": {}}, listed], "mailpub", ["old"])
+    assert len(found) == int(warned)
+    if warned:
+        listed = listed["chain"]
+        assert found[0].startswith(f"table {listed['family']} {listed['table']} chain c "
+                                   f"drops on hook {listed['hook']} (policy drop): it drops ")
+
+
+@pytest.mark.parametrize("devices, named", [("eth0", "eth0"), (["eth0", "eth1"], "eth0, eth1")])
+def test_foreign_drop_chain_names_the_devices_nft_lists(devices, named):
+    found = deploy.foreign_drop_chains([chain("netdev", "f", "ingress", dev=devices)], "mailpub")
+    assert found == [f"table netdev f chain c drops on hook ingress of device {named} (policy "
+                     f"drop): it drops all of its device's traffic, and with it what {ACCEPTED}"]
 
 
 def test_reapply_applies_only_the_policy_text_made_final(ns, tmp_path):

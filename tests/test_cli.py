@@ -131,3 +131,45 @@ def test_json_format_is_checked_by_nft_and_is_json():
     assert run.stderr == ""          # nft's dry run of the JSON ran and passed
     commands = json.loads(run.stdout)["nftables"]
     assert {"delete": {"table": {"family": "inet", "name": "mailpub"}}} in commands
+
+
+SCHEDULED = ROOT / "golden" / "schedules" / "policy.yaml"     # a time zone: explain's zone note
+EXPLAIN = ("explain", EXAMPLE, "--from", "192.0.2.1", "--to")
+USAGE_ERRORS = [    # (arguments, what stderr says): fuzzed arguments that once ended otherwise
+    (("explain", "--at", "0001-01-01 00:00", SCHEDULED, *EXPLAIN[2:], "198.51.100.10:25"),
+     "out of range"),
+    (("explain", "--at", "9999-12-31 23:59", SCHEDULED, *EXPLAIN[2:], "198.51.100.10:25"),
+     "out of range"),
+    ((*EXPLAIN, "198.51.100.10:" + "9" * 5000), "expected ADDR:PORT with a port 1-65535"),
+    ((*EXPLAIN, "[2001:db8::1]:" + "9" * 5000), "expected ADDR:PORT with a port 1-65535"),
+    ((*EXPLAIN, "198.51.100.10:\u00b2"), "expected ADDR:PORT"),            # a superscript 2
+    ((*EXPLAIN, "198.51.100.10:\u0662\u0665"), "expected ADDR:PORT"),      # Arabic-Indic 25
+    (("dns-check", "--nameserver", "192.0.2.1:" + "9" * 5000, EXAMPLE), "is not IP, IP:PORT"),
+    (("dns-check", "--nameserver", "192.0.2.1:\u00b2", EXAMPLE), "is not IP, IP:PORT"),
+    (("dns-check", "--nameserver", "[2001:db8::1", EXAMPLE), "is not IP, IP:PORT"),
+    (("dns-check", "--timeout", "1_0", EXAMPLE), "not a number of seconds"),
+    (("apply", "--netns", "absent-ns", "--confirm", "1_0", EXAMPLE), "not a number of seconds"),
+    (("apply", "--netns", "absent-ns", "--confirm", "\u0661", EXAMPLE), "not a number of seconds"),
+    (("apply", "--netns", "absent-ns", EXAMPLE), "no network namespace absent-ns"),
+    (("check", "--live", "--netns", "absent-ns", EXAMPLE), "no network namespace absent-ns"),
+    (("compile", "-o", "", EXAMPLE), "cannot write"),
+    (("graph", "-o", "", EXAMPLE), "cannot write"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=lambda value: str(value)[:60])
+def test_fuzzed_arguments_are_usage_errors(args, message, tmp_path):
+    run = run_mailpubc(*args, env=dict(os.environ, MAILPUBC_STATE_DIR=str(tmp_path)))
+    assert (run.returncode, run.stdout) == (2, ""), run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_output_is_never_put_in_place_of_a_special_file(tmp_path):
+    """-o replaces FILE whole: a FIFO (as /dev/stdout or /dev/null) is refused, not replaced."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    run = run_mailpubc("-o", fifo, EXAMPLE)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == \
+        f"mailpubc: cannot write {fifo}: not a regular file (it would be replaced)\n"
+    assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["fifo"]
