@@ -19,12 +19,13 @@ that name), and ``plain``, an inside host in no address set.
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass, field
 
 from mailpubc.model import Addresses, Policy
 from mailpubc.vocab import FAMILIES
 
-from .netns import Namespace
+from .netns import CommandError, Namespace
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,9 +44,17 @@ CANARY_PORT = 9
 # nobody renews is forgotten within seconds: queries every second, answers
 # within half a second, members forgotten 6 s after their last report (a
 # margin of several missed rounds, for a loaded machine).
-SNOOPING = ("mcast_snooping", "1", "mcast_querier", "1", "mcast_query_interval", "100",
+SNOOPING = ("mcast_snooping", "1", "mcast_query_interval", "100",
             "mcast_startup_query_interval", "100", "mcast_query_response_interval", "50",
             "mcast_membership_interval", "600")
+# The querier is switched on only once those timers are set: the kernel
+# starts it with a wait of one response interval, the interval as it is when
+# the querier is switched on (set in the same command: the default 10 s).
+# On Linux 6.18 the bridge floods until that wait is over, and flooding skips
+# the firewall's ports (mcast_flood off).
+QUERIER = ("mcast_querier", "1")
+# How long the lab waits at most for each bridge to forward by membership.
+SNOOPING_READY = 30.0
 # How long a lab waits after loading the ruleset: longer than the membership
 # interval plus one query round, so a membership the firewall did not renew is gone.
 MEMBERSHIP_EXPIRY = 8.0
@@ -199,6 +208,8 @@ class Topology:
         options = SNOOPING if self.snooping else ("mcast_snooping", "0")
         for bridge in ("wan", "lan"):
             self._switch.ip("link", "add", bridge, "type", "bridge", *options)
+            if self.snooping:
+                self._switch.ip("link", "set", bridge, "type", "bridge", *QUERIER)
             self._switch.ip("link", "set", bridge, "up")
 
         fw = self.firewall
@@ -225,6 +236,40 @@ class Topology:
                 self._outside_addresses(host)
             else:
                 self._inside_addresses(host)
+        if self.snooping:
+            self._await_snooping()
+
+    def _await_snooping(self) -> None:
+        """Wait until each bridge delivers a host's neighbour solicitation for a
+        firewall address, which with ``mcast_flood off`` only the firewall's
+        membership can do: a bridge that still floods would make the checks
+        fail whatever the ruleset.  The caches are emptied after, so the checks
+        solicit again."""
+        external = self.policy.firewall.external_addresses
+        sides = {"outside": external,
+                 "inside": [a for a in self.firewall.addresses if a not in external]}
+        for side, own in sides.items():
+            target = next((a for a in own if a.version == 6), None)
+            host = next((h for h in self.hosts.values() if h.side == side
+                         and any(a.version == 6 for a in h.addresses)), None)
+            if target is None or host is None:
+                continue
+            deadline = time.monotonic() + SNOOPING_READY
+            while not self._solicited(host, target):
+                if time.monotonic() > deadline:
+                    raise CommandError(f"the {side} bridge did not deliver {host.name}'s "
+                                       f"neighbour solicitation for {target} to the firewall "
+                                       f"within {SNOOPING_READY}s")
+            host.ns.ip("-6", "neigh", "flush", "all")
+        self.firewall.ns.ip("-6", "neigh", "flush", "all")
+
+    @staticmethod
+    def _solicited(host: Host, target: Address) -> bool:
+        """Whether ``host`` resolves ``target`` from an empty cache within its
+        first solicitation's second (a ping needs the answer)."""
+        host.ns.ip("-6", "neigh", "flush", "all")
+        return host.ns.run("ping", "-6", "-n", "-c1", "-W1", str(target),
+                           check=False).returncode == 0
 
     def _namespace(self, name: str) -> Namespace:
         ns = Namespace(name)
