@@ -91,8 +91,9 @@ def kept(play, netns: str) -> Path:
     return play.state_dir / "netns" / netns / "ansible-policy.yaml"
 
 
-def reapply(play, netns: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mailpubc", "reapply", "--netns", netns],
+def reapply(play, netns: str, command: str = "reapply") -> subprocess.CompletedProcess:
+    """`mailpubc reapply` (or another command) at the target's shell."""
+    return subprocess.run([sys.executable, "-m", "mailpubc", command, "--netns", netns],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
                           env={**os.environ, "MAILPUBC_STATE_DIR": str(play.state_dir)})
 
@@ -216,6 +217,28 @@ def test_a_refused_apply_keeps_nothing_and_a_confirmed_one_is_kept(fleet):
                                "-e", '{"services": ["pop3s"]}')
     assert rc == 0 and results["fw1"]["changed"], output
     assert "pop3s" in kept(play, netns).read_text() and "995" in json.dumps(table(netns))
+    again = reapply(play, netns)
+    assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
+
+
+@needs_apply
+def test_confirmed_at_a_shell_is_kept_by_the_next_run(fleet):
+    """`mailpubc confirm` typed at the target: dest is not yet the text made
+    final, so reapply loads nothing; the module's next run keeps it."""
+    play, namespaces = fleet
+    netns = namespaces["fw3"]
+    assert play("fleet.yml", "--limit", "fw3")[0] == 0
+    final = kept(play, netns).read_text()
+    smtps = '{"services": ["smtps"]}'
+    rc, _, output = play("confirm.yml", "--limit", "fw3", "--tags", "apply", "-e", smtps)
+    assert rc == 0 and kept(play, netns).read_text() == final, output
+    assert reapply(play, netns, "confirm").returncode == 0
+    refused = reapply(play, netns)
+    assert refused.returncode == 2 and "the policy changed" in refused.stderr, refused.stderr
+    assert "465" in json.dumps(table(netns))
+    rc, results, output = play("fleet.yml", "--limit", "fw3", "-e", smtps)
+    assert rc == 0 and not results["fw3"]["changed"], output
+    assert "smtps" in kept(play, netns).read_text()
     again = reapply(play, netns)
     assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
 

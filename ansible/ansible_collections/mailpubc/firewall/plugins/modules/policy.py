@@ -34,7 +34,9 @@ options:
         new file beside O(dest) (C(mailpubc apply --record-as DEST)) and replaces O(dest)
         only once final, at once without O(confirm_timeout); with it, it waits beside
         O(dest) as C(.NAME.pending) until the task with O(confirm=true) (same O(content)
-        or O(dest)) finds it confirmed, and is removed if it was rolled back.
+        or O(dest)) finds it confirmed, and is removed if it was rolled back. Confirmed by
+        C(mailpubc confirm) at a shell, it is moved by the module's next run; until then
+        C(mailpubc reapply) refuses (nothing loaded).
       - Written 0600 under any umask, never through a symbolic link, renamed atomically
         and the folder fsynced. A O(dest) that is a symbolic link or another user's file,
         or in a folder other users may write, is refused (nothing applied).
