@@ -50,8 +50,8 @@ SNOOPING = ("mcast_snooping", "1", "mcast_query_interval", "100",
 # The querier is switched on only once those timers are set: the kernel
 # starts it with a wait of one response interval, the interval as it is when
 # the querier is switched on (set in the same command: the default 10 s).
-# On Linux 6.18 the bridge floods until that wait is over, and flooding skips
-# the firewall's ports (mcast_flood off).
+# Until that wait is over the bridge floods instead of snooping (older
+# kernels too), and flooding skips the firewall's ports (mcast_flood off).
 QUERIER = ("mcast_querier", "1")
 # How long the lab waits at most for each bridge to forward by membership.
 SNOOPING_READY = 30.0
