@@ -324,7 +324,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from . import api, nft, stats
+    from . import api, deploy, nft, stats
     result = api.compile_path(args.policy)
     _report(result)
     if not result.ok:
@@ -332,11 +332,14 @@ def _stats(args: argparse.Namespace) -> int:
     table = result.ruleset.table
     try:
         found = stats.counts(result.ruleset, args.netns)
+        matches = deploy.live_matches(result, args.netns)
     except (stats.TableMissing, nft.NftError) as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not matches:
+        print(f"mailpubc: note: {stats.mismatch(table, result.source)}", file=sys.stderr)
     if args.format == "json":
-        print(json.dumps(stats.to_json(table, found), indent=1))
+        print(json.dumps(stats.to_json(table, found, matches), indent=1))
     else:
         sys.stdout.write(stats.text(table, found))
     return EXIT_OK

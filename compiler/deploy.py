@@ -436,12 +436,7 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
     live = nft.list_ruleset(netns)["nftables"]
     recorded = (State.of(netns).read("state") or {}).get("table")
     tables = {table} | ({recorded} if recorded and _has_table(live, recorded) else set())
-
-    def candidate() -> list:
-        nft.load(result.text)
-        return nft.list_ruleset()["nftables"]
-    before = normalise(live, tables)
-    after = normalise(nft.scratch(candidate), [table])
+    before, after = _compared(result, live, tables)
     if before == after:
         return Difference(True, "", "", "")
     before_text, after_text = _readable(before), _readable(after)
@@ -450,6 +445,23 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
                                         after_text.splitlines(keepends=True),
                                         fromfile=where, tofile=result.source))
     return Difference(False, before_text, after_text, text)
+
+
+def _compared(result: api.Result, live: list, tables: Iterable[str]) -> tuple[list, list]:
+    """The live entries of `tables` and the compiled ruleset's (loaded in a
+    scratch namespace), both as `diff` compares them."""
+    def candidate() -> list:
+        nft.load(result.text)
+        return nft.list_ruleset()["nftables"]
+    return normalise(live, tables), normalise(nft.scratch(candidate), [result.ruleset.table])
+
+
+def live_matches(result: api.Result, netns: Optional[str] = None) -> bool:
+    """Whether the live table is what the policy compiles to, as `diff` sees
+    it; if not, it was applied from another policy or the policy changed since."""
+    table = result.or_raise().ruleset.table
+    before, after = _compared(result, nft.list_ruleset(netns)["nftables"], [table])
+    return before == after
 
 
 def applied_policy(netns: Optional[str] = None) -> Optional[str]:
