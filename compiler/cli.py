@@ -20,6 +20,7 @@ and reapply have their own codes (mailpubc.deploy, docs/policy-language.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -284,11 +285,13 @@ def _check(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: ok, but the nft dry run could not run: {checked.message}")
         if args.live:
+            from . import deploy, state
             try:
-                from . import deploy
                 found = deploy.live_warnings(result.ruleset.table, args.netns)
             except nft.NftError as exc:
                 raise UsageError(f"cannot read the live ruleset: {exc}") from exc
+            except state.StateError as exc:
+                raise UsageError(str(exc)) from exc
             _warn(found)
             if args.strict and found:
                 status = EXIT_INVALID
@@ -365,8 +368,30 @@ def _warn(warnings) -> None:
         print(f"mailpubc: warning: {warning}", file=sys.stderr)
 
 
+def _deploying(command):
+    """A deploy command with its errors told apart in one place: a --netns
+    naming no namespace or a state folder that cannot be one is wrong usage
+    (exit 2, nothing written), a refusal exits 2, nft refusing the ruleset 3."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from . import deploy, nft, state
+        try:
+            return command(args)
+        except (nft.NoNamespace, state.StateError) as exc:
+            raise UsageError(str(exc)) from exc
+        except deploy.Refused as exc:
+            print(f"mailpubc: {exc}", file=sys.stderr)
+            return deploy.EXIT_REFUSED
+        except nft.NftError as exc:
+            print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}",
+                  file=sys.stderr)
+            return deploy.EXIT_NFT
+    return run
+
+
+@_deploying
 def _apply(args: argparse.Namespace) -> int:
-    from . import api, deploy, nft
+    from . import api, deploy
     if args.no_wait and args.confirm is None:
         raise UsageError("--no-wait goes with --confirm SECONDS")
     result = api.compile_path(args.policy)
@@ -374,15 +399,8 @@ def _apply(args: argparse.Namespace) -> int:
     if not result.ok:
         return EXIT_INVALID
     path = None if args.policy == "-" else os.path.abspath(args.policy)
-    try:
-        outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
-                              force=args.force, policy_path=path)
-    except deploy.Refused as exc:
-        print(f"mailpubc: {exc}", file=sys.stderr)
-        return deploy.EXIT_REFUSED
-    except nft.NftError as exc:
-        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
-        return deploy.EXIT_NFT
+    outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
+                           force=args.force, policy_path=path)
     _warn(outcome.warnings)
     print(f"mailpubc: {outcome.message}", file=sys.stderr)
     if outcome.token is None or args.no_wait:
@@ -401,6 +419,7 @@ def _watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_deploying
 def _confirm(args: argparse.Namespace) -> int:
     from . import deploy
     if deploy.confirm(args.netns):
@@ -410,6 +429,7 @@ def _confirm(args: argparse.Namespace) -> int:
     return EXIT_INVALID
 
 
+@_deploying
 def _diff(args: argparse.Namespace) -> int:
     from . import api, deploy, nft
     result = api.compile_path(args.policy)
@@ -430,16 +450,10 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_OK if difference.same else 1
 
 
+@_deploying
 def _reapply(args: argparse.Namespace) -> int:
-    from . import deploy, nft
-    try:
-        result, outcome = deploy.reapply(args.netns)
-    except deploy.Refused as exc:
-        print(f"mailpubc: {exc}", file=sys.stderr)
-        return deploy.EXIT_REFUSED
-    except nft.NftError as exc:
-        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
-        return deploy.EXIT_NFT
+    from . import deploy
+    result, outcome = deploy.reapply(args.netns)
     if result is not None:
         _report(result)
     _warn(outcome.warnings)

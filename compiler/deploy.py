@@ -231,9 +231,11 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
           environ=os.environ) -> Outcome:
     """Load the compiled policy; with `confirm`, arm the rollback watcher
     first and return the pending token (see `await_confirmation`). Raises
-    Refused, nft.NftError (nothing changed) or PolicyError."""
+    Refused, nft.NftError (nothing changed) or PolicyError; nft.NoNamespace
+    or state.StateError (usage) before anything is written."""
     ruleset = result.or_raise().ruleset
     table = ruleset.table
+    nft.require_netns(netns)
     state = State.of(netns)
     try:
         with state.lock():

@@ -47,6 +47,10 @@ class NftError(RuntimeError):
     """nft refused a load or listing, or could not run; the message says why."""
 
 
+class NoNamespace(NftError):
+    """The named network namespace does not exist: the caller's mistake, not nft's."""
+
+
 @record
 class CheckResult:
     ran: bool       # False when nft could not be run at all
@@ -97,6 +101,12 @@ def list_text(what: str, netns: Optional[str] = None,
     text that `nft -f` loads back, set elements and counter values included."""
     return _expect(_in_netns(netns, lambda: _run(["list", *what.split()], json=False,
                                                  methods=methods)))
+
+
+def require_netns(netns: Optional[str]) -> None:
+    """NoNamespace unless `netns` is None or a namespace that can be entered:
+    to refuse a wrong --netns before anything is written for it."""
+    _in_netns(netns, lambda: None)
 
 
 def scratch(work: Callable[[], T]) -> T:
@@ -275,6 +285,8 @@ def _one_thread():
 def _entered(netns: str, work: Callable[[], T]) -> T:
     try:
         fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NoNamespace(f"no network namespace {netns} (ip netns list shows them)") from exc
     except OSError as exc:
         raise NftError(f"no network namespace {netns}: {exc.strerror}") from exc
     try:

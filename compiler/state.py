@@ -37,6 +37,11 @@ class LockHeld(Exception):
     """Another mailpubc process is changing this namespace's ruleset."""
 
 
+class StateError(Exception):
+    """The state folder cannot be used (a file where a folder must be): the
+    caller's to fix, a usage error."""
+
+
 @record
 class State:
     folder: Path
@@ -54,7 +59,7 @@ class State:
     def lock(self, wait: bool = False) -> Iterator[None]:
         """Hold this namespace's lock; LockHeld at once when another process
         holds it, unless `wait`. The kernel drops it when the holder dies."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make()
         with open(self.folder / "lock", "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -71,6 +76,8 @@ class State:
             return json.loads((self.folder / f"{name}.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._unusable(exc) from exc
 
     def write(self, name: str, data: dict) -> None:
         self.write_file(f"{name}.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -83,7 +90,7 @@ class State:
 
     def write_file(self, name: str, text: str, mode: int = 0o600) -> None:
         """Temporary file, fsync, rename: readers see the old file or the new one."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make()
         fd, temporary = tempfile.mkstemp(prefix=".mailpubc-", dir=self.folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
@@ -95,3 +102,17 @@ class State:
         except BaseException:
             os.unlink(temporary)
             raise
+
+    def _make(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: OSError) -> StateError:
+        """Names the file standing where a folder must be, when that is why."""
+        blocking = next((path for path in (self.folder, *self.folder.parents)
+                         if path.exists() and not path.is_dir()), None)
+        why = f"{blocking} is not a folder" if blocking else f"{exc.filename}: {exc.strerror}"
+        return StateError(f"cannot use the state folder {self.folder}: {why} "
+                          f"({BASE_VARIABLE} sets another)")

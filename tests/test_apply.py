@@ -349,6 +349,35 @@ def test_the_answer_on_the_terminal_decides(ns, tmp_path, answer, status):
         assert ruleset(ns) == previous
 
 
+@pytest.mark.parametrize("blocking", ["state", "state/netns/NS"])
+def test_a_state_folder_that_is_a_file_is_a_usage_error(ns, tmp_path, blocking):
+    file = tmp_path / blocking.replace("NS", ns.name)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("")
+    path = policy(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    for command in (["apply", "--netns", ns.name, path],
+                    ["confirm", "--netns", ns.name]):
+        refused = run_mailpubc(*command)
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert refused.stderr == (f"mailpubc: cannot use the state folder "
+                                  f"{State.of(ns.name).folder}: {file} is not a folder "
+                                  "(MAILPUBC_STATE_DIR sets another)\n")
+    assert tables(ns) == [("ip", "foreign")]
+    assert sorted(tmp_path.rglob("*")) == before
+    file.unlink()
+
+
+def test_a_namespace_that_does_not_exist_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
+    absent = f"mp-absent-{uuid.uuid4().hex[:8]}"
+    refused = run_mailpubc("apply", "--netns", absent, policy(tmp_path))
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+    assert refused.stderr == (f"mailpubc: no network namespace {absent} "
+                              "(ip netns list shows them)\n")
+    assert not (tmp_path / "state").exists()
+
+
 def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):
     monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
     bad = tmp_path / "bad.yaml"
