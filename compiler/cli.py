@@ -166,7 +166,8 @@ def _deploy_commands(commands) -> None:
     netns(reapply)
     reapply.set_defaults(run=_reapply)
 
-    watcher = commands.add_parser("rollback-watch")     # internal: started by apply --confirm
+    # internal: started by apply --confirm, the pending record on its stdin
+    watcher = commands.add_parser("rollback-watch")
     netns(watcher)
     watcher.add_argument("token")
     watcher.set_defaults(run=_watch)
@@ -415,7 +416,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     from . import deploy
-    deploy.watch(args.netns, args.token)
+    deploy.watch(args.netns, args.token, json.load(sys.stdin))
     return EXIT_OK
 
 

@@ -10,9 +10,10 @@ Only those tables change; nft leaves every other table as it was.
 `apply --confirm S` first records the exact previous state (each table's
 `nft list table` text, or its absence) in the state folder and starts a
 detached watcher (its own session: no SIGHUP from a dropped SSH session,
-and a SIGKILL of apply does not reach it). Unless `confirm` comes first,
-the watcher restores that state after S seconds, again in one transaction
-that carries the run-time elements back.
+and a SIGKILL of apply does not reach it). The watcher keeps that record
+from its start, and unless an outcome with its token (written by `confirm`)
+comes first, restores that state after S seconds, again in one transaction
+that carries the run-time elements back: a lost state folder is no answer.
 
 State lives in `mailpubc.state`; nft is reached only through `mailpubc.nft`.
 Nothing here prints: the command line reports the `Outcome`.
@@ -41,6 +42,7 @@ EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
 FAMILY = "inet"
 FILTER_HOOKS = ("input", "forward", "output")
 POLL_SECONDS = 0.2
+OUTCOMES_KEPT = 32      # a watcher polling every POLL_SECONDS finds its own among them
 GRACE_SECONDS = 10      # a waiting apply rolls back itself when the watcher is this late
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -264,8 +266,8 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                          result.text, record)
             try:
                 nft.load(text, netns=netns)
-            except nft.NftError:
-                state.remove("pending")
+            except nft.NftError as exc:
+                _conclude(state, token, EXIT_NFT, f"nft refused the ruleset: {exc}")
                 raise
             return Outcome(EXIT_OK, f"applied table {FAMILY} {table}; rolled back in "
                            f"{confirm:g}s unless confirmed", token, warnings)
@@ -293,19 +295,27 @@ def _pending(state: State) -> Optional[dict]:
 
 def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
          tables: list[str], text: str, record: dict) -> str:
-    """Record the tables' state as they are now, then start the watcher."""
+    """Record the tables' state as they are now, then start the watcher with
+    that record on its standard input: it holds it from its first instant."""
     token = uuid.uuid4().hex
     previous = {name: {"text": (nft.list_text(f"table {FAMILY} {safe_name(name)}", netns)
                                 if _has_table(listing, name) else None),
                        "carried": carried_sets(_set_flags(listing, name))}
                 for name in tables}
-    state.write("pending", {"token": token, "boot": _boot_id(),
-                            "deadline": time.monotonic() + seconds, "table": tables[0],
-                            "previous": previous, "applied": text, "record": record})
-    subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
-                      *(["--netns", netns] if netns else []), token],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    pending = {"token": token, "boot": _boot_id(), "deadline": time.monotonic() + seconds,
+               "table": tables[0], "previous": previous, "applied": text, "record": record}
+    state.write("pending", pending)
+    watcher = subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
+                                *(["--netns", netns] if netns else []), token],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True,
+                               close_fds=True)
+    try:
+        with watcher.stdin:
+            watcher.stdin.write(json.dumps(pending).encode())
+    except BrokenPipeError:
+        state.remove("pending")     # no watcher: nothing is loaded without one
+        raise
     return token
 
 
@@ -324,18 +334,40 @@ def confirm(netns: Optional[str] = None) -> bool:
         if not pending:
             return False
         _finish(state, pending["applied"], pending["record"])
-        state.write("outcome", {"token": pending["token"], "status": EXIT_OK,
-                                "message": f"confirmed table {FAMILY} {pending['table']}"})
-        state.remove("pending")
+        _conclude(state, pending["token"], EXIT_OK,
+                  f"confirmed table {FAMILY} {pending['table']}")
         return True
 
 
-def rollback(netns: Optional[str], token: str) -> None:
-    """Restore the state recorded for `token`, if it is still pending."""
+def _conclude(state: State, token: str, status: int, message: str) -> None:
+    """End the pending apply `token`: its outcome joins the last few (the
+    waiting apply and the watcher look for their own token there), and its
+    pending record goes."""
+    kept = [o for o in (state.read("outcome") or {}).get("outcomes", ()) if o["token"] != token]
+    kept.append({"token": token, "status": status, "message": message})
+    state.write("outcome", {"outcomes": kept[-OUTCOMES_KEPT:]})
+    pending = state.read("pending")
+    if pending and pending["token"] == token:
+        state.remove("pending")
+
+
+def outcome_of(state: State, token: str) -> Optional[dict]:
+    """How the apply `token` ended ({"token", "status", "message"}), None while undecided."""
+    return next((o for o in (state.read("outcome") or {}).get("outcomes", ())
+                 if o["token"] == token), None)
+
+
+def rollback(netns: Optional[str], token: str, held: Optional[dict] = None) -> None:
+    """Restore the state recorded for `token` unless it was decided already;
+    `held` is that record as read before, for when the state folder lost it."""
     state = State.of(netns)
     with state.lock(wait=True):
+        if outcome_of(state, token):
+            return
         pending = _pending(state)
         if not pending or pending["token"] != token:
+            pending = held
+        if not pending:
             return
         try:
             nft.load(restore_text(pending, nft.list_ruleset(netns)["nftables"]), netns=netns)
@@ -343,23 +375,22 @@ def rollback(netns: Optional[str], token: str) -> None:
                        f"table {FAMILY} {pending['table']}")
         except nft.NftError as exc:
             outcome = (EXIT_NFT, f"not confirmed, and the rollback failed: {exc}")
-        state.write("outcome", {"token": token, "status": outcome[0], "message": outcome[1]})
-        state.remove("pending")
+        _conclude(state, token, *outcome)
 
 
-def watch(netns: Optional[str], token: str) -> None:
-    """The detached watcher: roll back at the deadline unless the pending
-    record went (confirmed) first."""
+def watch(netns: Optional[str], token: str, held: dict) -> None:
+    """The detached watcher, `held` the pending record apply gave it: roll
+    back at the deadline unless an outcome for `token` came first. A pending
+    record gone without one (the state folder deleted) is no confirmation."""
     state = State.of(netns)
-    while True:
-        pending = state.read("pending")
-        if not pending or pending["token"] != token:
-            return
-        left = pending["deadline"] - time.monotonic()
+    if held["token"] != token:
+        return
+    while outcome_of(state, token) is None:
+        left = held["deadline"] - time.monotonic()
         if left <= 0:
-            break
-        time.sleep(min(left, 1.0))
-    rollback(netns, token)
+            rollback(netns, token, held)
+            return
+        time.sleep(min(left, POLL_SECONDS))
 
 
 def await_confirmation(token: str, netns: Optional[str] = None,
@@ -368,26 +399,23 @@ def await_confirmation(token: str, netns: Optional[str] = None,
     `terminal`, an answer there decides: y confirms, anything else rolls
     back at once. Should the watcher be gone, this rolls back itself."""
     state = State.of(netns)
-    while True:
-        pending = state.read("pending")
-        outcome = state.read("outcome")
-        if outcome and outcome["token"] == token:
-            return Outcome(outcome["status"], outcome["message"])
-        if not pending or pending["token"] != token:
-            return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; "
-                           "check the ruleset")
-        if time.monotonic() > pending["deadline"] + GRACE_SECONDS:
-            rollback(netns, token)
+    held = state.read("pending")
+    if not held or held["token"] != token:
+        return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; check the ruleset")
+    while (outcome := outcome_of(state, token)) is None:
+        if time.monotonic() > held["deadline"] + GRACE_SECONDS:
+            rollback(netns, token, held)
         elif terminal is not None and select.select([terminal], [], [], POLL_SECONDS)[0]:
             answer = terminal.readline()
             if answer.strip().lower() in ("y", "yes"):
                 confirm(netns)
             elif answer:            # not at end of input: an explicit no
-                rollback(netns, token)
+                rollback(netns, token, held)
             else:
                 terminal = None
         else:
             time.sleep(POLL_SECONDS)
+    return Outcome(outcome["status"], outcome["message"])
 
 
 # -- diff and reapply ------------------------------------------------------------

@@ -10,7 +10,8 @@ a test namespace never touches the host's record. The folder holds:
 - `state.json`: what was applied (policy path, table, when);
 - `pending.json`: an `apply --confirm` waiting for `mailpubc confirm`, with
   the exact previous state the rollback watcher restores;
-- `outcome.json`: how the last confirmation ended, for the waiting apply;
+- `outcome.json`: how the last confirmations ended (by token), for the
+  waiting apply and the watcher, which take nothing else as an answer;
 - `lock`: flock'ed by whoever changes the ruleset or these files.
 
 Every file is replaced atomically (temporary file, fsync, rename).

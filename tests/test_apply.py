@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def ns(tmp_path, monkeypatch):
     try:
         nft.load(FOREIGN.replace("POLICY", "accept"), netns=created.name)
         yield created
+        deploy.confirm(created.name)        # a watcher still waiting exits
     finally:
-        State.of(created.name).remove("pending")      # a watcher still waiting exits
         created.delete()
 
 
@@ -158,7 +159,7 @@ def test_rollback_happens_when_apply_dies_while_waiting(ns, tmp_path, signum):
         start_new_session=True)
     try:
         wait_for(lambda: "smtps" in ruleset(ns), "the new table")
-        assert state.read("pending") is not None
+        token = state.read("pending")["token"]
         # to its whole process group, as a terminal that hangs up does
         os.killpg(waiting.pid, signum)
         assert waiting.wait(timeout=WAIT_SECONDS) == -signum
@@ -167,7 +168,7 @@ def test_rollback_happens_when_apply_dies_while_waiting(ns, tmp_path, signum):
         waiting.kill()
         waiting.wait()
     assert ruleset(ns) == previous
-    assert state.read("outcome")["status"] == 4
+    assert deploy.outcome_of(state, token)["status"] == 4
 
 
 def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
@@ -184,6 +185,32 @@ def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
     assert state.applied_path.read_text() == api.compile_path(second).text
     assert run_mailpubc("diff", "--netns", ns.name, second).returncode == 0
     assert run_mailpubc("confirm", "--netns", ns.name).returncode == 1
+
+
+@pytest.mark.parametrize("waiting", [False, True])
+def test_deleting_the_state_folder_does_not_cancel_the_rollback(ns, tmp_path, waiting):
+    """Only a confirmation keeps the new table: the watcher (and a waiting
+    apply) hold what the rollback needs, so a lost pending record is no answer."""
+    assert apply(ns, policy(tmp_path)).returncode == 0
+    previous = ruleset(ns)
+    state = State.of(ns.name)
+    command = [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "3",
+               *([] if waiting else ["--no-wait"]), policy(tmp_path, "new", "[smtp, smtps]")]
+    applying = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: state.read("pending") is not None and "smtps" in ruleset(ns),
+                 "the new table")
+        token = state.read("pending")["token"]
+        shutil.rmtree(state.folder)
+        _, stderr = applying.communicate(timeout=WAIT_SECONDS)
+        wait_for(lambda: deploy.outcome_of(state, token) is not None, "the rollback")
+    finally:
+        applying.kill()
+        applying.wait()
+    assert applying.returncode == (4 if waiting else 0), stderr
+    assert deploy.outcome_of(state, token)["status"] == 4
+    assert ruleset(ns) == previous
 
 
 def test_a_second_apply_while_the_lock_is_held_is_refused(ns, tmp_path):
