@@ -406,10 +406,12 @@ def _apply(args: argparse.Namespace) -> int:
     print(f"mailpubc: {outcome.message}", file=sys.stderr)
     if outcome.token is None or args.no_wait:
         return outcome.status
-    terminal = sys.stdin if sys.stdin.isatty() else None
-    if terminal:
+    if sys.stdin.isatty():
         print("mailpubc: confirm? [y/N] ", end="", file=sys.stderr, flush=True)
-    final = deploy.await_confirmation(outcome.token, args.netns, terminal)
+    else:
+        print("mailpubc: standard input is not a terminal: a line y on it confirms too",
+              file=sys.stderr)
+    final = deploy.await_confirmation(outcome.token, args.netns, sys.stdin)
     print(f"mailpubc: {final.message}", file=sys.stderr)
     return final.status
 

@@ -242,8 +242,8 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
     try:
         with state.lock():
             if _pending(state):
-                raise Refused(f"a confirmation is pending ({state.folder}): run `mailpubc "
-                              f"confirm{_netns_option(netns)}`, or wait for its rollback")
+                raise Refused(f"a confirmation is pending ({state.folder}): run "
+                              f"`{_confirm_command(netns)}`, or wait for its rollback")
             if netns is None and not force:
                 why = ssh_guard(ruleset, environ.get("SSH_CONNECTION"))
                 if why:
@@ -270,13 +270,15 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                 _conclude(state, token, EXIT_NFT, f"nft refused the ruleset: {exc}")
                 raise
             return Outcome(EXIT_OK, f"applied table {FAMILY} {table}; rolled back in "
-                           f"{confirm:g}s unless confirmed", token, warnings)
+                           f"{confirm:g}s unless confirmed (`{_confirm_command(netns)}`)",
+                           token, warnings)
     except LockHeld as exc:
         raise Refused(f"{exc}; try again when it is done") from exc
 
 
-def _netns_option(netns: Optional[str]) -> str:
-    return f" --netns {netns}" if netns else ""
+def _confirm_command(netns: Optional[str]) -> str:
+    """How a user confirms the pending apply in `netns`: said wherever no terminal is asked."""
+    return "mailpubc confirm" + (f" --netns {netns}" if netns else "")
 
 
 def _boot_id() -> str:
@@ -394,25 +396,29 @@ def watch(netns: Optional[str], token: str, held: dict) -> None:
 
 
 def await_confirmation(token: str, netns: Optional[str] = None,
-                       terminal: Optional[TextIO] = None) -> Outcome:
-    """Wait until the pending apply is confirmed or rolled back. With a
-    `terminal`, an answer there decides: y confirms, anything else rolls
-    back at once. Should the watcher be gone, this rolls back itself."""
+                       answers: Optional[TextIO] = None) -> Outcome:
+    """Wait until the pending apply is confirmed or rolled back. With
+    `answers` (a terminal, or a pipe), its first line decides: y confirms,
+    anything else rolls back at once; at its end without a line, the wait
+    goes on. Should the watcher be gone, this rolls back itself."""
     state = State.of(netns)
     held = state.read("pending")
     if not held or held["token"] != token:
         return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; check the ruleset")
+    line = b""
     while (outcome := outcome_of(state, token)) is None:
         if time.monotonic() > held["deadline"] + GRACE_SECONDS:
             rollback(netns, token, held)
-        elif terminal is not None and select.select([terminal], [], [], POLL_SECONDS)[0]:
-            answer = terminal.readline()
-            if answer.strip().lower() in ("y", "yes"):
-                confirm(netns)
-            elif answer:            # not at end of input: an explicit no
-                rollback(netns, token, held)
-            else:
-                terminal = None
+        elif answers is not None and select.select([answers], [], [], POLL_SECONDS)[0]:
+            # os.read, not readline: a writer that keeps a line open must not stop the wait
+            chunk = os.read(answers.fileno(), 1024)
+            line += chunk
+            if b"\n" in line or not chunk:
+                answers = None          # one line decides; its end without one does not
+                if line.split(b"\n")[0].strip().lower() in (b"y", b"yes"):
+                    confirm(netns)
+                elif line:
+                    rollback(netns, token, held)
         else:
             time.sleep(POLL_SECONDS)
     return Outcome(outcome["status"], outcome["message"])

@@ -178,6 +178,7 @@ def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
     second = policy(tmp_path, "new", "[smtp, smtps]")
     armed = apply(ns, second, "--confirm", "600", "--no-wait")
     assert armed.returncode == 0, armed.stderr
+    assert f"`mailpubc confirm --netns {ns.name}`" in armed.stderr
     assert state.applied_path.read_text() == api.compile_path(first).text
     refused = apply(ns, first)
     assert refused.returncode == 2 and "confirmation is pending" in refused.stderr
@@ -374,6 +375,59 @@ def test_the_answer_on_the_terminal_decides(ns, tmp_path, answer, status):
     assert ("smtps" in ruleset(ns)) == (answer == "y")
     if answer == "n":
         assert ruleset(ns) == previous
+
+
+@pytest.mark.parametrize("answer, status", [("y", 0), ("n", 4)])
+def test_an_answer_through_a_pipe_decides(ns, tmp_path, answer, status):
+    """`(sleep; echo y) | mailpubc apply --confirm`: no terminal to ask, so
+    apply says how to confirm, and a line on the pipe answers."""
+    assert apply(ns, policy(tmp_path)).returncode == 0
+    previous = ruleset(ns)
+    piped = subprocess.Popen(
+        [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "600",
+         policy(tmp_path, "new", "[smtp, smtps]")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: State.of(ns.name).read("pending") is not None
+                 and "smtps" in ruleset(ns), "the new table")
+        _, stderr = piped.communicate(f"{answer}\n", timeout=WAIT_SECONDS)
+    finally:
+        piped.kill()
+        piped.wait()
+    assert piped.returncode == status, stderr
+    assert f"`mailpubc confirm --netns {ns.name}`" in stderr
+    assert "confirm? [y/N]" not in stderr
+    assert ("smtps" in ruleset(ns)) == (answer == "y")
+    if answer == "n":
+        assert ruleset(ns) == previous
+
+
+def test_a_pipe_that_ends_unanswered_leaves_it_to_confirm(ns, tmp_path):
+    """`echo y | mailpubc apply --confirm 30` answers at once; a pipe that
+    ends without a line (here: the policy read from it) waits for `confirm`."""
+    answered = run_mailpubc("apply", "--netns", ns.name, "--confirm", "600",
+                            policy(tmp_path), input="y\n", timeout=WAIT_SECONDS)
+    assert answered.returncode == 0, answered.stderr
+    assert State.of(ns.name).applied_path.read_text() == api.compile_path(policy(tmp_path)).text
+    reading, writing = os.pipe()
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "600", "-"],
+        stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(reading)
+    try:
+        with open(writing, "w") as pipe:
+            pipe.write(POLICY.format(table="mailpub", services="[smtp, smtps]"))
+        wait_for(lambda: State.of(ns.name).read("pending") is not None
+                 and "smtps" in ruleset(ns), "the new table")
+        assert waiting.poll() is None           # still waiting: the end of input is no answer
+        assert run_mailpubc("confirm", "--netns", ns.name).returncode == 0
+        _, stderr = waiting.communicate(timeout=WAIT_SECONDS)
+        assert waiting.returncode == 0, stderr
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert f"`mailpubc confirm --netns {ns.name}`" in stderr
+    assert "smtps" in ruleset(ns)
 
 
 @pytest.mark.parametrize("blocking", ["state", "state/netns/NS"])
