@@ -21,6 +21,7 @@ and reapply have their own codes (mailpubc.deploy, docs/policy-language.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -177,7 +178,8 @@ def _deploy_commands(commands) -> None:
     netns(reapply)
     reapply.set_defaults(run=_reapply)
 
-    watcher = commands.add_parser("rollback-watch")     # internal: started by apply --confirm
+    # internal: started by apply --confirm, the pending record on its stdin
+    watcher = commands.add_parser("rollback-watch")
     netns(watcher)
     watcher.add_argument("token")
     watcher.set_defaults(run=_watch)
@@ -343,7 +345,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from . import api, nft, stats
+    from . import api, deploy, nft, stats
     result = api.compile_path(args.policy)
     _report(result)
     if not result.ok:
@@ -351,11 +353,14 @@ def _stats(args: argparse.Namespace) -> int:
     table = result.ruleset.table
     try:
         found = stats.counts(result.ruleset, args.netns)
+        matches = deploy.live_matches(result, args.netns)
     except (stats.TableMissing, nft.NftError) as exc:
         print(f"mailpubc: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not matches:
+        print(f"mailpubc: note: {stats.mismatch(table, result.source)}", file=sys.stderr)
     if args.format == "json":
-        print(json.dumps(stats.to_json(table, found), indent=1))
+        print(json.dumps(stats.to_json(table, found, matches), indent=1))
     else:
         sys.stdout.write(stats.text(table, found))
     return EXIT_OK
@@ -389,8 +394,31 @@ def _warn(warnings) -> None:
         print(f"mailpubc: warning: {warning}", file=sys.stderr)
 
 
+def _deploying(command):
+    """A deploy command with its errors told apart in one place: a --netns
+    naming no namespace is wrong usage (exit 2, nothing written; so is a
+    state folder that cannot be used, a StateError), a refusal exits 2, nft
+    refusing the ruleset 3."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from . import deploy, nft
+        try:
+            return command(args)
+        except nft.NoNamespace as exc:
+            raise UsageError(str(exc)) from exc
+        except deploy.Refused as exc:
+            print(f"mailpubc: {exc}", file=sys.stderr)
+            return deploy.EXIT_REFUSED
+        except nft.NftError as exc:
+            print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}",
+                  file=sys.stderr)
+            return deploy.EXIT_NFT
+    return run
+
+
+@_deploying
 def _apply(args: argparse.Namespace) -> int:
-    from . import api, deploy, nft
+    from . import api, deploy
     if args.no_wait and args.confirm is None:
         raise UsageError("--no-wait goes with --confirm SECONDS")
     result = api.compile_path(args.policy)
@@ -398,36 +426,29 @@ def _apply(args: argparse.Namespace) -> int:
     if not result.ok:
         return EXIT_INVALID
     path = args.record_as or (None if args.policy == "-" else args.policy)
-    path = path and os.path.abspath(path)
-    try:
-        outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
-                              force=args.force, policy_path=path)
-    except deploy.Refused as exc:
-        print(f"mailpubc: {exc}", file=sys.stderr)
-        return deploy.EXIT_REFUSED
-    except nft.NoNamespace as exc:
-        raise UsageError(str(exc)) from exc
-    except nft.NftError as exc:
-        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
-        return deploy.EXIT_NFT
+    outcome = deploy.apply(result, netns=args.netns, confirm=args.confirm,
+                           force=args.force, policy_path=path and os.path.abspath(path))
     _warn(outcome.warnings)
     print(f"mailpubc: {outcome.message}", file=sys.stderr)
     if outcome.token is None or args.no_wait:
         return outcome.status
-    terminal = sys.stdin if sys.stdin.isatty() else None
-    if terminal:
+    if sys.stdin.isatty():
         print("mailpubc: confirm? [y/N] ", end="", file=sys.stderr, flush=True)
-    final = deploy.await_confirmation(outcome.token, args.netns, terminal)
+    else:
+        print("mailpubc: standard input is not a terminal: a line y on it confirms too",
+              file=sys.stderr)
+    final = deploy.await_confirmation(outcome.token, args.netns, sys.stdin)
     print(f"mailpubc: {final.message}", file=sys.stderr)
     return final.status
 
 
 def _watch(args: argparse.Namespace) -> int:
     from . import deploy
-    deploy.watch(args.netns, args.token)
+    deploy.watch(args.netns, args.token, json.load(sys.stdin))
     return EXIT_OK
 
 
+@_deploying
 def _confirm(args: argparse.Namespace) -> int:
     from . import deploy
     if deploy.confirm(args.netns):
@@ -437,6 +458,7 @@ def _confirm(args: argparse.Namespace) -> int:
     return EXIT_INVALID
 
 
+@_deploying
 def _diff(args: argparse.Namespace) -> int:
     from . import api, deploy, nft
     result = api.compile_path(args.policy)
@@ -457,18 +479,10 @@ def _diff(args: argparse.Namespace) -> int:
     return EXIT_OK if difference.same else 1
 
 
+@_deploying
 def _reapply(args: argparse.Namespace) -> int:
-    from . import deploy, nft
-    try:
-        result, outcome = deploy.reapply(args.netns)
-    except deploy.Refused as exc:
-        print(f"mailpubc: {exc}", file=sys.stderr)
-        return deploy.EXIT_REFUSED
-    except nft.NoNamespace as exc:
-        raise UsageError(str(exc)) from exc
-    except nft.NftError as exc:
-        print(f"mailpubc: nft refused the ruleset; nothing changed:\n{exc}", file=sys.stderr)
-        return deploy.EXIT_NFT
+    from . import deploy
+    result, outcome = deploy.reapply(args.netns)
     if result is not None:
         _report(result)
     _warn(outcome.warnings)

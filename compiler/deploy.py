@@ -10,9 +10,10 @@ Only those tables change; nft leaves every other table as it was.
 `apply --confirm S` first records the exact previous state (each table's
 `nft list table` text, or its absence) in the state folder and starts a
 detached watcher (its own session: no SIGHUP from a dropped SSH session,
-and a SIGKILL of apply does not reach it). Unless `confirm` comes first,
-the watcher restores that state after S seconds, again in one transaction
-that carries the run-time elements back.
+and a SIGKILL of apply does not reach it). The watcher keeps that record
+from its start, and unless an outcome with its token (written by `confirm`)
+comes first, restores that state after S seconds, again in one transaction
+that carries the run-time elements back: a lost state folder is no answer.
 
 Meters (the sets `limit` rules fill) are the part of a table no load can
 keep: nft lists each source a meter tracks, but not the state the kernel
@@ -52,6 +53,7 @@ from .state import LockHeld, State
 EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
 FAMILY = "inet"
 POLL_SECONDS = 0.2
+OUTCOMES_KEPT = 32      # a watcher polling every POLL_SECONDS finds its own among them
 GRACE_SECONDS = 10      # a waiting apply rolls back itself when the watcher is this late
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -267,15 +269,17 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
           environ=os.environ) -> Outcome:
     """Load the compiled policy; with `confirm`, arm the rollback watcher
     first and return the pending token (see `await_confirmation`). Raises
-    Refused, nft.NftError (nothing changed) or PolicyError."""
+    Refused, nft.NftError (nothing changed) or PolicyError; nft.NoNamespace
+    or state.StateError (usage) before anything is written."""
     ruleset = result.or_raise().ruleset
     table = ruleset.table
+    nft.require_netns(netns)
     state = State.of(netns)
     try:
         with state.lock():
             if _pending(state):
-                raise Refused(f"a confirmation is pending ({state.folder}): run `mailpubc "
-                              f"confirm{_netns_option(netns)}`, or wait for its rollback")
+                raise Refused(f"a confirmation is pending ({state.folder}): run "
+                              f"`{_confirm_command(netns)}`, or wait for its rollback")
             if netns is None and not force:
                 why = ssh_guard(result, environ.get("SSH_CONNECTION"))
                 if why:
@@ -299,17 +303,19 @@ def apply(result: api.Result, *, netns: Optional[str] = None, confirm: Optional[
                          carried_sets(ruleset), result.text, result.fallback_text, record)
             try:
                 nft.load(text, netns=netns)
-            except nft.NftError:
-                state.remove("pending")
+            except nft.NftError as exc:
+                _conclude(state, token, EXIT_NFT, f"nft refused the ruleset: {exc}")
                 raise
             return Outcome(EXIT_OK, f"applied table {FAMILY} {table}; rolled back in "
-                           f"{confirm:g}s unless confirmed", token, warnings)
+                           f"{confirm:g}s unless confirmed (`{_confirm_command(netns)}`)",
+                           token, warnings)
     except LockHeld as exc:
         raise Refused(f"{exc}; try again when it is done") from exc
 
 
-def _netns_option(netns: Optional[str]) -> str:
-    return f" --netns {netns}" if netns else ""
+def _confirm_command(netns: Optional[str]) -> str:
+    """How a user confirms the pending apply in `netns`: said wherever no terminal is asked."""
+    return "mailpubc confirm" + (f" --netns {netns}" if netns else "")
 
 
 def _boot_id() -> str:
@@ -329,7 +335,8 @@ def _pending(state: State) -> Optional[dict]:
 def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
          tables: list[str], carried: list[str], text: str, fallback: str,
          record: dict) -> str:
-    """Record the tables' state as they are now, then start the watcher.
+    """Record the tables' state as they are now, then start the watcher with
+    that record on its standard input: it holds it from its first instant.
     A rollback carries back the elements of the new plan's run-time sets
     (`carried`) that a saved table has as timeout sets (`add element ...
     timeout` fails on any other); a meter never, though it too lists as a
@@ -339,14 +346,21 @@ def _arm(state: State, netns: Optional[str], seconds: float, listing: list,
                                 if _has_table(listing, name) else None),
                        "carried": [n for n in carried if n in _timeout_sets(listing, name)]}
                 for name in tables}
-    state.write("pending", {"token": token, "boot": _boot_id(),
-                            "deadline": time.monotonic() + seconds, "table": tables[0],
-                            "previous": previous, "applied": text, "fallback": fallback,
-                            "record": record})
-    subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
-                      *(["--netns", netns] if netns else []), token],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    pending = {"token": token, "boot": _boot_id(), "deadline": time.monotonic() + seconds,
+               "table": tables[0], "previous": previous, "applied": text, "fallback": fallback,
+               "record": record}
+    state.write("pending", pending)
+    watcher = subprocess.Popen([sys.executable, "-m", "mailpubc", "rollback-watch",
+                                *(["--netns", netns] if netns else []), token],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True,
+                               close_fds=True)
+    try:
+        with watcher.stdin:
+            watcher.stdin.write(json.dumps(pending).encode())
+    except BrokenPipeError:
+        state.remove("pending")     # no watcher: nothing is loaded without one
+        raise
     return token
 
 
@@ -365,18 +379,40 @@ def confirm(netns: Optional[str] = None) -> bool:
         if not pending:
             return False
         _finish(state, pending["applied"], pending["fallback"], pending["record"])
-        state.write("outcome", {"token": pending["token"], "status": EXIT_OK,
-                                "message": f"confirmed table {FAMILY} {pending['table']}"})
-        state.remove("pending")
+        _conclude(state, pending["token"], EXIT_OK,
+                  f"confirmed table {FAMILY} {pending['table']}")
         return True
 
 
-def rollback(netns: Optional[str], token: str) -> None:
-    """Restore the state recorded for `token`, if it is still pending."""
+def _conclude(state: State, token: str, status: int, message: str) -> None:
+    """End the pending apply `token`: its outcome joins the last few (the
+    waiting apply and the watcher look for their own token there), and its
+    pending record goes."""
+    kept = [o for o in (state.read("outcome") or {}).get("outcomes", ()) if o["token"] != token]
+    kept.append({"token": token, "status": status, "message": message})
+    state.write("outcome", {"outcomes": kept[-OUTCOMES_KEPT:]})
+    pending = state.read("pending")
+    if pending and pending["token"] == token:
+        state.remove("pending")
+
+
+def outcome_of(state: State, token: str) -> Optional[dict]:
+    """How the apply `token` ended ({"token", "status", "message"}), None while undecided."""
+    return next((o for o in (state.read("outcome") or {}).get("outcomes", ())
+                 if o["token"] == token), None)
+
+
+def rollback(netns: Optional[str], token: str, held: Optional[dict] = None) -> None:
+    """Restore the state recorded for `token` unless it was decided already;
+    `held` is that record as read before, for when the state folder lost it."""
     state = State.of(netns)
     with state.lock(wait=True):
+        if outcome_of(state, token):
+            return
         pending = _pending(state)
         if not pending or pending["token"] != token:
+            pending = held
+        if not pending:
             return
         try:
             nft.load(restore_text(pending, nft.list_ruleset(netns)["nftables"]), netns=netns)
@@ -384,51 +420,51 @@ def rollback(netns: Optional[str], token: str) -> None:
                        f"table {FAMILY} {pending['table']}")
         except nft.NftError as exc:
             outcome = (EXIT_NFT, f"not confirmed, and the rollback failed: {exc}")
-        state.write("outcome", {"token": token, "status": outcome[0], "message": outcome[1]})
-        state.remove("pending")
+        _conclude(state, token, *outcome)
 
 
-def watch(netns: Optional[str], token: str) -> None:
-    """The detached watcher: roll back at the deadline unless the pending
-    record went (confirmed) first."""
+def watch(netns: Optional[str], token: str, held: dict) -> None:
+    """The detached watcher, `held` the pending record apply gave it: roll
+    back at the deadline unless an outcome for `token` came first. A pending
+    record gone without one (the state folder deleted) is no confirmation."""
     state = State.of(netns)
-    while True:
-        pending = state.read("pending")
-        if not pending or pending["token"] != token:
-            return
-        left = pending["deadline"] - time.monotonic()
+    if held["token"] != token:
+        return
+    while outcome_of(state, token) is None:
+        left = held["deadline"] - time.monotonic()
         if left <= 0:
-            break
-        time.sleep(min(left, 1.0))
-    rollback(netns, token)
+            rollback(netns, token, held)
+            return
+        time.sleep(min(left, POLL_SECONDS))
 
 
 def await_confirmation(token: str, netns: Optional[str] = None,
-                       terminal: Optional[TextIO] = None) -> Outcome:
-    """Wait until the pending apply is confirmed or rolled back. With a
-    `terminal`, an answer there decides: y confirms, anything else rolls
-    back at once. Should the watcher be gone, this rolls back itself."""
+                       answers: Optional[TextIO] = None) -> Outcome:
+    """Wait until the pending apply is confirmed or rolled back. With
+    `answers` (a terminal, or a pipe), its first line decides: y confirms,
+    anything else rolls back at once; at its end without a line, the wait
+    goes on. Should the watcher be gone, this rolls back itself."""
     state = State.of(netns)
-    while True:
-        pending = state.read("pending")
-        outcome = state.read("outcome")
-        if outcome and outcome["token"] == token:
-            return Outcome(outcome["status"], outcome["message"])
-        if not pending or pending["token"] != token:
-            return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; "
-                           "check the ruleset")
-        if time.monotonic() > pending["deadline"] + GRACE_SECONDS:
-            rollback(netns, token)
-        elif terminal is not None and select.select([terminal], [], [], POLL_SECONDS)[0]:
-            answer = terminal.readline()
-            if answer.strip().lower() in ("y", "yes"):
-                confirm(netns)
-            elif answer:            # not at end of input: an explicit no
-                rollback(netns, token)
-            else:
-                terminal = None
+    held = state.read("pending")
+    if not held or held["token"] != token:
+        return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; check the ruleset")
+    line = b""
+    while (outcome := outcome_of(state, token)) is None:
+        if time.monotonic() > held["deadline"] + GRACE_SECONDS:
+            rollback(netns, token, held)
+        elif answers is not None and select.select([answers], [], [], POLL_SECONDS)[0]:
+            # os.read, not readline: a writer that keeps a line open must not stop the wait
+            chunk = os.read(answers.fileno(), 1024)
+            line += chunk
+            if b"\n" in line or not chunk:
+                answers = None          # one line decides; its end without one does not
+                if line.split(b"\n")[0].strip().lower() in (b"y", b"yes"):
+                    confirm(netns)
+                elif line:
+                    rollback(netns, token, held)
         else:
             time.sleep(POLL_SECONDS)
+    return Outcome(outcome["status"], outcome["message"])
 
 
 # -- diff and reapply ------------------------------------------------------------
@@ -478,17 +514,11 @@ def _readable(entries: list) -> str:
 def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
     """What `apply` would change: the live table (and a recorded table a
     rename would delete) against the policy's, as nft lists them."""
-    ruleset = result.or_raise().ruleset
-    table = ruleset.table
+    table = result.or_raise().ruleset.table
     live = nft.list_ruleset(netns)["nftables"]
     recorded = (State.of(netns).read("state") or {}).get("table")
     tables = {table} | ({recorded} if recorded and _has_table(live, recorded) else set())
-
-    def candidate() -> list:
-        nft.load(result.text)
-        return nft.list_ruleset()["nftables"]
-    before = normalise(live, tables, changing_sets(ruleset))
-    after = normalise(nft.scratch(candidate), [table], changing_sets(ruleset))
+    before, after = _compared(result, live, tables)
     after_text = _readable(after)
     if before == after:
         return Difference(True, after_text, after_text, "")
@@ -498,6 +528,25 @@ def diff(result: api.Result, netns: Optional[str] = None) -> Difference:
                                         after_text.splitlines(keepends=True),
                                         fromfile=where, tofile=result.source))
     return Difference(False, before_text, after_text, text)
+
+
+def _compared(result: api.Result, live: list, tables: Iterable[str]) -> tuple[list, list]:
+    """The live entries of `tables` and the compiled ruleset's (loaded in a
+    scratch namespace), both as `diff` compares them."""
+    def candidate() -> list:
+        nft.load(result.text)
+        return nft.list_ruleset()["nftables"]
+    changing = changing_sets(result.ruleset)
+    return (normalise(live, tables, changing),
+            normalise(nft.scratch(candidate), [result.ruleset.table], changing))
+
+
+def live_matches(result: api.Result, netns: Optional[str] = None) -> bool:
+    """Whether the live table is what the policy compiles to, as `diff` sees
+    it; if not, it was applied from another policy or the policy changed since."""
+    table = result.or_raise().ruleset.table
+    before, after = _compared(result, nft.list_ruleset(netns)["nftables"], [table])
+    return before == after
 
 
 def applied_policy(netns: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:

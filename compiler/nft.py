@@ -103,6 +103,12 @@ def list_text(what: str, netns: Optional[str] = None,
                                                  methods=methods)))
 
 
+def require_netns(netns: Optional[str]) -> None:
+    """NoNamespace unless `netns` is None or a namespace that can be entered:
+    to refuse a wrong --netns before anything is written for it."""
+    in_netns(netns, lambda: None)
+
+
 def scratch(work: Callable[[], T]) -> T:
     """`work()` in a new, empty network namespace that ends with it (a thread
     of its own unshares it; the namespace goes when the thread does): to see
@@ -279,6 +285,8 @@ def _one_thread():
 def _entered(netns: str, work: Callable[[], T]) -> T:
     try:
         fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NoNamespace(f"no network namespace {netns} (ip netns list shows them)") from exc
     except OSError as exc:
         raise NoNamespace(f"no network namespace {netns}: {exc.strerror}") from exc
     try:

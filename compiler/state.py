@@ -12,7 +12,8 @@ a test namespace never touches the host's record. The folder holds:
 - `state.json`: what was applied (policy path, table, when);
 - `pending.json`: an `apply --confirm` waiting for `mailpubc confirm`, with
   the exact previous state the rollback watcher restores;
-- `outcome.json`: how the last confirmation ended, for the waiting apply;
+- `outcome.json`: how the last confirmations ended (by token), for the
+  waiting apply and the watcher, which take nothing else as an answer;
 - `lock`: flock'ed by whoever changes the ruleset or these files.
 
 Every file is replaced atomically (temporary file, fsync, rename, fsync of
@@ -176,8 +177,10 @@ class State:
         except FileNotFoundError:
             raise
         except NotADirectoryError as exc:
-            raise StateError(f"refusing the state folder {self.folder}: it is not a folder") \
-                from exc
+            blocking = next(p for p in (self.folder, *self.folder.parents)
+                            if p.exists() and not p.is_dir())
+            raise StateError(f"refusing the state folder {blocking}: it is not a folder "
+                             f"({BASE_VARIABLE} names another)") from exc
         except OSError as exc:
             why = "is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
             raise StateError(f"refusing {path}: it {why}") from exc

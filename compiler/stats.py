@@ -83,5 +83,14 @@ def text(table: str, found: list[Count]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(table: str, found: list[Count]) -> dict:
-    return {"table": table, "rules": [c.to_json() for c in found]}
+def mismatch(table: str, source: str) -> str:
+    """The note for a live table that is not what the policy compiles to: its
+    counters may share names with the policy's and count other rules."""
+    return (f"table inet {table} is not what {source} compiles to: it was applied from "
+            f"another policy, or {source} changed since (`mailpubc diff` shows how); "
+            "a counter of the same name may count another rule")
+
+
+def to_json(table: str, found: list[Count], matches: bool) -> dict:
+    """`matches`: the live table is what the policy compiles to (else see `mismatch`)."""
+    return {"table": table, "matches_policy": matches, "rules": [c.to_json() for c in found]}

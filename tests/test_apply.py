@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def ns(tmp_path, monkeypatch):
     try:
         nft.load(FOREIGN.replace("POLICY", "accept"), netns=created.name)
         yield created
+        deploy.confirm(created.name)        # a watcher still waiting exits
     finally:
-        State.of(created.name).remove("pending")      # a watcher still waiting exits
         created.delete()
 
 
@@ -158,7 +159,7 @@ def test_rollback_happens_when_apply_dies_while_waiting(ns, tmp_path, signum):
         start_new_session=True)
     try:
         wait_for(lambda: "smtps" in ruleset(ns), "the new table")
-        assert state.read("pending") is not None
+        token = state.read("pending")["token"]
         # to its whole process group, as a terminal that hangs up does
         os.killpg(waiting.pid, signum)
         assert waiting.wait(timeout=WAIT_SECONDS) == -signum
@@ -167,7 +168,7 @@ def test_rollback_happens_when_apply_dies_while_waiting(ns, tmp_path, signum):
         waiting.kill()
         waiting.wait()
     assert ruleset(ns) == previous
-    assert state.read("outcome")["status"] == 4
+    assert deploy.outcome_of(state, token)["status"] == 4
 
 
 def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
@@ -177,6 +178,7 @@ def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
     second = policy(tmp_path, "new", "[smtp, smtps]")
     armed = apply(ns, second, "--confirm", "600", "--no-wait")
     assert armed.returncode == 0, armed.stderr
+    assert f"`mailpubc confirm --netns {ns.name}`" in armed.stderr
     assert state.applied_path.read_text() == api.compile_path(first).text
     refused = apply(ns, first)
     assert refused.returncode == 2 and "confirmation is pending" in refused.stderr
@@ -184,6 +186,32 @@ def test_confirm_keeps_the_new_table_and_only_then_saves_it(ns, tmp_path):
     assert state.applied_path.read_text() == api.compile_path(second).text
     assert run_mailpubc("diff", "--netns", ns.name, second).returncode == 0
     assert run_mailpubc("confirm", "--netns", ns.name).returncode == 1
+
+
+@pytest.mark.parametrize("waiting", [False, True])
+def test_deleting_the_state_folder_does_not_cancel_the_rollback(ns, tmp_path, waiting):
+    """Only a confirmation keeps the new table: the watcher (and a waiting
+    apply) hold what the rollback needs, so a lost pending record is no answer."""
+    assert apply(ns, policy(tmp_path)).returncode == 0
+    previous = ruleset(ns)
+    state = State.of(ns.name)
+    command = [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "3",
+               *([] if waiting else ["--no-wait"]), policy(tmp_path, "new", "[smtp, smtps]")]
+    applying = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: state.read("pending") is not None and "smtps" in ruleset(ns),
+                 "the new table")
+        token = state.read("pending")["token"]
+        shutil.rmtree(state.folder)
+        _, stderr = applying.communicate(timeout=WAIT_SECONDS)
+        wait_for(lambda: deploy.outcome_of(state, token) is not None, "the rollback")
+    finally:
+        applying.kill()
+        applying.wait()
+    assert applying.returncode == (4 if waiting else 0), stderr
+    assert deploy.outcome_of(state, token)["status"] == 4
+    assert ruleset(ns) == previous
 
 
 def test_a_second_apply_while_the_lock_is_held_is_refused(ns, tmp_path):
@@ -596,6 +624,87 @@ def test_the_answer_on_the_terminal_decides(ns, tmp_path, answer, status):
     assert ("smtps" in ruleset(ns)) == (answer == "y")
     if answer == "n":
         assert ruleset(ns) == previous
+
+
+@pytest.mark.parametrize("answer, status", [("y", 0), ("n", 4)])
+def test_an_answer_through_a_pipe_decides(ns, tmp_path, answer, status):
+    """`(sleep; echo y) | mailpubc apply --confirm`: no terminal to ask, so
+    apply says how to confirm, and a line on the pipe answers."""
+    assert apply(ns, policy(tmp_path)).returncode == 0
+    previous = ruleset(ns)
+    piped = subprocess.Popen(
+        [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "600",
+         policy(tmp_path, "new", "[smtp, smtps]")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: State.of(ns.name).read("pending") is not None
+                 and "smtps" in ruleset(ns), "the new table")
+        _, stderr = piped.communicate(f"{answer}\n", timeout=WAIT_SECONDS)
+    finally:
+        piped.kill()
+        piped.wait()
+    assert piped.returncode == status, stderr
+    assert f"`mailpubc confirm --netns {ns.name}`" in stderr
+    assert "confirm? [y/N]" not in stderr
+    assert ("smtps" in ruleset(ns)) == (answer == "y")
+    if answer == "n":
+        assert ruleset(ns) == previous
+
+
+def test_a_pipe_that_ends_unanswered_leaves_it_to_confirm(ns, tmp_path):
+    """`echo y | mailpubc apply --confirm 30` answers at once; a pipe that
+    ends without a line (here: the policy read from it) waits for `confirm`."""
+    answered = run_mailpubc("apply", "--netns", ns.name, "--confirm", "600",
+                            policy(tmp_path), input="y\n", timeout=WAIT_SECONDS)
+    assert answered.returncode == 0, answered.stderr
+    assert State.of(ns.name).applied_path.read_text() == api.compile_path(policy(tmp_path)).text
+    reading, writing = os.pipe()
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "mailpubc", "apply", "--netns", ns.name, "--confirm", "600", "-"],
+        stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(reading)
+    try:
+        with open(writing, "w") as pipe:
+            pipe.write(POLICY.format(table="mailpub", services="[smtp, smtps]"))
+        wait_for(lambda: State.of(ns.name).read("pending") is not None
+                 and "smtps" in ruleset(ns), "the new table")
+        assert waiting.poll() is None           # still waiting: the end of input is no answer
+        assert run_mailpubc("confirm", "--netns", ns.name).returncode == 0
+        _, stderr = waiting.communicate(timeout=WAIT_SECONDS)
+        assert waiting.returncode == 0, stderr
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert f"`mailpubc confirm --netns {ns.name}`" in stderr
+    assert "smtps" in ruleset(ns)
+
+
+@pytest.mark.parametrize("blocking", ["state", "state/netns/NS"])
+def test_a_state_folder_that_is_a_file_is_a_usage_error(ns, tmp_path, blocking):
+    file = tmp_path / blocking.replace("NS", ns.name)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("")
+    path = policy(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    for command in (["apply", "--netns", ns.name, path],
+                    ["confirm", "--netns", ns.name]):
+        refused = run_mailpubc(*command)
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert refused.stderr == (f"mailpubc: refusing the state folder {file}: it is not "
+                                  "a folder (MAILPUBC_STATE_DIR names another)\n")
+    assert tables(ns) == [("ip", "foreign")]
+    assert sorted(tmp_path.rglob("*")) == before
+    file.unlink()
+
+
+def test_a_namespace_that_does_not_exist_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
+    absent = f"mp-absent-{uuid.uuid4().hex[:8]}"
+    refused = run_mailpubc("apply", "--netns", absent, policy(tmp_path))
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+    assert refused.stderr == (f"mailpubc: no network namespace {absent} "
+                              "(ip netns list shows them)\n")
+    assert not (tmp_path / "state").exists()
 
 
 def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):

@@ -94,6 +94,29 @@ def test_counts_the_connections_on_their_rule_only(counted):
     assert all(r["packets"] == 0 and r["bytes"] == 0 for r in rules.values())
 
 
+def test_a_table_from_another_policy_is_noted(counted, tmp_path):
+    """Counters share rule names across policies: stats says when the live
+    table is not what the policy compiles to, on stderr and in the JSON."""
+    same = stats("--netns", counted.name, "--format", "json")
+    assert (same.returncode, same.stderr) == (0, "")
+    assert json.loads(same.stdout)["matches_policy"] is True
+    other = tmp_path / "other.yaml"
+    other.write_text((ROOT / EXAMPLE).read_text().replace(
+        "services: [smtp, smtps, imaps, pop3s]", "services: [smtp]"))
+    runs = {output: run_mailpubc("stats", "--netns", counted.name, "--format", output, other)
+            for output in ("json", "text")}
+    for run in runs.values():
+        assert run.returncode == 0, run.stderr
+        assert run.stderr == (f"mailpubc: note: table inet mailpub is not what {other} "
+                              f"compiles to: it was applied from another policy, or {other} "
+                              "changed since (`mailpubc diff` shows how); a counter of the "
+                              "same name may count another rule\n")
+    report = json.loads(runs["json"].stdout)
+    assert report["matches_policy"] is False
+    mail = next(r for r in report["rules"] if r["rule"] == "firewall-mail")
+    assert mail["packets"] == CONNECTIONS           # the live table's counter, same name
+
+
 def test_readme_shows_real_output(counted):
     run = stats("--netns", counted.name)
     assert run.returncode == 0, run.stderr
