@@ -372,7 +372,9 @@ def _finish(state: State, text: str, fallback: str, record: dict) -> None:
 
 
 def confirm(netns: Optional[str] = None) -> bool:
-    """Make the pending apply final; False when none is pending."""
+    """Make the pending apply final; False when none is pending. A `netns`
+    that does not exist is NoNamespace, before any state folder is made."""
+    nft.require_netns(netns)
     state = State.of(netns)
     with state.lock(wait=True):
         pending = _pending(state)

@@ -700,11 +700,13 @@ def test_a_state_folder_that_is_a_file_is_a_usage_error(ns, tmp_path, blocking):
 def test_a_namespace_that_does_not_exist_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
     absent = f"mp-absent-{uuid.uuid4().hex[:8]}"
-    refused = run_mailpubc("apply", "--netns", absent, policy(tmp_path))
-    assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
-    assert refused.stderr == (f"mailpubc: no network namespace {absent} "
-                              "(ip netns list shows them)\n")
-    assert not (tmp_path / "state").exists()
+    for command in (["apply", "--netns", absent, policy(tmp_path)],
+                    ["confirm", "--netns", absent]):
+        refused = run_mailpubc(*command)
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert refused.stderr == (f"mailpubc: no network namespace {absent} "
+                                  "(ip netns list shows them)\n")
+        assert not (tmp_path / "state").exists()
 
 
 def test_an_invalid_policy_is_reported_with_its_position(tmp_path, monkeypatch):
