@@ -224,8 +224,10 @@ def confirming(lab, path):
 
 def roll_back(lab):
     """What the watcher does at the deadline, at once."""
-    deploy.rollback(lab.fw.name, State.of(lab.fw.name).read("pending")["token"])
-    assert State.of(lab.fw.name).read("outcome")["status"] == deploy.EXIT_ROLLED_BACK
+    state = State.of(lab.fw.name)
+    token = state.read("pending")["token"]
+    deploy.rollback(lab.fw.name, token)
+    assert deploy.outcome_of(state, token)["status"] == deploy.EXIT_ROLLED_BACK
 
 
 def test_a_rollback_locks_out_nobody_and_restores_the_limits(lab, tmp_path):
