@@ -274,6 +274,25 @@ def test_a_symbolic_link_at_dest_is_refused(fleet, tmp_path):
     assert table(netns) == before
 
 
+def test_a_file_where_dest_s_folder_must_be_fails_cleanly(fleet, tmp_path):
+    """Not a traceback: the module fails naming the folder, and changes nothing."""
+    play, namespaces = fleet
+    netns = namespaces["fw2"]
+    blocking = tmp_path / "kept"
+    blocking.write_text("a file, not a folder\n")
+    playbook = tmp_path / "dest.yml"      # fleet.yml with dest, beside its template
+    shutil.copy(PLAYBOOKS / "policy.yaml.j2", tmp_path)
+    playbook.write_text((PLAYBOOKS / "fleet.yml").read_text().replace(
+        "state_dir }}\"", f"state_dir }}}}\"\n        dest: {blocking / 'policy.yaml'}"))
+    before = table(netns)
+    rc, results, output = play(str(playbook), "--limit", "fw2", "-e", '{"services": ["pop3s"]}')
+    assert rc == 2, output
+    assert results["fw2"]["msg"].startswith(f"dest {blocking / 'policy.yaml'}: cannot make its "
+                                            f"folder {blocking}"), output
+    assert "Traceback" not in results["fw2"]["msg"]
+    assert blocking.read_text() == "a file, not a folder\n" and table(netns) == before
+
+
 def collection_readme_playbook() -> str:
     """The example playbook of the collection's README, as written there."""
     return (COLLECTION / "README.md").read_text().split("```yaml\n", 1)[1].split("```", 1)[0]

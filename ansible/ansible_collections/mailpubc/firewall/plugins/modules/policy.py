@@ -254,7 +254,11 @@ class Kept:
                                                                    "ansible-policy.yaml"))
         self.folder, name = os.path.split(self.dest)
         self.pending = os.path.join(self.folder, f".{name}.pending")
-        make_folders(self.folder)
+        try:
+            make_folders(self.folder)
+        except OSError as exc:      # a file where a folder must be, say
+            module.fail_json(msg=f"dest {self.dest}: cannot make its folder {self.folder}: "
+                                 f"{exc.strerror} ({exc.filename})")
         self.refuse_unsafe()
 
     def refuse_unsafe(self):
