@@ -256,6 +256,15 @@ def test_dest_is_0600_under_umask_000(fleet):
 
 
 @needs_apply
+def with_dest(tmp_path, dest) -> Path:
+    """fleet.yml with the module's dest, written beside its template."""
+    playbook = tmp_path / "dest.yml"
+    shutil.copy(PLAYBOOKS / "policy.yaml.j2", tmp_path)
+    playbook.write_text((PLAYBOOKS / "fleet.yml").read_text().replace(
+        "state_dir }}\"", f"state_dir }}}}\"\n        dest: {dest}"))
+    return playbook
+
+
 def test_a_symbolic_link_at_dest_is_refused(fleet, tmp_path):
     play, namespaces = fleet
     netns = namespaces["fw2"]
@@ -263,10 +272,7 @@ def test_a_symbolic_link_at_dest_is_refused(fleet, tmp_path):
     target.write_text("not to be overwritten\n")
     link.parent.mkdir(mode=0o700)
     link.symlink_to(target)
-    playbook = tmp_path / "dest.yml"      # fleet.yml with dest, beside its template
-    shutil.copy(PLAYBOOKS / "policy.yaml.j2", tmp_path)
-    playbook.write_text((PLAYBOOKS / "fleet.yml").read_text().replace(
-        "state_dir }}\"", f"state_dir }}}}\"\n        dest: {link}"))
+    playbook = with_dest(tmp_path, link)
     before = table(netns)
     rc, results, output = play(str(playbook), "--limit", "fw2", "-e", '{"services": ["pop3s"]}')
     assert rc == 2 and "refusing dest" in results["fw2"]["msg"], output
@@ -280,10 +286,7 @@ def test_a_file_where_dest_s_folder_must_be_fails_cleanly(fleet, tmp_path):
     netns = namespaces["fw2"]
     blocking = tmp_path / "kept"
     blocking.write_text("a file, not a folder\n")
-    playbook = tmp_path / "dest.yml"      # fleet.yml with dest, beside its template
-    shutil.copy(PLAYBOOKS / "policy.yaml.j2", tmp_path)
-    playbook.write_text((PLAYBOOKS / "fleet.yml").read_text().replace(
-        "state_dir }}\"", f"state_dir }}}}\"\n        dest: {blocking / 'policy.yaml'}"))
+    playbook = with_dest(tmp_path, blocking / "policy.yaml")
     before = table(netns)
     rc, results, output = play(str(playbook), "--limit", "fw2", "-e", '{"services": ["pop3s"]}')
     assert rc == 2, output
