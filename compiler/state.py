@@ -140,11 +140,9 @@ class State:
         """The folder and those above it down from the base, each made 0700
         or checked (and tightened to 0700) if it is there."""
         base = self.base or self.folder
-        chain = [base, *(p for p in reversed(self.folder.parents) if base in p.parents),
-                 self.folder] if base != self.folder else [base]
-        for index, path in enumerate(dict.fromkeys(chain)):
-            if index == 0:
-                path.parent.mkdir(parents=True, exist_ok=True)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        below = (p for p in reversed(self.folder.parents) if base in p.parents)
+        for path in dict.fromkeys([base, *below, self.folder]):
             try:
                 os.mkdir(path, FOLDER_MODE)
             except FileExistsError:
