@@ -17,13 +17,11 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e.netns import Namespace, prerequisites
 from mailpubc import cli, nft
 from mailpubc.state import State
 
@@ -38,23 +36,17 @@ needs_apply = pytest.mark.skipif("apply" not in cli.COMMANDS,
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(module_namespaces, checkout_copy, tmp_path_factory):
     """Three namespaces, an inventory naming them, and mailpubc installed."""
-    reason = prerequisites(["nft"])
-    if reason:
-        pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("ansible")
-    source = tmp / "source"    # a clean copy: pip builds in the source folder
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis"))
-    namespaces = {host: Namespace(f"ans-{uuid.uuid4().hex[:8]}") for host in FIREWALLS}
+    namespaces = {host: module_namespaces("ans") for host in FIREWALLS}
     hosts = {host: {"netns": namespaces[host].name, "external_address": address,
                     "server": server} for host, (address, server) in FIREWALLS.items()}
     inventory = tmp / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"firewalls": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "services": ["smtp", "imaps"], "rollback_after": 120, "state_dir": str(tmp / "state"),
-        "mailpubc_venv": str(tmp / "venv"), "mailpubc_source": str(source)}}}))
+        "mailpubc_venv": str(tmp / "venv"), "mailpubc_source": str(checkout_copy)}}}))
     environment = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"),
                    "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.tree",
                    "ANSIBLE_LOCAL_TEMP": str(tmp / "local"),
@@ -75,15 +67,11 @@ def fleet(tmp_path_factory):
         return run.returncode, results, run.stdout + run.stderr
 
     play.state_dir = tmp / "state"
-    try:
-        rc, _, output = play("install.yml", "--limit", "fw1")
-        assert rc == 0, output
-        yield play, {host: ns.name for host, ns in namespaces.items()}
-        for namespace in namespaces.values():       # a watcher still waiting exits
-            (play.state_dir / "netns" / namespace.name / "pending.json").unlink(missing_ok=True)
-    finally:
-        for namespace in namespaces.values():
-            namespace.delete()
+    rc, _, output = play("install.yml", "--limit", "fw1")
+    assert rc == 0, output
+    yield play, {host: ns.name for host, ns in namespaces.items()}
+    for namespace in namespaces.values():       # a watcher still waiting exits
+        (play.state_dir / "netns" / namespace.name / "pending.json").unlink(missing_ok=True)
 
 
 def kept(play, netns: str) -> Path:
@@ -302,14 +290,11 @@ def collection_readme_playbook() -> str:
 
 
 @needs_apply
-def test_the_collections_readme_playbook_applies_and_confirms(tmp_path, monkeypatch):
+def test_the_collections_readme_playbook_applies_and_confirms(namespace, tmp_path, monkeypatch):
     """Run as written, the policy copied from files/, inside a network
     namespace (`ip netns exec`: the module applies without --netns, as on
     a real firewall) with mailpubc on PATH and a state folder of its own;
     only where the policy lands is moved into the temporary folder."""
-    reason = prerequisites(["nft"])
-    if reason:
-        pytest.skip(reason)
     (tmp_path / "files").mkdir()
     shutil.copy(ROOT / "examples" / "seed.yaml", tmp_path / "files" / "firewall.mailpub.yaml")
     (tmp_path / "site.yml").write_text(collection_readme_playbook())
@@ -321,7 +306,6 @@ def test_the_collections_readme_playbook_applies_and_confirms(tmp_path, monkeypa
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"), "ANSIBLE_HOME": str(tmp_path / "home"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"), "ANSIBLE_NOCOLOR": "1"})
-    namespace = Namespace(f"ansreadme-{uuid.uuid4().hex[:8]}")
 
     def play() -> tuple[int, dict, str]:
         """The exit status, the play recap's counts (ok, changed, failed, ...), the output."""
@@ -346,4 +330,3 @@ def test_the_collections_readme_playbook_applies_and_confirms(tmp_path, monkeypa
         assert rc == 0 and (counts["changed"], counts["failed"]) == (0, 0), output
     finally:
         State.of(None).remove("pending")      # a watcher still waiting exits
-        namespace.delete()

@@ -20,7 +20,6 @@ from mailpubc import api, deploy, nft
 from mailpubc.state import State
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites
 
 FOREIGN = """table ip foreign {
 	set friends {
@@ -47,19 +46,12 @@ WAIT_SECONDS = 60       # how long a condition may take before the test fails
 
 
 @pytest.fixture
-def ns(tmp_path, monkeypatch):
+def ns(namespace, tmp_path, monkeypatch):
     """A fresh namespace holding a foreign table, and a state folder of its own."""
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
     monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
-    created = Namespace(f"apply-{uuid.uuid4().hex[:8]}")
-    try:
-        nft.load(FOREIGN.replace("POLICY", "accept"), netns=created.name)
-        yield created
-        deploy.confirm(created.name)        # a watcher still waiting exits
-    finally:
-        created.delete()
+    nft.load(FOREIGN.replace("POLICY", "accept"), netns=namespace.name)
+    yield namespace
+    deploy.confirm(namespace.name)        # a watcher still waiting exits
 
 
 def policy(tmp_path, name="policy", services="[smtp]", table="mailpub") -> str:
@@ -535,13 +527,14 @@ for command in sys.stdin:
 
 
 @pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "tracked"])
-def test_the_guard_refuses_a_block_list_that_locks_the_admin_out(ns, tmp_path, tracked):
+def test_the_guard_refuses_a_block_list_that_locks_the_admin_out(ns, namespaces, tmp_path,
+                                                                tracked):
     """The issue's probe on the kernel: input accept, the admin's address in
     management.ssh and every address in firewall.block. apply refuses; with
     --force, the admin's next login is refused, and the session open during
     the apply survives only if conntrack tracked it before (here: a table
     with `ct state` was loaded before it began), as the refusal says."""
-    client = Namespace(f"admin-{uuid.uuid4().hex[:8]}")
+    client = namespaces("admin")
     session = None
     try:
         ns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
@@ -584,7 +577,6 @@ def test_the_guard_refuses_a_block_list_that_locks_the_admin_out(ns, tmp_path, t
         if session is not None:
             session.kill()
             session.communicate(timeout=WAIT_SECONDS)
-        client.delete()
 
 
 def test_a_schedule_rolls_back_west_of_utc(ns, tmp_path):

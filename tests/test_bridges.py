@@ -13,7 +13,6 @@ inside a namespace, and the decision.
 
 import shutil
 import subprocess
-import uuid
 
 import pytest
 
@@ -21,7 +20,7 @@ from mailpubc import api, bridges, nft
 from mailpubc.state import State
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites
+from e2e.netns import Namespace
 
 POLICY = """version: 1
 firewall:
@@ -39,19 +38,14 @@ WARNING = ("warning: internal interface lan0 is a bridge and net.bridge.bridge-n
 
 
 @pytest.fixture
-def lan(tmp_path, monkeypatch):
+def lan(namespaces, tmp_path, monkeypatch):
     """A firewall namespace whose internal interface lan0 is a bridge with two
     hosts on it (10.1.0.10 and 10.1.0.11), and a state folder of its own."""
-    reason = prerequisites(["ping"])
-    if reason:
-        pytest.skip(reason)
+    if shutil.which("ping") is None:
+        pytest.skip("needs ping (Debian package iputils-ping)")
     monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
-    tag = uuid.uuid4().hex[:6]
-    made = []
+    firewall, *hosts = made = [namespaces(f"br{name}") for name in ("fw", "h1", "h2")]
     try:
-        for name in ("fw", "h1", "h2"):
-            made.append(Namespace(f"br{name}-{tag}"))
-        firewall, *hosts = made
         firewall.ip("link", "add", "lan0", "type", "bridge")
         firewall.ip("link", "set", "lan0", "up")
         for number, host in enumerate(hosts, 1):
@@ -62,9 +56,7 @@ def lan(tmp_path, monkeypatch):
             host.ip("link", "set", "eth0", "up")
         yield made
     finally:
-        State.of(made[0].name if made else None).remove("pending")
-        for namespace in made:
-            namespace.delete()
+        State.of(firewall.name).remove("pending")
 
 
 def without_bridge_netfilter(namespace: Namespace) -> str | None:

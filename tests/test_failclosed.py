@@ -24,13 +24,13 @@ from mailpubc.api import compile_path
 from mailpubc.generate import json as nft_json, text
 from mailpubc.plan import (ACCEPT, LINK_LOCAL, AddressMatch, Chain, ConntrackStatusMatch,
                            IcmpTypeMatch, Jump, Masquerade, Origin, PortMatch, Rule, Ruleset)
-from e2e.netns import prerequisites
 from strategies import policies, policy_file
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = (sorted(p for p in (ROOT / "golden").glob("*/policy.yaml")
                    if (p.parent / "expected.nft").exists())
             + sorted((ROOT / "examples").glob("*.yaml")))
+pytestmark = pytest.mark.usefixtures("namespaces_work")     # conftest: skips without them
 FUZZ_EXAMPLES = settings().max_examples   # every draw, as many as the other properties
 
 # Everything a policy can ask for, with a reject and two drop policies.
@@ -364,13 +364,6 @@ def move_after(ruleset: Ruleset, chain: str, picks, after) -> Ruleset:
         at = max(i for i, r in enumerate(rest) if after(r)) + 1
         return replace(c, rules=rest[:at] + moved + rest[at:])
     return edit_chain(ruleset, chain, move)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def namespaces_work():
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
 
 
 def _compile(text: str):

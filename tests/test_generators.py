@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import failclosed
+from kernel import without_handles
 from mailpubc.api import compile_path, compile_text
 from strategies import nested_set_policies, policies
 
@@ -15,17 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RULESETS = sorted(p for p in (ROOT / "golden").iterdir() if (p / "expected.nft").exists())
 
 
-def _without_handles(node):
-    if isinstance(node, dict):
-        return {k: _without_handles(v) for k, v in node.items() if k != "handle"}
-    if isinstance(node, list):
-        return [_without_handles(v) for v in node]
-    return node
-
-
 def assert_same_listing(result) -> None:
-    from_text = _without_handles(failclosed.load(result.text))
-    from_json = _without_handles(failclosed.load(result.json_text, json=True))
+    from_text = without_handles(failclosed.load(result.text))
+    from_json = without_handles(failclosed.load(result.json_text, json=True))
     assert from_json == from_text
 
 

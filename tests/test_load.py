@@ -4,7 +4,6 @@ the first load in one transaction, other tables are left alone, and a load
 that fails leaves the previous ruleset in place. Loads and listings go
 through mailpubc.nft, which does one `nft -f` per load."""
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,9 @@ import pytest
 from cli import run_mailpubc
 from mailpubc import nft
 
-from e2e.netns import Namespace, prerequisites
+from kernel import without_handles
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def namespace():
-    reason = prerequisites(["nft"])
-    if reason:
-        pytest.skip(reason)
-    created = Namespace(f"load-{uuid.uuid4().hex[:8]}")
-    yield created.name
-    created.delete()
 
 
 def compiled(policy: Path) -> str:
@@ -33,42 +22,36 @@ def compiled(policy: Path) -> str:
     return run.stdout
 
 
-def without_handles(listing: dict) -> list:
-    """The listing with nft's handles left out: a reload numbers objects anew."""
-    return [{kind: {k: v for k, v in value.items() if k != "handle"}}
-            for entry in listing["nftables"] for kind, value in entry.items()]
-
-
 def comments(listing: dict) -> list[str]:
     return [e["rule"].get("comment") for e in listing["nftables"] if "rule" in e]
 
 
 def test_loads_twice_and_replaces_only_its_own_table(namespace):
     ruleset = compiled(ROOT / "examples" / "seed.yaml")
-    nft.load("table inet other {\n\tchain keep {\n\t}\n}\n", netns=namespace)
-    nft.load(ruleset, netns=namespace)
-    first = nft.list_ruleset(namespace)
+    nft.load("table inet other {\n\tchain keep {\n\t}\n}\n", netns=namespace.name)
+    nft.load(ruleset, netns=namespace.name)
+    first = nft.list_ruleset(namespace.name)
     # a rule added by hand to our table is gone after the reload: replaced, not merged
     nft.load('add rule inet mailpub input tcp dport 9 accept comment "by hand"\n',
-             netns=namespace)
-    assert "by hand" in comments(nft.list_table("mailpub", netns=namespace))
-    nft.load(ruleset, netns=namespace)
-    second = nft.list_ruleset(namespace)
+             netns=namespace.name)
+    assert "by hand" in comments(nft.list_table("mailpub", netns=namespace.name))
+    nft.load(ruleset, netns=namespace.name)
+    second = nft.list_ruleset(namespace.name)
     assert without_handles(second) == without_handles(first)
     assert "by hand" not in comments(second)
-    other = nft.list_table("other", netns=namespace)["nftables"]
+    other = nft.list_table("other", netns=namespace.name)["nftables"]
     assert [e["chain"]["name"] for e in other if "chain" in e] == ["keep"]
 
 
 def test_failed_load_leaves_previous_ruleset(namespace):
-    nft.load(compiled(ROOT / "golden" / "scenario2" / "policy.yaml"), netns=namespace)
-    before = nft.list_ruleset(namespace)
+    nft.load(compiled(ROOT / "golden" / "scenario2" / "policy.yaml"), netns=namespace.name)
+    before = nft.list_ruleset(namespace.name)
     # the next version of the ruleset, broken half way through its last chain
     text = compiled(ROOT / "examples" / "seed.yaml")
     with pytest.raises(nft.NftError, match="nowhere"):
         nft.load(text[: text.rindex("snat ip to")] + "snat ip to nowhere\n}\n}\n",
-                 netns=namespace)
-    assert nft.list_ruleset(namespace) == before
+                 netns=namespace.name)
+    assert nft.list_ruleset(namespace.name) == before
 
 
 def test_defines_stay_in_the_table_when_a_file_that_includes_it_defines_the_same(
@@ -81,8 +64,8 @@ def test_defines_stay_in_the_table_when_a_file_that_includes_it_defines_the_same
     assert "redefine dns_servers_v4 = {" in ours.read_text()
     nft.load(f'define dns_servers_v4 = {{ 192.0.2.53 }}\ninclude "{ours}"\n'
              "table inet theirs {\n\tset resolvers {\n\t\ttype ipv4_addr\n"
-             "\t\telements = { $dns_servers_v4 }\n\t}\n}\n", netns=namespace)
-    listing = nft.list_ruleset(namespace)["nftables"]
+             "\t\telements = { $dns_servers_v4 }\n\t}\n}\n", netns=namespace.name)
+    listing = nft.list_ruleset(namespace.name)["nftables"]
     sets = {(s["set"]["table"], s["set"]["name"]): s["set"].get("elem") for s in listing if "set" in s}
     assert sets["theirs", "resolvers"] == ["192.0.2.53"]
     assert sets["mailpub", "dns_servers_v4"] == [{"prefix": {"addr": "10.1.0.26", "len": 31}},

@@ -14,7 +14,6 @@ import json
 import select
 import subprocess
 import sys
-import uuid
 from contextlib import closing
 from dataclasses import replace
 
@@ -25,7 +24,7 @@ from mailpubc.generate import json as nft_json, text as nft_text
 from mailpubc.state import State
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites, run
+from e2e.netns import run
 
 PUBLISHED = {4: "198.51.100.10", 6: "2001:db8:100::10"}
 POLICY = """version: 1
@@ -83,16 +82,10 @@ TIMEOUT = 60
 class Lab:
     """The firewall and client namespaces, and the client's connections."""
 
-    def __init__(self, tmp_path):
-        suffix = uuid.uuid4().hex[:6]
+    def __init__(self, tmp_path, namespaces):
         self.holders: list[subprocess.Popen] = []
         self.sources: set[str] = set()
-        self.fw = Namespace(f"meters-fw-{suffix}")
-        try:
-            self.client = Namespace(f"meters-cl-{suffix}")
-        except BaseException:
-            self.fw.delete()
-            raise
+        self.fw, self.client = namespaces("meters-fw"), namespaces("meters-cl")
         try:
             self._build(tmp_path)
         except BaseException:
@@ -130,20 +123,18 @@ class Lab:
         return json.loads(holder.stdout.readline())
 
     def close(self):
+        """What removing the namespaces (the `namespaces` fixture) leaves:
+        the pending apply's record and the clients holding connections."""
         State.of(self.fw.name).remove("pending")      # a watcher still waiting exits
         for holder in self.holders:
             holder.kill()
             holder.wait()
-        self.client.delete()
-        self.fw.delete()
 
 
 @pytest.fixture
-def lab(tmp_path, monkeypatch):
-    if reason := prerequisites([]):
-        pytest.skip(reason)
+def lab(namespaces, tmp_path, monkeypatch):
     monkeypatch.setenv("MAILPUBC_STATE_DIR", str(tmp_path / "state"))
-    with closing(Lab(tmp_path)) as made:
+    with closing(Lab(tmp_path, namespaces)) as made:
         yield made
 
 

@@ -14,7 +14,7 @@ import pytest
 from mailpubc import nft
 from mailpubc.api import compile_path
 
-from e2e.netns import Namespace, prerequisites
+from kernel import without_handles
 
 BAD = "table inet broken {\n\tchain input {\n\t\tip daddr 10.0.0.1 tcp dport 25 acceptt\n\t}\n}\n"
 SMALL = ("table inet t {\n\tset inside {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
@@ -41,22 +41,6 @@ def method(request):
     if request.param == "nft" and shutil.which("nft") is None:
         pytest.skip("the nft binary is not installed")
     return (request.param,)
-
-
-@pytest.fixture
-def namespace():
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
-    created = Namespace(f"nft-{uuid.uuid4().hex[:8]}")
-    yield created
-    created.delete()
-
-
-def without_handles(listing: dict) -> list:
-    """The listing with nft's handles left out: a reload numbers objects anew."""
-    return [{kind: {k: v for k, v in value.items() if k != "handle"}}
-            for entry in listing["nftables"] for kind, value in entry.items()]
 
 
 def test_method_accepts_good_and_rejects_bad(method, good):

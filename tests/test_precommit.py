@@ -39,16 +39,13 @@ def readme_config() -> str:
 
 
 @pytest.fixture(scope="module")
-def hooks(tmp_path_factory):
+def hooks(checkout_copy, tmp_path_factory):
     """This working tree committed as a hook repository, and a PRE_COMMIT_HOME."""
-    tmp = tmp_path_factory.mktemp("precommit")
-    repository = tmp / "hooks"
-    shutil.copytree(ROOT, repository, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis"))
-    git(repository, "init", "-q")
-    git(repository, "add", "-A")
-    git(repository, "commit", "-q", "-m", "hooks")
-    return repository, {**os.environ, "PRE_COMMIT_HOME": str(tmp / "cache")}
+    git(checkout_copy, "init", "-q")
+    git(checkout_copy, "add", "-A")
+    git(checkout_copy, "commit", "-q", "-m", "hooks")
+    cache = tmp_path_factory.mktemp("precommit") / "cache"
+    return checkout_copy, {**os.environ, "PRE_COMMIT_HOME": str(cache)}
 
 
 def project(folder: Path, files: dict[str, Path]) -> Path:

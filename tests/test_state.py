@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from mailpubc import boot
 from mailpubc.state import State, StateError
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites
 
 NOBODY = 65534
 POLICY = """\
@@ -155,20 +153,13 @@ def test_a_file_another_user_owns_is_refused(open_base):
         state.read("state")
 
 
-def test_apply_refuses_an_unsafe_state_folder_with_exit_2(open_base, tmp_path):
+def test_apply_refuses_an_unsafe_state_folder_with_exit_2(open_base, namespace, tmp_path):
     """Through the command line: a usage error, nothing loaded, no traceback."""
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
     open_base.mkdir(mode=0o700)
     os.chown(open_base, NOBODY, NOBODY)
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    namespace = Namespace(f"state-{uuid.uuid4().hex[:8]}")
-    try:
-        run = run_mailpubc("apply", "--netns", namespace.name, policy)
-        assert (run.returncode, run.stdout) == (2, ""), run.stderr
-        assert "belongs to uid 65534" in run.stderr and "Traceback" not in run.stderr
-        assert "mailpub" not in namespace.run("nft", "list", "tables").stdout
-    finally:
-        namespace.delete()
+    run = run_mailpubc("apply", "--netns", namespace.name, policy)
+    assert (run.returncode, run.stdout) == (2, ""), run.stderr
+    assert "belongs to uid 65534" in run.stderr and "Traceback" not in run.stderr
+    assert "mailpub" not in namespace.run("nft", "list", "tables").stdout

@@ -20,7 +20,7 @@ import pytest
 from mailpubc import api, nft
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites
+from e2e.netns import Namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = "examples/seed.yaml"          # relative: positions in the output name it so
@@ -44,38 +44,31 @@ def stats(*args: str):
     return run_mailpubc("stats", *args, EXAMPLE, cwd=ROOT)
 
 
-def firewall(name: str, ruleset: str | None) -> Namespace:
-    """A namespace with eth0 holding the seed's external addresses and `ruleset` loaded."""
-    ns = Namespace(name)
+def firewall(namespaces, name: str, ruleset: str | None) -> Namespace:
+    """A namespace made by `namespaces` with `ruleset` loaded."""
+    ns = namespaces(name)
     if ruleset is not None:
         nft.load(ruleset, netns=ns.name)
     return ns
 
 
 @pytest.fixture(scope="module")
-def counted():
+def counted(module_namespaces):
     """The seed applied, CONNECTIONS connections made to 198.51.100.11:25;
     the firewall namespace."""
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
-    fw = firewall("stats-fw", api.compile_path(str(ROOT / EXAMPLE)).or_raise().text)
-    client = Namespace("stats-client")
-    try:
-        fw.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
-              "netns", client.name)
-        for address in ("198.51.100.10/24", "198.51.100.11/24"):
-            fw.ip("addr", "add", address, "dev", "eth0")
-        client.ip("addr", "add", "198.51.100.20/24", "dev", "eth0")
-        for ns in (fw, client):
-            ns.ip("link", "set", "eth0", "up")
-        server = fw.spawn(sys.executable, "-c", SERVER, log="/dev/null")
-        fw.wait_listening({("tcp", 25), ("tcp", 22)}, [server])
-        client.run(sys.executable, "-c", CLIENT, str(CONNECTIONS), timeout=30)
-        yield fw
-    finally:
-        client.delete()
-        fw.delete()
+    fw = firewall(module_namespaces, "stats-fw",
+                  api.compile_path(str(ROOT / EXAMPLE)).or_raise().text)
+    client = module_namespaces("stats-client")
+    fw.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", client.name)
+    for address in ("198.51.100.10/24", "198.51.100.11/24"):
+        fw.ip("addr", "add", address, "dev", "eth0")
+    client.ip("addr", "add", "198.51.100.20/24", "dev", "eth0")
+    for ns in (fw, client):
+        ns.ip("link", "set", "eth0", "up")
+    server = fw.spawn(sys.executable, "-c", SERVER, log="/dev/null")
+    fw.wait_listening({("tcp", 25), ("tcp", 22)}, [server])
+    client.run(sys.executable, "-c", CLIENT, str(CONNECTIONS), timeout=30)
+    return fw
 
 
 def test_counts_the_connections_on_their_rule_only(counted):
@@ -125,37 +118,25 @@ def test_readme_shows_real_output(counted):
     assert block.group(1) == run.stdout
 
 
-def test_a_table_without_the_counters_gives_no_counts():
+def test_a_table_without_the_counters_gives_no_counts(namespaces):
     """The same table with every counter taken out: stats says so, and the
     counts above could not have passed against it."""
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
     text = api.compile_path(str(ROOT / EXAMPLE)).or_raise().text
     stripped = re.sub(r'\tcounter \S+ \{\s*\}\n|counter name "[^"]+" ', "", text)
     assert "counter" not in stripped
-    fw = firewall("stats-stripped", stripped)
-    try:
-        run = stats("--netns", fw.name, "--format", "json")
-        assert run.returncode == 0, run.stderr
-        rules = json.loads(run.stdout)["rules"]
-        assert len(rules) == 5
-        assert all(r["packets"] is None and r["bytes"] is None for r in rules)
-        run = stats("--netns", fw.name)
-        assert "note: publish firewall-mail: table inet mailpub has no counter" in run.stdout
-    finally:
-        fw.delete()
+    fw = firewall(namespaces, "stats-stripped", stripped)
+    run = stats("--netns", fw.name, "--format", "json")
+    assert run.returncode == 0, run.stderr
+    rules = json.loads(run.stdout)["rules"]
+    assert len(rules) == 5
+    assert all(r["packets"] is None and r["bytes"] is None for r in rules)
+    run = stats("--netns", fw.name)
+    assert "note: publish firewall-mail: table inet mailpub has no counter" in run.stdout
 
 
-def test_an_unapplied_table_exits_2():
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
-    fw = firewall("stats-empty", None)
-    try:
-        run = stats("--netns", fw.name)
-        assert (run.returncode, run.stdout) == (2, "")
-        assert run.stderr == (f"mailpubc: table inet mailpub is not loaded in network "
-                              f"namespace {fw.name}; apply the policy first\n")
-    finally:
-        fw.delete()
+def test_an_unapplied_table_exits_2(namespaces):
+    fw = firewall(namespaces, "stats-empty", None)
+    run = stats("--netns", fw.name)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == (f"mailpubc: table inet mailpub is not loaded in network "
+                          f"namespace {fw.name}; apply the policy first\n")

@@ -12,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import pytest
 import yaml
 
 from cli import run_mailpubc
-from e2e.netns import Namespace, prerequisites
+from e2e.netns import Namespace
+from kernel import without_handles
 from mailpubc import api, boot, cli, nft, plan
 from mailpubc.state import State
 
@@ -75,26 +75,6 @@ def analyze(*args: str) -> subprocess.CompletedProcess:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL, env={**os.environ, "TZ": "UTC"})
-
-
-@pytest.fixture
-def namespaces():
-    reason = prerequisites(["nft"])
-    if reason:
-        pytest.skip(reason)
-    made = []
-
-    def make() -> str:
-        made.append(Namespace(f"unit-{uuid.uuid4().hex[:8]}"))
-        return made[-1].name
-    yield make
-    for namespace in made:
-        namespace.delete()
-
-
-def without_handles(listing: dict) -> list:
-    return [{kind: {k: v for k, v in value.items() if k != "handle"}}
-            for entry in listing["nftables"] for kind, value in entry.items()]
 
 
 def run_in(namespace: str, argv: list[str], env: dict | None = None) -> None:
@@ -216,7 +196,7 @@ def host(tmp_path, namespaces):
     """apply run in a namespace standing for the host, and install-unit for
     the state folder apply kept for it: (live namespace, state, units)."""
     base = tmp_path / "state"
-    live = namespaces()
+    live = namespaces().name
     applied = run_mailpubc("apply", "--netns", live, POLICY,
                            env={**os.environ, "MAILPUBC_STATE_DIR": str(base)})
     assert applied.returncode == 0, applied.stderr
@@ -228,30 +208,22 @@ def host(tmp_path, namespaces):
 
 
 @pytest.fixture
-def lab():
+def lab(namespaces):
     """A firewall namespace with nothing loaded yet, listening on 25 and 22,
     and a client on a veth pair: (firewall, client)."""
-    reason = prerequisites([])
-    if reason:
-        pytest.skip(reason)
-    firewall = Namespace(f"boot-fw-{uuid.uuid4().hex[:8]}")
-    client = Namespace(f"boot-client-{uuid.uuid4().hex[:8]}")
-    try:
-        firewall.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
-                    "netns", client.name)
-        for namespace in (firewall, client):
-            namespace.ip("link", "set", "eth0", "up")
-        firewall.ip("addr", "add", f"{FIREWALL}/24", "dev", "eth0")
-        for source in (ADMIN, STRANGER):
-            client.ip("addr", "add", f"{source}/24", "dev", "eth0")
-            firewall.ip("route", "add", f"{source.rsplit('.', 1)[0]}.0/24", "dev", "eth0")
-        client.ip("route", "add", "198.51.100.0/24", "dev", "eth0")
-        server = firewall.spawn(sys.executable, "-c", LISTEN, log="/dev/null")
-        firewall.wait_listening({("tcp", 25), ("tcp", 22)}, [server])
-        yield firewall, client
-    finally:
-        client.delete()
-        firewall.delete()
+    firewall, client = namespaces("boot-fw"), namespaces("boot-client")
+    firewall.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+                "netns", client.name)
+    for namespace in (firewall, client):
+        namespace.ip("link", "set", "eth0", "up")
+    firewall.ip("addr", "add", f"{FIREWALL}/24", "dev", "eth0")
+    for source in (ADMIN, STRANGER):
+        client.ip("addr", "add", f"{source}/24", "dev", "eth0")
+        firewall.ip("route", "add", f"{source.rsplit('.', 1)[0]}.0/24", "dev", "eth0")
+    client.ip("route", "add", "198.51.100.0/24", "dev", "eth0")
+    server = firewall.spawn(sys.executable, "-c", LISTEN, log="/dev/null")
+    firewall.wait_listening({("tcp", 25), ("tcp", 22)}, [server])
+    return firewall, client
 
 
 def connections(client: Namespace) -> dict:
@@ -303,7 +275,7 @@ def chain_policies(listing: dict) -> dict[str, str]:
 
 def fallback_listing(namespaces) -> list:
     """What the fallback of POLICY lists as, loaded into a namespace of its own."""
-    reference = namespaces()
+    reference = namespaces().name
     nft.load(api.compile_path(str(POLICY)).fallback_text, netns=reference)
     return without_handles(nft.list_ruleset(reference))
 
@@ -373,7 +345,7 @@ def test_apply_saves_the_fallback_only_when_its_ruleset_becomes_final(tmp_path, 
     """An apply waiting for confirmation leaves the boot's files as they
     were; confirming it saves its ruleset and its fallback, both verified."""
     environment = {**os.environ, "MAILPUBC_STATE_DIR": str(tmp_path / "state")}
-    live = namespaces()
+    live = namespaces().name
     other = tmp_path / "other.yaml"
     other.write_text(POLICY.read_text().replace("ssh: [admins]", "ssh: [203.0.113.0/24]"))
     first, second = api.compile_path(str(POLICY)), api.compile_path(str(other))
@@ -445,7 +417,7 @@ def test_reapply_unit_brings_the_live_table_back_to_the_policy(installed, namesp
     folder, state = installed
     host = {k: v for k, v in os.environ.items()
             if k not in ("MAILPUBC_STATE_DIR", "SSH_CONNECTION")}
-    netns = namespaces()
+    netns = namespaces().name
     run_in(netns, [sys.executable, "-m", "mailpubc", "apply", str(POLICY)],
            {**host, "MAILPUBC_STATE_DIR": str(state)})
     applied = without_handles(nft.list_ruleset(netns))
@@ -463,7 +435,7 @@ def test_debian_nftables_conf_can_include_the_applied_ruleset(tmp_path, namespac
     assert run_mailpubc("-o", state / "applied.nft", POLICY).returncode == 0
     conf = tmp_path / "nftables.conf"
     conf.write_text(NFTABLES_CONF.replace("STATE", str(state)))
-    booted, direct = namespaces(), namespaces()
+    booted, direct = namespaces().name, namespaces().name
     run_in(booted, ["nft", "-c", "-f", str(conf)])
     run_in(booted, ["nft", "-f", str(conf)])
     run_in(booted, ["nft", "-f", str(conf)])     # a reload (systemctl reload nftables) too
