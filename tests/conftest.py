@@ -12,7 +12,7 @@ network namespace), ``namespaces`` (a maker: ``namespaces("fw")``) and, for
 module-scoped fixtures, ``module_namespaces``; each namespace is removed when
 its test (or module) ends, and the test is skipped where namespaces cannot be
 made. ``checkout_copy``: a copy of this working tree for a tool that builds
-or commits in it.
+or commits in it (pip, pre-commit).
 """
 
 import os

@@ -1,6 +1,8 @@
 """The command line as users and pre-commit run it: a real subprocess."""
 
 import os
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -99,10 +101,15 @@ def test_output_into_a_missing_folder_is_a_usage_error(tmp_path):
     assert not target.parent.exists()
 
 
-def test_version():
+def test_version_is_the_installed_one_and_the_projects():
+    """--version prints what the installed distribution's metadata says, and
+    that is pyproject.toml's version: without the metadata (not installed)
+    this fails, where "mailpubc unknown" would pass a looser check."""
+    installed = metadata.version("mailpubc")
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     run = run_mailpubc("--version")
-    assert run.returncode == 0
-    assert run.stdout.startswith("mailpubc ") and run.stdout.strip() != "mailpubc"
+    assert (run.returncode, run.stdout, run.stderr) == (0, f"mailpubc {installed}\n", "")
+    assert installed == declared
 
 
 def test_policy_from_standard_input_compiles_the_same():
