@@ -26,7 +26,7 @@ def git(folder: Path, *args: str) -> None:
                    timeout=60, stdin=subprocess.DEVNULL)
 
 
-WARNS = ROOT / "tests" / "warnings" / "mail_without_dns.yaml"    # valid, with a warning
+WARNS = ROOT / "golden" / "warn-mail-without-dns" / "policy.yaml"    # valid, with a warning
 README = ROOT / "README.md"
 
 

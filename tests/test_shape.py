@@ -24,8 +24,7 @@ from strategies import broken_shapes, mutants
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted(
-    path for pattern in ("golden/*/policy.yaml", "tests/corpus/*.yaml", "tests/warnings/*.yaml",
-                         "tests/plan/*.yaml", "tests/e2e/scenarios/*.yaml", "examples/*.yaml")
+    path for pattern in ("golden/*/policy.yaml", "tests/e2e/scenarios/*.yaml", "examples/*.yaml")
     for path in ROOT.glob(pattern))
 SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 

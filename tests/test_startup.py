@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "seed.yaml"
-MISFIT = Path(__file__).resolve().parent / "corpus" / "address_bad_octet.yaml"
+MISFIT = ROOT / "golden" / "err-address-bad-octet" / "policy.yaml"
 SCHEDULED = Path(__file__).resolve().parent.parent / "golden" / "schedules" / "policy.yaml"
 
 
