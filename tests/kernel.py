@@ -1,6 +1,7 @@
 """What the tests on the real kernel share: network namespaces made for a
-test and removed after it (tests/e2e/netns.py), and nft listings compared
-without their handles."""
+test and removed after it (tests/e2e/netns.py), nft listings compared
+without their handles, and a compiled ruleset loaded from its text and
+from its JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import uuid
 from typing import Callable, Iterator
 
+import failclosed
 from e2e.netns import Namespace
 
 
@@ -36,3 +38,14 @@ def without_handles(node):
     if isinstance(node, list):
         return [without_handles(value) for value in node]
     return node
+
+
+def loaded_alike(result) -> dict:
+    """What the kernel lists for a compiled `result` (an api.Result), handles
+    aside, after loading its nft text and, into another namespace, its
+    libnftables JSON: the two must list the same, so the generators cannot
+    drift apart."""
+    from_text = without_handles(failclosed.load(result.text))
+    from_json = without_handles(failclosed.load(result.json_text, json=True))
+    assert from_json == from_text
+    return from_text

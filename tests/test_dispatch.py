@@ -4,8 +4,8 @@ With plan.DISPATCH_THRESHOLD at 0 every prerouting and forward chain with a
 publication pair dispatches, so random valid policies exercise it: explain
 gives the same answer with and without dispatch for a connection to each
 published port (and the port after it) from outside, from allow_from and
-from inside; and the dispatched ruleset, loaded from its text and from its
-JSON, lists alike and is fail-closed (tests/failclosed.py).
+from inside. On the kernel (tests/test_properties.py), the dispatched
+ruleset lists alike from its text and its JSON, and is fail-closed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
 
-import failclosed
 from mailpubc import plan as plan_module
 from mailpubc.addresses import int_text
 from mailpubc.api import compile_text
@@ -23,7 +22,6 @@ from mailpubc.explain import Explainer
 from mailpubc.model import family_of
 from mailpubc.vocab import ECHO_PROTOCOL, VERSIONS
 from strategies import policies
-from test_generators import assert_same_listing
 
 SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 OUTSIDE = {"ip": "203.0.113.7", "ip6": "2001:db8:3::7"}
@@ -88,14 +86,6 @@ def test_dispatch_changes_no_answer(draw):
     without = Explainer(dispatched.policy, plain, at)
     for query in _queries(dispatched.policy):
         assert _answer(with_dispatch, base, query) == _answer(without, base, query), query
-
-
-@settings(max_examples=40, suppress_health_check=SLOW_DRAWS)
-@given(policies())
-def test_dispatched_ruleset_loads_alike_and_fails_closed(draw):
-    result = _dispatched(draw.text)
-    assert_same_listing(result)
-    assert failclosed.check(failclosed.load(result.text), result.policy) == []
 
 
 def test_dispatch_happens_at_threshold_zero():

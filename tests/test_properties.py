@@ -1,8 +1,11 @@
 """Property tests (hypothesis): the compiler on policies it has never seen.
 
-- every valid policy compiles, nft's dry run accepts the result, and it
-  compiles to the same bytes twice (in one process, and across processes with
-  different hash seeds);
+- every valid policy compiles to the same bytes twice (in one process, and
+  across processes with different hash seeds), and on the kernel, drawn
+  once for all of it: nft's dry run accepts the result, its text and its
+  JSON load to the same listing, that listing is fail-closed
+  (tests/failclosed.py), and the same holds with every publication pair
+  dispatched (that dispatch changes no answer: tests/test_dispatch.py);
 - every mutated policy either compiles (and nft accepts it) or fails with
   positioned one-line diagnostics, in process and through the real CLI.
 
@@ -21,13 +24,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import failclosed
+from kernel import loaded_alike
 from mailpubc import nft
+from mailpubc import plan as plan_module
 from mailpubc.diagnostics import PolicyError
-from mailpubc.api import compile_path
+from mailpubc.api import Result, compile_path, compile_text
 from mailpubc.generate import UnsafeText
 from mailpubc.resolve import nft_keywords
 from cli import run_mailpubc
@@ -67,9 +75,17 @@ def _in_process(text: str) -> None:
     assert result.ok, f"nft rejects what the compiler accepted:\n{result.message}\n{compiled.text}"
 
 
+def dispatched(text: str) -> Result:
+    """`text` compiled with every publication pair dispatched (the plan's
+    dispatch threshold at 0), so that random policies exercise the maps."""
+    with mock.patch.object(plan_module, "DISPATCH_THRESHOLD", 0):
+        return compile_text(text, "draw.yaml").or_raise()
+
+
+@pytest.mark.usefixtures("namespaces_work")
 @settings(suppress_health_check=SLOW_DRAWS)
 @given(policies())
-def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
+def test_valid_policy_compiles_alike_loads_alike_and_fails_closed(draw):
     with policy_file(draw.text) as path:
         first = compile_path(path).or_raise()      # a PolicyError here is a compiler bug
         second = compile_path(path).or_raise()
@@ -78,6 +94,10 @@ def test_valid_policy_compiles_passes_nft_and_is_deterministic(draw):
     result = nft.dry_run(first.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects a valid policy's ruleset:\n{result.message}\n{first.text}"
+    assert failclosed.check(loaded_alike(first), first.policy) == []
+    maps = dispatched(draw.text)
+    if maps.text != first.text:         # no publication pair: nothing to dispatch
+        assert failclosed.check(loaded_alike(maps), maps.policy) == []
 
 
 @settings(max_examples=max(3, PROCESS_SAMPLE // 10), suppress_health_check=SLOW_DRAWS)
