@@ -11,7 +11,8 @@ Fixtures for tests on the real kernel (tests/kernel.py): ``namespace`` (one
 network namespace), ``namespaces`` (a maker: ``namespaces("fw")``) and, for
 module-scoped fixtures, ``module_namespaces``; each namespace is removed when
 its test (or module) ends, and the test is skipped where namespaces cannot be
-made. ``checkout_copy``: a copy of this working tree for a tool that builds
+made (``namespaces_work``, which a test that makes its own, through
+failclosed.load, uses alone). ``checkout_copy``: a copy of this working tree for a tool that builds
 or commits in it (pip, pre-commit).
 """
 
