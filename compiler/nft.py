@@ -88,11 +88,12 @@ def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
     list table` shows it); None when there is no such table. Cut from the
     whole listing rather than asked for, so a missing table is told apart from
     any other refusal without reading nft's error text."""
-    entries = list_ruleset(netns, methods)["nftables"]
-    ours = [e for e in entries if _owner(e) == (family, table)]
+    from .listing import Listing       # ipaddress: not for the commands that only check
+    listing = Listing.of(list_ruleset(netns, methods))
+    ours = list(listing.owned([table], family))
     if not any("table" in e for e in ours):
         return None
-    return {"nftables": [e for e in entries if "metainfo" in e] + ours}
+    return {"nftables": [e for e in listing.entries if "metainfo" in e] + ours}
 
 
 def list_text(what: str, netns: Optional[str] = None,
@@ -121,12 +122,6 @@ def scratch(work: Callable[[], T]) -> T:
         return work()
     with _one_thread() as pool:
         return pool.submit(isolated).result()
-
-
-def _owner(entry: dict) -> tuple:
-    """(family, table) of a listed table, or of the table a chain, set, rule... is in."""
-    (kind, value), = entry.items()
-    return value.get("family"), value.get("name" if kind == "table" else "table")
 
 
 # -- running nft ----------------------------------------------------------------

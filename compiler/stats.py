@@ -13,6 +13,7 @@ from typing import Optional
 
 from . import nft
 from .diagnostics import Position
+from .listing import Listing
 from .plan import CounterRef, Ruleset
 from .records import record
 
@@ -43,7 +44,7 @@ def counts(ruleset: Ruleset, netns: Optional[str] = None) -> list[Count]:
         raise TableMissing(f"table inet {ruleset.table} is not loaded"
                            + (f" in network namespace {netns}" if netns else "")
                            + "; apply the policy first")
-    live = {e["counter"]["name"]: e["counter"] for e in listing["nftables"] if "counter" in e}
+    live = Listing.of(listing).counters(ruleset.table)
     origins = {}
     for chain in ruleset.chains:
         for rule in chain.rules:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .records import record
 
+TABLE_FAMILY = "inet"                        # the one family of the table mailpubc writes
 FAMILIES = ("ip", "ip6")                     # nft's names: `ip saddr`, `ip6 saddr`
 VERSIONS = {"ip": 4, "ip6": 6}
 FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from mailpubc import api, deploy, nft
+from mailpubc.listing import Listing
 from mailpubc.state import State
 
 from cli import run_mailpubc
@@ -337,7 +338,7 @@ def chain(family, table_name, hook=None, policy_="drop", name="c", kind="filter"
 ], ids=lambda value: "-".join(str(v) for v in value["chain"].values())
    if isinstance(value, dict) else str(value))
 def test_foreign_drop_chains_of_every_family_and_hook(listed, warned):
-    found = deploy.foreign_drop_chains([{"table": {}}, listed], "mailpub", ["old"])
+    found = deploy.foreign_drop_chains(Listing(({"table": {}}, listed)), "mailpub", ["old"])
     assert len(found) == int(warned)
     if warned:
         listed = listed["chain"]
@@ -347,7 +348,8 @@ def test_foreign_drop_chains_of_every_family_and_hook(listed, warned):
 
 @pytest.mark.parametrize("devices, named", [("eth0", "eth0"), (["eth0", "eth1"], "eth0, eth1")])
 def test_foreign_drop_chain_names_the_devices_nft_lists(devices, named):
-    found = deploy.foreign_drop_chains([chain("netdev", "f", "ingress", dev=devices)], "mailpub")
+    found = deploy.foreign_drop_chains(Listing((chain("netdev", "f", "ingress", dev=devices),)),
+                                      "mailpub")
     assert found == [f"table netdev f chain c drops on hook ingress of device {named} (policy "
                      f"drop): it drops all of its device's traffic, and with it what {ACCEPTED}"]
 

@@ -21,6 +21,15 @@ def _quoted(value: str) -> str:
     return f'"{safe_string(value)}"'
 
 
+def _live_element(element) -> str:
+    """A listed set element as `add element` takes it back, with the time it has left."""
+    value = element.value
+    text = f"{value[0]}-{value[1]}" if isinstance(value, tuple) else str(value)
+    if element.expires is None:
+        return text
+    return f"{text} timeout {element.timeout}s expires {element.expires}s"
+
+
 def _element_lines(item) -> list[str]:
     """The elements of a set or a define: through defines where the plan says so."""
     written = item.elements if isinstance(item, Define) else item.written
@@ -83,7 +92,7 @@ def environment(cache: str | None) -> jinja2.Environment:
     )
     env.filters.update(nft_name=safe_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
                        addresses=lambda match: address_texts(match.family, match.intervals),
-                       element_lines=_element_lines,
+                       element_lines=_element_lines, live_element=_live_element,
                        host=lambda value, family: host_text(family, value),
                        mask=lambda meter: prefix_mask(meter.family, meter.prefix),
                        day=NFT_DAY_NAMES.__getitem__,
@@ -96,3 +105,8 @@ _ENV = environment(cache_folder("templates"))
 
 def generate(ruleset: Ruleset) -> str:
     return _ENV.get_template("ruleset.nft.j2").render(ruleset=ruleset)
+
+
+def transaction_text(steps) -> str:
+    """The nft text of one transaction of apply or a rollback (`deploy.transaction`)."""
+    return _ENV.get_template("transaction.nft.j2").render(steps=steps)

@@ -1,0 +1,101 @@
+"""`diff`: what `apply` would change, as nft lists both sides; and whether
+the live table is what a policy compiles to (reapply, stats)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from .. import nft
+from ..listing import Listing
+from ..state import State
+from .transaction import changing_sets
+
+if TYPE_CHECKING:
+    from ..api import Result
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    same: bool
+    before: str                         # readable listings of the live tables and of the policy
+    after: str
+    text: str                           # unified diff of the two, "" when same
+
+
+def normalise(listing: Listing, tables: Iterable[str], changing: Iterable[str]) -> list:
+    """The listing's entries of our `tables`, without what changes by itself:
+    handles, counter values, the elements of the `changing` sets
+    (`changing_sets`: a meter's elements come and go with the clients, and
+    nft's listing cannot tell a meter from a set the policy fills)."""
+    changing = set(changing)
+    kept = []
+    for entry in listing.owned(tables):
+        (kind, value), = entry.items()
+        value = _zero_counters({k: v for k, v in value.items() if k != "handle"})
+        if kind == "set" and value["name"] in changing:
+            value.pop("elem", None)
+        if kind == "counter":
+            value.update(packets=0, bytes=0)
+        kept.append({kind: value})
+    return kept
+
+
+def _zero_counters(value):
+    if isinstance(value, dict):
+        return {k: ({"packets": 0, "bytes": 0} if k == "counter" and isinstance(v, dict)
+                    and "packets" in v else _zero_counters(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_zero_counters(v) for v in value]
+    return value
+
+
+def _readable(entries: list) -> str:
+    """Normalised entries as nft lists them: loaded into a scratch namespace."""
+    if not entries:
+        return ""
+
+    def listed() -> str:
+        nft.load(json.dumps({"nftables": entries}), json=True)
+        return nft.list_text("ruleset")
+    return nft.scratch(listed)
+
+
+def diff(result: Result, netns: Optional[str] = None) -> Difference:
+    """What `apply` would change: the live table (and a recorded table a
+    rename would delete) against the policy's, as nft lists them."""
+    table = result.or_raise().ruleset.table
+    live = Listing.of(nft.list_ruleset(netns))
+    recorded = (State.of(netns).read("state") or {}).get("table")
+    tables = {table} | ({recorded} if recorded and live.has_table(recorded) else set())
+    before, after = _compared(result, live, tables)
+    after_text = _readable(after)
+    if before == after:
+        return Difference(True, after_text, after_text, "")
+    before_text = _readable(before)
+    where = f"live (netns {netns})" if netns else "live"
+    text = "".join(difflib.unified_diff(before_text.splitlines(keepends=True),
+                                        after_text.splitlines(keepends=True),
+                                        fromfile=where, tofile=result.source))
+    return Difference(False, before_text, after_text, text)
+
+
+def _compared(result: Result, live: Listing, tables: Iterable[str]) -> tuple[list, list]:
+    """The live entries of `tables` and the compiled ruleset's (loaded in a
+    scratch namespace), both as `diff` compares them."""
+    def candidate() -> Listing:
+        nft.load(result.text)
+        return Listing.of(nft.list_ruleset())
+    changing = changing_sets(result.ruleset)
+    return (normalise(live, tables, changing),
+            normalise(nft.scratch(candidate), [result.ruleset.table], changing))
+
+
+def live_matches(result: Result, netns: Optional[str] = None) -> bool:
+    """Whether the live table is what the policy compiles to, as `diff` sees
+    it; if not, it was applied from another policy or the policy changed since."""
+    table = result.or_raise().ruleset.table
+    before, after = _compared(result, Listing.of(nft.list_ruleset(netns)), [table])
+    return before == after

@@ -1,0 +1,95 @@
+"""What one nft transaction of apply or of a rollback does, as data: the
+steps in order (a ruleset loaded, a table deleted, a run-time set given the
+elements it held), decided here from the plan and the live listing, and
+printed by the text generator (`generate.text.transaction_text`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
+
+from ..listing import LiveElement, Listing
+from ..plan import Ruleset
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A ruleset's nft text, as compiled or as nft listed it."""
+    text: str
+    kind = "load"
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """A table deleted whether it exists or not (declared, then deleted)."""
+    table: str
+    kind = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """Set `set_name` of `table` flushed and given `elements`."""
+    table: str
+    set_name: str
+    elements: tuple[LiveElement, ...]
+    kind = "carry"
+
+
+Step = Union[Load, Delete, Carry]
+
+
+def carried_sets(ruleset: Ruleset) -> list[str]:
+    """The sets of the plan whose elements operators add at run time
+    (dynamic_block's: flags timeout). Meters, the sets the rules fill (flags
+    dynamic), are not: nft lists a meter's elements but not the state the
+    kernel keeps in each (the tokens a source has left, the connections it
+    holds), and an element put back by `add element` has no limit of its
+    own, so the meter rule would turn its source away at every retry, each
+    retry renewing it. Only the plan can tell them apart: nft 1.0.6 lists
+    `flags dynamic, timeout` as ["timeout"] and `flags dynamic` as none."""
+    return [s.name for s in ruleset.sets if "timeout" in s.flags and "dynamic" not in s.flags]
+
+
+def changing_sets(ruleset: Ruleset) -> set[str]:
+    """The sets of the plan whose elements change by themselves: the
+    operators' run-time sets and the meters."""
+    return {s.name for s in ruleset.sets if {"timeout", "dynamic"} & set(s.flags)}
+
+
+def carried(listing: Listing, source: str, target: str, names: Iterable[str]) -> list[Carry]:
+    """Each named set of table `target` given the elements the same set holds
+    live in table `source`, with their remaining timeouts; an element about
+    to expire is left out, and a set not in `source` is left as it is."""
+    live = listing.sets(source)
+    return [Carry(target, name, tuple(element for element in listing.elements(source, name)
+                                      if element.expires is None or element.expires >= 1))
+            for name in names if name in live]
+
+
+def applying(text: str, ruleset: Ruleset, listing: Listing, old: Optional[str]) -> list[Step]:
+    """The compiled ruleset, the deletion of the renamed-away table `old`, and
+    the run-time elements of the live table (or of `old`)."""
+    table = ruleset.table
+    steps: list[Step] = [Load(text)]
+    if old:
+        steps.append(Delete(old))
+    source = table if listing.has_table(table) else old
+    if source:
+        steps += carried(listing, source, table, carried_sets(ruleset))
+    return steps
+
+
+def restoring(pending: dict, listing: Listing) -> list[Step]:
+    """The steps that bring back the state recorded in `pending`: each
+    recorded table deleted and its saved listing loaded again, with the
+    run-time elements the new table holds now in the sets `confirm.arm`
+    chose (its operators' sets, never its meters)."""
+    previous = pending["previous"]
+    steps: list[Step] = [Delete(name) for name in sorted(previous)]
+    for name in sorted(previous):
+        saved = previous[name]
+        if saved["text"] is not None:
+            steps.append(Load(saved["text"]))
+            steps += carried(listing, pending["table"], name, saved["carried"])
+    return steps

@@ -1,0 +1,90 @@
+"""What nft lists (`nft -j list ruleset`), read once: every question deploy,
+stats and the boot ask of a listing is a method here, so picking one table's
+entries out of the whole ruleset is written in one place (`owner`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional, Union
+
+from .vocab import TABLE_FAMILY
+
+Value = Union[ipaddress.IPv4Address, ipaddress.IPv6Address,
+              ipaddress.IPv4Network, ipaddress.IPv6Network,
+              tuple]                    # (low, high): an address range
+
+
+def owner(entry: dict) -> tuple:
+    """(family, table) of a listed table, or of the table a chain, set, rule... is in."""
+    (kind, value), = entry.items()
+    return value.get("family"), value.get("name" if kind == "table" else "table")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveElement:
+    """One element of a listed set: its address, network or range, and, in a
+    timeout set, the timeout it was given and the seconds it has left."""
+    value: Value
+    timeout: Optional[int] = None
+    expires: Optional[int] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The entries of `nft -j list ruleset` (its "nftables" list)."""
+    entries: tuple
+
+    @classmethod
+    def of(cls, listed: dict) -> Listing:
+        return cls(tuple(listed["nftables"]))
+
+    def owned(self, tables: Iterable[str], family: str = TABLE_FAMILY) -> Iterator[dict]:
+        """The entries of the named tables of `family`, each table's own entry included."""
+        wanted = {(family, name) for name in tables}
+        return (entry for entry in self.entries
+                if "metainfo" not in entry and owner(entry) in wanted)
+
+    def has_table(self, table: str, family: str = TABLE_FAMILY) -> bool:
+        return any("table" in entry for entry in self.owned([table], family))
+
+    def sets(self, table: str) -> dict[str, dict]:
+        """The sets of `table`, by name."""
+        return {e["set"]["name"]: e["set"] for e in self.owned([table]) if "set" in e}
+
+    def timeout_sets(self, table: str) -> set[str]:
+        """The sets of `table` that take elements with timeouts."""
+        return {name for name, body in self.sets(table).items()
+                if "timeout" in body.get("flags", ())}
+
+    def counters(self, table: str) -> dict[str, dict]:
+        """The named counters of `table`, by name."""
+        return {e["counter"]["name"]: e["counter"] for e in self.owned([table])
+                if "counter" in e}
+
+    def elements(self, table: str, set_name: str) -> tuple[LiveElement, ...]:
+        """The elements set `set_name` of `table` holds, with their timeouts."""
+        body = self.sets(table)[set_name]
+        return tuple(_element(element, body.get("timeout")) for element in body.get("elem", ()))
+
+    def drop_chains(self) -> Iterator[dict]:
+        """The base chains of every table with policy drop."""
+        return (entry["chain"] for entry in self.entries
+                if "chain" in entry and entry["chain"].get("hook")
+                and entry["chain"].get("policy") == "drop")
+
+
+def _element(element, set_timeout: Optional[int]) -> LiveElement:
+    inner = element.get("elem", {}) if isinstance(element, dict) else {}
+    value = inner.get("val", element)
+    if isinstance(value, str):
+        parsed = ipaddress.ip_address(value)
+    elif "prefix" in value:
+        parsed = ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+    else:
+        parsed = tuple(map(ipaddress.ip_address, value["range"]))
+    expires = inner.get("expires")
+    if expires is None:
+        return LiveElement(parsed)
+    return LiveElement(parsed, inner.get("timeout", set_timeout or expires), expires)
