@@ -17,6 +17,7 @@ Nothing here asserts anything: it prints figures.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import subprocess
 import tempfile
@@ -76,17 +77,16 @@ def main(pair_counts: list[int]) -> None:
     print(f"threshold: {plan.DISPATCH_THRESHOLD} pairs a chain\n")
     print("| P | form | rules walked: prerouting | forward | rules in the ruleset | nft -c |")
     print("| --- | --- | --- | --- | --- | --- |")
-    threshold = plan.DISPATCH_THRESHOLD
     for pairs in pair_counts:
         text, destination = policy(pairs)
-        for form, limit in (("dispatch", threshold), ("one rule a pair", 10 ** 9)):
-            plan.DISPATCH_THRESHOLD = limit
-            result = api.compile_text(text, f"p{pairs}.yaml").or_raise()
+        compiled = api.compile_text(text, f"p{pairs}.yaml").or_raise()
+        for form, limit in (("dispatch", plan.DISPATCH_THRESHOLD), ("one rule a pair", 10 ** 9)):
+            result = dataclasses.replace(
+                compiled, ruleset=plan.plan(compiled.policy, dispatch_threshold=limit))
             counts = walked(result, destination)
             rules = sum(len(chain.rules) for chain in result.ruleset.chains)
             print(f"| {pairs} | {form} | {counts['prerouting']} | {counts['forward']} | "
                   f"{rules} | {nft_check(result.text):.3f} s |")
-        plan.DISPATCH_THRESHOLD = threshold
 
 
 if __name__ == "__main__":

@@ -139,14 +139,8 @@ class Explanation:
 
 
 def rule_name(origin: Optional[Origin]) -> Optional[str]:
-    """How the JSON names a rule: a policy rule's own name, the key path of
-    one that has none (firewall.management.ssh), a fixed rule's purpose
-    (`loopback`, with kind "fixed"), None for a chain's policy."""
-    if origin is None or origin.kind == "policy":
-        return None
-    if origin.kind == "management":
-        return f"firewall.management.{origin.name}"
-    return origin.name
+    """How the JSON names a rule (`Origin.policy_name`); None for no rule."""
+    return None if origin is None else origin.policy_name
 
 
 def describe(origin: Optional[Origin], chain: Optional[str] = None) -> str:

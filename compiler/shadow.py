@@ -4,19 +4,20 @@ A policy rule is wholly shadowed when every nft rule it produced comes after
 a rule of another policy rule, in the same chain, that already decides
 everything it matches. The check works on the typed plan, so it sees what
 the kernel will see (merged ports, named sets, schedules turned into UTC
-days and hours). It only claims what it can prove: a match kind it does not
-know never counts as covering, so a new kind can only hide a warning, never
-invent one.
+days and hours). It only claims what it can prove: a match it cannot reason about
+(`_never`) never counts as covering, so such a kind can only hide a warning,
+never invent one. Every kind has its entry in MATCH_IMPLIES or
+STATEMENT_ROLES (tests/test_kinds.py holds them to `plan.KINDS`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 from .addresses import within
 from .diagnostics import Collector, Diagnostic
-from .plan import (AddressMatch, ConntrackMatch, CounterRef, DayMatch, HourMatch, IcmpTypeMatch,
-                   Log, Match, Nat, PortMatch, Rule, Ruleset, Verdict)
+from .plan import (AddressMatch, ConntrackMatch, DayMatch, HourMatch, IcmpTypeMatch, Match,
+                   PortMatch, Rule, Ruleset)
 
 POLICY_KINDS = ("publish", "outbound", "management")
 
@@ -55,7 +56,7 @@ def check(ruleset: Ruleset) -> list[Diagnostic]:
 def _describe(rule: Rule, line: bool = True) -> str:
     origin = rule.origin
     if origin.kind == "management":
-        return f"firewall.management.{origin.name}"
+        return origin.policy_name
     if origin.kind in POLICY_KINDS:
         where = f" (line {origin.position.line})" if line and origin.position else ""
         return f"{origin.kind} rule {origin.name!r}{where}"
@@ -66,11 +67,8 @@ def _decides(rule: Rule) -> bool:
     """A rule whose match ends the chain: a verdict or a translation, with
     nothing before it that may let the packet go on (a meter or a rate limit
     is true only for some packets)."""
-    return (any(isinstance(s, (Verdict, Nat)) for s in rule.statements)
-            and all(isinstance(s, _UNCONDITIONAL) for s in rule.statements))
-
-
-_UNCONDITIONAL = (Verdict, Nat, Log, CounterRef)
+    roles = [STATEMENT_ROLES[s.kind] for s in rule.statements]
+    return "decides" in roles and all(role != "conditional" for role in roles)
 
 
 def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:
@@ -119,19 +117,33 @@ def _hour(narrow: HourMatch, wide: HourMatch, sets: dict) -> bool:
     return wide.first <= narrow.first and narrow.last <= wide.last
 
 
-_IMPLIES: dict[type, Callable] = {
-    AddressMatch: _address, PortMatch: _port, IcmpTypeMatch: _icmp,
-    ConntrackMatch: _conntrack, DayMatch: _day, HourMatch: _hour,
+def _equal(narrow: Match, wide: Match, sets: dict) -> bool:
+    return narrow == wide
+
+
+def _never(narrow: Match, wide: Match, sets: dict) -> bool:
+    """A match shadowing cannot reason about: it never counts as covering."""
+    return False
+
+
+# Per match kind: does a match of that kind imply another of the same kind?
+MATCH_IMPLIES: dict[str, Callable] = {
+    "address": _address, "port": _port, "icmp": _icmp, "conntrack": _conntrack,
+    "day": _day, "hour": _hour,
+    "interface": _equal, "protocol": _equal, "hoplimit": _equal,
+    "ctstatus": _never, "unmetered": _never,
 }
-# interface, protocol and hop-limit matches imply each other only when equal
-_EQUAL_ONLY = ("interface", "protocol", "hoplimit")
+# Per statement kind: it decides (ends the chain), it goes on unconditionally,
+# or it is true only for some packets (or jumps away), so the rule decides nothing.
+STATEMENT_ROLES: dict[str, str] = {
+    "verdict": "decides", "nat": "decides",
+    "log": "goes on", "counter": "goes on",
+    "rate_meter": "conditional", "count_meter": "conditional", "limit": "conditional",
+    "redirect": "conditional", "masquerade": "conditional", "jump": "conditional",
+    "dispatch": "conditional",
+}
 
 
 def _implies(narrow: Match, wide: Match, sets: dict) -> bool:
     """Does matching `narrow` guarantee matching `wide`?"""
-    if type(narrow) is not type(wide):
-        return False
-    check: Optional[Callable] = _IMPLIES.get(type(wide))
-    if check is not None:
-        return check(narrow, wide, sets)
-    return wide.kind in _EQUAL_ONLY and narrow == wide
+    return type(narrow) is type(wide) and MATCH_IMPLIES[wide.kind](narrow, wide, sets)

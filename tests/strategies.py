@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import assume, strategies as st
 
+from mailpubc import api, plan
 from mailpubc.addresses import mapped_ipv4
 from mailpubc.resolve import nft_keywords
 from mailpubc.vocab import BUILTIN_SERVICES, ECHO, WEEK, PortRange
@@ -886,3 +888,10 @@ def nested_set_policies(draw) -> Draw:
             "outbound": [{"name": f"from-{name}", "from": name, "services": ["smtp"], "to": "any"}
                          for name in used]}
     return Draw(data, yaml.safe_dump(data, sort_keys=False))
+
+
+def dispatched(text: str) -> api.Result:
+    """`text` compiled with every publication pair dispatched (the plan's
+    dispatch threshold at 0), so that random policies exercise the maps."""
+    result = api.compile_text(text, "draw.yaml").or_raise()
+    return dataclasses.replace(result, ruleset=plan.plan(result.policy, dispatch_threshold=0))

@@ -1,6 +1,6 @@
 """Dispatch changes how a publication's rules are found, never what they decide.
 
-With plan.DISPATCH_THRESHOLD at 0 every prerouting and forward chain with a
+With the plan's dispatch threshold at 0 every prerouting and forward chain with a
 publication pair dispatches, so random valid policies exercise it: explain
 gives the same answer with and without dispatch for a connection to each
 published port (and the port after it) from outside, from allow_from and
@@ -10,7 +10,7 @@ ruleset lists alike from its text and its JSON, and is fail-closed.
 
 from __future__ import annotations
 
-import contextlib
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from hypothesis import HealthCheck, given, settings
@@ -21,25 +21,10 @@ from mailpubc.api import compile_text
 from mailpubc.explain import Explainer
 from mailpubc.model import family_of
 from mailpubc.vocab import ECHO_PROTOCOL, VERSIONS
-from strategies import policies
+from strategies import dispatched, policies
 
 SLOW_DRAWS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 OUTSIDE = {"ip": "203.0.113.7", "ip6": "2001:db8:3::7"}
-
-
-@contextlib.contextmanager
-def threshold(pairs: int):
-    saved = plan_module.DISPATCH_THRESHOLD
-    plan_module.DISPATCH_THRESHOLD = pairs
-    try:
-        yield
-    finally:
-        plan_module.DISPATCH_THRESHOLD = saved
-
-
-def _dispatched(text: str):
-    with threshold(0):
-        return compile_text(text, "draw.yaml").or_raise()
 
 
 def _queries(policy):
@@ -76,11 +61,11 @@ def _answer(explainer: Explainer, base: set, query) -> dict:
 @settings(suppress_health_check=SLOW_DRAWS)
 @given(policies())
 def test_dispatch_changes_no_answer(draw):
-    dispatched = _dispatched(draw.text)
+    compiled = compile_text(draw.text, "draw.yaml").or_raise()
     at = datetime.now(timezone.utc)
-    plain = plan_module.plan(dispatched.policy, at)
-    with threshold(0):
-        ruleset = plan_module.plan(dispatched.policy, at)
+    plain = plan_module.plan(compiled.policy, at)
+    ruleset = plan_module.plan(compiled.policy, at, dispatch_threshold=0)
+    dispatched = replace(compiled, ruleset=ruleset)
     base = {chain.name for chain in plain.chains}
     with_dispatch = Explainer(dispatched.policy, ruleset, at)
     without = Explainer(dispatched.policy, plain, at)
@@ -94,7 +79,7 @@ def test_dispatch_happens_at_threshold_zero():
             "  internal: {interface: eth1, networks: [10.1.0.0/24]}\npublish:\n"
             "  - {name: mx, server: 10.1.0.25, external_address: 198.51.100.10, "
             "services: [smtp]}\n")
-    chains = {chain.name for chain in _dispatched(text).ruleset.chains}
+    chains = {chain.name for chain in dispatched(text).ruleset.chains}
     assert {"prerouting_1", "forward_1"} <= chains
 
 

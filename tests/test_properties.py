@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,13 +32,12 @@ from hypothesis import strategies as st
 import failclosed
 from kernel import loaded_alike
 from mailpubc import nft
-from mailpubc import plan as plan_module
 from mailpubc.diagnostics import PolicyError
-from mailpubc.api import Result, compile_path, compile_text
+from mailpubc.api import compile_path
 from mailpubc.generate import UnsafeText
 from mailpubc.resolve import nft_keywords
 from cli import run_mailpubc
-from strategies import TABLE_WORDS, mutants, policies, policy_file
+from strategies import TABLE_WORDS, dispatched, mutants, policies, policy_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESS_SAMPLE = max(30, settings().max_examples // 16)
@@ -73,13 +71,6 @@ def _in_process(text: str) -> None:
     result = nft.dry_run(compiled.text)
     assert result.ran, f"nft dry run could not run: {result.message}"
     assert result.ok, f"nft rejects what the compiler accepted:\n{result.message}\n{compiled.text}"
-
-
-def dispatched(text: str) -> Result:
-    """`text` compiled with every publication pair dispatched (the plan's
-    dispatch threshold at 0), so that random policies exercise the maps."""
-    with mock.patch.object(plan_module, "DISPATCH_THRESHOLD", 0):
-        return compile_text(text, "draw.yaml").or_raise()
 
 
 @pytest.mark.usefixtures("namespaces_work")

@@ -54,7 +54,8 @@ def imported_modules(tree: ast.Module, name: str, is_package: bool) -> set[str]:
             else:
                 target = node.module or ""
             if target.startswith("mailpubc"):
-                found.add(target)
+                if node.module:         # `from . import x` imports x, not the package
+                    found.add(target)
                 found.update(f"{target}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("mailpubc"))

@@ -41,15 +41,8 @@ def safe_string(value: str) -> str:
 
 
 def comment(origin: Origin) -> str:
-    """A rule's comment: where it comes from, so a listing can be read back
-    against the policy ("mailpub publish exchange smtp")."""
-    if origin.kind == "fixed":
-        words = (origin.name,)
-    elif origin.kind == "policy":
-        words = ("policy", origin.name, "reject")
-    else:
-        words = (origin.kind, origin.name) + ((origin.service,) if origin.service else ())
-    return safe_string("mailpub " + " ".join(words))
+    """A rule's comment: "mailpub" and the words its origin names itself by."""
+    return safe_string("mailpub " + " ".join(origin.comment_words))
 
 
 def log_prefix(log: Log) -> str:

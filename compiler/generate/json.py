@@ -63,7 +63,7 @@ def _chain(table: str, chain: Chain) -> dict:
 
 
 def _rule(table: str, chain: str, rule: Rule) -> dict:
-    expressions = [_PRINT[part.kind](part) for part in rule.matches + rule.statements]
+    expressions = [PRINTERS[part.kind](part) for part in rule.matches + rule.statements]
     return {"family": FAMILY, "table": table, "chain": chain,
             "expr": expressions, "comment": comment(rule.origin)}
 
@@ -228,7 +228,7 @@ def _ctstatus(m) -> dict:
     return _match({"ct": {"key": "status"}}, m.status, op="in")
 
 
-_PRINT = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
+PRINTERS = {"interface": _interface, "address": _address, "port": _port, "protocol": _protocol,
           "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack, "day": _day, "hour": _hour,
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
           "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,

@@ -103,6 +103,11 @@ def environment(cache: str | None) -> jinja2.Environment:
 _ENV = environment(cache_folder("templates"))
 
 
+def printers() -> dict:
+    """The rule template's macro for each plan kind (its `print` table)."""
+    return _ENV.get_template("rule.nft.j2").module.print
+
+
 def generate(ruleset: Ruleset) -> str:
     return _ENV.get_template("ruleset.nft.j2").render(ruleset=ruleset)
 

@@ -1,0 +1,79 @@
+"""`limit` and `log` of publications and outbound rules: the rules before
+each accept that turn away a source over its limits, and the accept's log."""
+
+from __future__ import annotations
+
+from ..model import Policy
+from .fixed import DROP, REJECT_OTHERS
+from .ir import (AddressMatch, ConntrackMatch, CountMeter, Log, Origin, PortMatch, RateMeter,
+                 Rule, UnmeteredMatch, Verdict)
+
+DEFAULT_BURST = 5                   # nft's own default for `limit rate`
+
+
+def guarded(rules, policy: Policy) -> list[Rule]:
+    """Each accept of a limited publication preceded by the rules that turn
+    away a source over its limits; accepts of logged rules log first."""
+    rules_by_name = {("publish", r.name): r for r in policy.publish}
+    rules_by_name.update({("outbound", r.name): r for r in policy.outbound})
+    found = []
+    for rule in rules:
+        source = rules_by_name.get((rule.origin.kind, rule.origin.name))
+        limit = getattr(source, "limit", None)
+        if limit is not None:
+            found.extend(_limit_rules(policy, source, rule, limit))
+        if source is not None and source.log:
+            rule = Rule(rule.origin, rule.matches,
+                        (Log((source.name,), policy.firewall.log.group),) + rule.statements)
+        found.append(rule)
+    return found
+
+
+def _limit_rules(policy: Policy, publication, accept: Rule, limit) -> list[Rule]:
+    """New connections beyond the source's concurrent connections, or over
+    its rate, meet the chain policy's verdict (drop, or reject) before the
+    accept: one meter a service, family and kind, keyed on the source.
+
+    The count comes first so that a connection it turns away spends none
+    of the rate: the kernel's count may still hold a connection that has
+    just closed, and the client's retried SYN should then get through."""
+    family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
+    prefix = limit.ipv4_prefix if family == "ip" else limit.ipv6_prefix
+    verdict = _over_limit(policy, publication, accept)
+    index = 1 + next(i for i, s in enumerate(publication.services)
+                     if s.name == accept.origin.service)
+    stem = f"{publication.name}_{index}_"
+    version = "4" if family == "ip" else "6"
+    matches = accept.matches + (ConntrackMatch(("new",)),)
+    rules = []
+    if limit.concurrent is not None:
+        name = stem + "conn" + version
+        rules.append(Rule(accept.origin, matches, (
+            CountMeter(name, family, limit.concurrent, prefix), verdict)))
+        rules.append(_meter_full(accept.origin, matches, name, family, prefix, verdict))
+    if limit.new is not None:
+        name = stem + "new" + version
+        meter = RateMeter(name, family, limit.new.count, limit.new.unit,
+                          limit.burst or DEFAULT_BURST, prefix)
+        rules.append(Rule(accept.origin, matches, (meter, verdict)))
+        rules.append(_meter_full(accept.origin, matches, name, family, prefix, verdict))
+    return rules
+
+
+def _over_limit(policy: Policy, publication, accept: Rule) -> Verdict:
+    """The verdict of the chain the accept is in: drop, or reject's for its protocol."""
+    fw = policy.firewall
+    chain_policy = fw.input_policy if publication.server is None else fw.forward_policy
+    if chain_policy != "reject":
+        return DROP
+    protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
+    return Verdict("reject", "tcp reset") if protocol == "tcp" else REJECT_OTHERS
+
+
+def _meter_full(origin: Origin, matches: tuple, name: str, family: str, prefix: int,
+                verdict: Verdict) -> Rule:
+    """The rule after a meter's: a source the meter had no room for meets
+    the same verdict. A full meter (sources come and go by its timeout,
+    or as their connections close) then turns new sources away rather
+    than letting every new source through unlimited."""
+    return Rule(origin, matches + (UnmeteredMatch(name, family, prefix),), (verdict,))
