@@ -50,7 +50,7 @@ def policy(pairs: int) -> tuple[str, str]:
 
 def walked(result: api.Result, destination: str) -> dict[str, int]:
     """Rules tried per hook: each base chain with the chains it jumped to."""
-    answer = Explainer(result.policy, result.ruleset, datetime.now(timezone.utc)).explain(
+    answer = Explainer(result.ruleset, datetime.now(timezone.utc)).explain(
         "203.0.113.7", destination, "tcp")
     assert answer.verdict == "accept", answer.text()
     counts = {"prerouting": 0, "forward": 0}

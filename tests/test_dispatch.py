@@ -67,8 +67,8 @@ def test_dispatch_changes_no_answer(draw):
     ruleset = plan_module.plan(compiled.policy, at, dispatch_threshold=0)
     dispatched = replace(compiled, ruleset=ruleset)
     base = {chain.name for chain in plain.chains}
-    with_dispatch = Explainer(dispatched.policy, ruleset, at)
-    without = Explainer(dispatched.policy, plain, at)
+    with_dispatch = Explainer(ruleset, at)
+    without = Explainer(plain, at)
     for query in _queries(dispatched.policy):
         assert _answer(with_dispatch, base, query) == _answer(without, base, query), query
 

@@ -17,7 +17,8 @@ import pytest
 from cli import run_mailpubc
 from mailpubc import explain as explain_module
 from mailpubc.api import compile_path
-from mailpubc.explain import ExplainError, explain
+from mailpubc.evaluate import UnjudgedKind
+from mailpubc.explain import explain
 from mailpubc.plan import Origin, Rule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,5 +84,5 @@ def test_unknown_kind_is_a_clear_error(matches, statements, message):
     chains = result.ruleset.chains
     odd = dataclasses.replace(chains[1], rules=(Rule(Origin("fixed", "odd"), matches, statements),))
     ruleset = dataclasses.replace(result.ruleset, chains=(chains[0], odd, *chains[2:]))
-    with pytest.raises(ExplainError, match=message):
-        explain_module.Explainer(result.policy, ruleset, datetime.now().astimezone())
+    with pytest.raises(UnjudgedKind, match=message):
+        explain_module.Explainer(ruleset, datetime.now().astimezone())

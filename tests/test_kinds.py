@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from mailpubc import explain, plan, shadow
+from mailpubc import plan, shadow
+from mailpubc.evaluate import kinds as evaluator_kinds
 from mailpubc.generate import json, text
 
 
 def evaluators() -> set[str]:
     """The kinds the packet evaluator judges."""
-    return set(explain.MATCHES) | set(explain.STATEMENTS)
+    return set(evaluator_kinds.MATCHES) | set(evaluator_kinds.STATEMENTS)
 
 
 HANDLERS = {

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from .. import nft
-from ..addresses import Address
-from ..explain import Explainer, describe, parse_destination
+from ..addresses import Address, parse_port
+from ..evaluate import Decision, endpoint, evaluate
+from ..explain import describe
 from ..listing import Listing
 from ..state import State
 from ..vocab import TABLE_FAMILY
@@ -29,8 +30,8 @@ def ssh_guard(result: Result, ssh_connection: Optional[str],
               at: Optional[datetime] = None) -> Optional[str]:
     """Why loading the compiled policy would lock out the SSH client named in
     SSH_CONNECTION ("CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"), or None
-    when it lets the client's next login in. explain's evaluator, which the
-    end-to-end suite holds to the kernel, walks a new connection from the
+    when it lets the client's next login in. The packet evaluator, which the
+    end-to-end suite holds to the kernel, decides a new connection from the
     client to the address (one of this host's) and port it reached. The
     session itself survives only where conntrack tracked it before the load:
     elsewhere its next packet is a new connection too."""
@@ -38,28 +39,34 @@ def ssh_guard(result: Result, ssh_connection: Optional[str],
         return None
     try:
         client, _, server, port = ssh_connection.split()
-        client, server = _unmapped(client), _unmapped(server)
-        destination = f"[{server}]:{port}" if server.version == 6 else f"{server}:{port}"
-        explainer = Explainer(result.policy, result.ruleset, at or datetime.now(timezone.utc),
-                              local=[server])
-        answer = explainer.explain(str(client), destination, "tcp")
-    except ValueError:      # QueryError too: a port or a pair of families explain refuses
+        client, server, port = _unmapped(client), _unmapped(server), parse_port(port)
+        if port is None or client.version != server.version:
+            raise ValueError(ssh_connection)
+    except ValueError:
         return f"cannot read SSH_CONNECTION {ssh_connection!r}; use --force to apply anyway"
+    decision = evaluate(result.ruleset, client, server, "tcp", port,
+                        at or datetime.now(timezone.utc), local=[server])
+    return _locked_out(decision, client, endpoint(decision.packet.family, int(server), port))
+
+
+def _locked_out(decision: Decision, client: Address, reached: str) -> Optional[str]:
+    """Why `decision` keeps the client out of the sshd it reached, or None."""
     session = "this session survives only if conntrack already tracks it"
-    if answer.verdict != "accept":
-        if answer.origin is not None and answer.origin.kind == "block":
+    port = reached.rpartition(":")[2]
+    if decision.verdict != "accept":
+        if decision.origin is not None and decision.origin.kind == "block":
             return (f"refusing to apply: {client}, the address this SSH session comes from, "
-                    f"is in {answer.origin.name}, which drops its new connections, so your "
+                    f"is in {decision.origin.name}, which drops its new connections, so your "
                     f"next login would be refused ({session}); use --force")
         return (f"refusing to apply: no rule lets in {client}, the address this SSH session "
-                f"comes from (port {port}): {describe(answer.origin, answer.chain)} would "
-                f"{answer.verdict} your next login ({session}); add it to "
+                f"comes from (port {port}): {describe(decision.origin, decision.chain)} would "
+                f"{decision.verdict} your next login ({session}); add it to "
                 "firewall.management.ssh, or use --force")
-    if parse_destination(answer.translated_destination, "tcp") != (server, int(port)):
-        translation = next(step for step in answer.steps
+    if decision.destination != reached:
+        translation = next(step for step in decision.steps
                            if step.action.startswith(("dnat", "redirect")))
-        return (f"refusing to apply: a new SSH connection from {client} to {destination} "
-                f"would go to {answer.translated_destination} ({describe(translation.origin)}), "
+        return (f"refusing to apply: a new SSH connection from {client} to {reached} "
+                f"would go to {decision.destination} ({describe(translation.origin)}), "
                 "not to this host's sshd, so it would lock you out; use --force")
     return None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Optional
 
-from ..model import Policy
+from ..model import Firewall, Policy
 from ..schedule import schedule_zone, zone_note
 from . import fixed, management, outbound, publish
 from .chains import Draft, filter_draft, nat_draft
@@ -30,7 +30,8 @@ from .dispatch import DISPATCH_THRESHOLD, DISPATCHED
 from .fixed import ACCEPT, DROP, LINK_LOCAL, NO_ONES
 from .ir import (KINDS, AddressMatch, Chain, ConntrackMatch, ConntrackStatusMatch, CounterRef,
                  CountMeter, DayMatch, Define, Dispatch, DispatchEntry, Elements, Hook,
-                 HopLimitMatch, HourMatch, IcmpTypeMatch, InterfaceMatch, Jump, Log, Masquerade,
+                 HopLimitMatch, HourMatch, IcmpTypeMatch, InterfaceMatch, Jump, Layout, Log,
+                 Masquerade,
                  Match, Nat, NftSet, Origin, PortMatch, ProtocolMatch, RateLimit, RateMeter,
                  Redirect, Rule, Ruleset, Statement, UnmeteredMatch, Verdict)
 from .limits import DEFAULT_BURST
@@ -43,7 +44,7 @@ __all__ = [
     "PASSES", "UNIT_SECONDS", "AddressMatch", "Chain", "ConntrackMatch",
     "ConntrackStatusMatch", "CountMeter", "CounterRef", "DayMatch", "Define", "Dispatch",
     "DispatchEntry", "Elements", "Hook", "HopLimitMatch", "HourMatch", "IcmpTypeMatch",
-    "InterfaceMatch", "Jump", "Log", "Masquerade", "Match", "Nat", "NftSet", "Origin",
+    "InterfaceMatch", "Jump", "Layout", "Log", "Masquerade", "Match", "Nat", "NftSet", "Origin",
     "PortMatch", "ProtocolMatch", "RateLimit", "RateMeter", "Redirect", "Rule", "Ruleset",
     "Statement", "UnmeteredMatch", "Verdict", "fallback", "lockdown", "plan"]
 
@@ -102,7 +103,13 @@ def _finished(policy: Policy, drafts: tuple[Draft, ...], context: Context,
     sets, defines = declared(policy, chains)
     counters = tuple(sorted({s.name for chain in chains for rule in chain.rules
                              for s in rule.statements if isinstance(s, CounterRef)}))
-    return Ruleset(policy.firewall.table, sets, chains, note, counters, defines)
+    return Ruleset(policy.firewall.table, sets, chains, note, counters, defines,
+                   _layout(policy.firewall))
+
+
+def _layout(fw: Firewall) -> Layout:
+    return Layout(fw.external_interface, fw.internal_interface, fw.internal_networks,
+                  (*fw.external_addresses, *fw.internal_addresses), fw.timezone)
 
 
 def _closed(verdict: str) -> str:

@@ -15,6 +15,7 @@ from typing import ClassVar, Optional
 
 from ..addresses import Address, Interval
 from ..diagnostics import Position
+from ..model import Addresses
 from ..schedule import ZoneNote
 
 KINDS: dict[str, type] = {}     # kind -> its Match or Statement class
@@ -363,6 +364,18 @@ class Chain:
 
 
 @dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the firewall sits, as the packet evaluator needs it: its
+    interfaces, its own addresses, the networks behind it, the schedules' zone."""
+
+    external_interface: str
+    internal_interface: Optional[str]
+    internal_networks: Addresses
+    addresses: tuple[Address, ...]      # the firewall's own, external and internal
+    timezone: Optional[str]             # IANA name; None: the compiling host's
+
+
+@dataclass(frozen=True, slots=True)
 class Ruleset:
     table: str
     sets: tuple[NftSet, ...]
@@ -370,3 +383,4 @@ class Ruleset:
     zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
     counters: tuple[str, ...] = ()      # named counters, one per policy rule with an accept
     defines: tuple[Define, ...] = ()    # each after the defines it includes
+    layout: Optional[Layout] = field(default=None, compare=False)   # None: the lockdown's

@@ -58,7 +58,7 @@ def check(lab, probes: list[Probe]) -> Tally:
     tally = Tally()
     policy = in_zone(lab.policy, lab.scenario.timezone)
     for probe in probes:
-        explainer = Explainer(policy, plan(policy, probe.at), probe.at)
+        explainer = Explainer(plan(policy, probe.at), probe.at)
         kind = probe.request["kind"]
         if kind not in CONNECTIONS:
             tally.disagreements.append(f"no explain query for probe kind {kind!r}: add one "

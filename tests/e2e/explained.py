@@ -45,7 +45,7 @@ class ExplainedLab(LabModel):
 
     def judge_all(self, at: datetime) -> list[str | None]:
         """None or a failure message for each expectation at `at`, as Lab.judge_all."""
-        self.explainer = Explainer(self.policy, self.ruleset, at)
+        self.explainer = Explainer(self.ruleset, at)
         self.delivered = {}
         return [self._judge(exp) for exp in self.scenario.expectations]
 
