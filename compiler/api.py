@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json as _json
 import sys
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional
 
@@ -22,12 +23,11 @@ import yaml
 from . import loader, plan, resolve, schema, semantics, shadow
 from .diagnostics import Diagnostic, PolicyError
 from .model import Policy
-from .records import record
 
 STDIN = "<stdin>"
 
 
-@record
+@dataclass(frozen=True)      # no slots: cached_property keeps the texts in __dict__
 class Result:
     """A compiled policy: its diagnostics and, when it has no errors, its
     model and plan."""

@@ -19,19 +19,19 @@ the unit is ordered before network-pre.target.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Optional
 
 from . import nft, plan
+from .diagnostics import ExitCode
 from .generate import safe_name
-from .records import record
 from .state import State, StateError
 
 SAVED, FALLBACK, DIGESTS = "applied.nft", "fallback.nft", "boot"
 DEFAULT_TABLE = "mailpub"           # the lockdown's table when boot.json names none
-EXIT_SAVED, EXIT_FALLBACK, EXIT_NOTHING = 0, 1, 3
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Loaded:
     status: int                     # one of the EXIT_ codes
     message: str
@@ -82,8 +82,8 @@ def load(state: State) -> Loaded:
             refused.append(f"nft refused {state.folder / name}: {exc}")
             continue
         if name == SAVED:
-            return Loaded(EXIT_SAVED, f"loaded {state.folder / name}")
-        return Loaded(EXIT_FALLBACK, "; ".join(refused) + (
+            return Loaded(ExitCode.OK, f"loaded {state.folder / name}")
+        return Loaded(ExitCode.FALLBACK, "; ".join(refused) + (
             f"; loaded the fallback {state.folder / name} instead: only management SSH "
             "is let in; `mailpubc apply POLICY` loads a policy again"))
     table = _table(state)
@@ -91,9 +91,9 @@ def load(state: State) -> Loaded:
     try:
         nft.load(generate.generate(plan.lockdown(table)))
     except nft.NftError as exc:
-        return Loaded(EXIT_NOTHING, "; ".join(refused) + (
+        return Loaded(ExitCode.NOTHING, "; ".join(refused) + (
             f"; nft refused the lockdown too: {exc}; no mailpubc firewall is loaded"))
-    return Loaded(EXIT_FALLBACK, "; ".join(refused) + (
+    return Loaded(ExitCode.FALLBACK, "; ".join(refused) + (
         f"; loaded the lockdown (table inet {table}): nothing is let in, SSH neither; "
         "`mailpubc apply POLICY` at the console loads a policy again"))
 

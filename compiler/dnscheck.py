@@ -19,7 +19,7 @@ once, whatever dnspython tried.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import dns.exception
@@ -28,7 +28,6 @@ import dns.resolver
 import dns.reversename
 
 from .model import Policy, Publish, family_of
-from .records import record
 
 RECORD = {"ip": "A", "ip6": "AAAA"}
 # what an answer that names no records at all says, by its rcode
@@ -41,7 +40,7 @@ class Unreachable(Exception):
     """The DNS gave no usable answer: no check can be judged."""
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Check:
     publication: str
     record: str                # A, AAAA, PTR or MX

@@ -18,12 +18,12 @@ import dataclasses
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import yaml
 
 from .diagnostics import Collector, Diagnostic, PolicyError, Position
-from .records import record
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -44,7 +44,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Document:
     """A loaded policy: plain data, and where each part of it was written."""
 

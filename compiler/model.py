@@ -8,16 +8,15 @@ policies that mean the same thing compare equal.
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .addresses import Address, Interval, covers, interval_texts, merge
 from .diagnostics import Position
-from .records import record
 from .vocab import SSH, VERSIONS, PortRange
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Addresses:
     """A flattened address collection: merged intervals of integers per family."""
 
@@ -53,7 +52,7 @@ def family_of(address: Address) -> str:
     return "ip" if address.version == 4 else "ip6"
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class AddressRef:
     """What a rule names as its sources or destinations.
 
@@ -68,7 +67,7 @@ class AddressRef:
     position: Optional[Position] = field(default=None, compare=False)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Service:
     name: str
     ports: tuple[PortRange, ...]
@@ -76,7 +75,7 @@ class Service:
     position: Optional[Position] = field(default=None, compare=False)  # where a rule names it
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """Local days and hours, in the firewall's time zone (`Firewall.timezone`).
 
@@ -88,7 +87,7 @@ class Schedule:
     hours: Optional[tuple[int, int]] = None    # [start, end) in minutes; end 1440 = 24:00
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class AddressSet:
     name: str
     addresses: Addresses                # flattened: its own entries and the sets it names
@@ -97,7 +96,7 @@ class AddressSet:
     position: Optional[Position] = field(default=None, compare=False)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Rate:
     """A rate as the policy writes it: `count` per `unit` (second, minute, hour)."""
 
@@ -105,7 +104,7 @@ class Rate:
     unit: str
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Limit:
     """Per source address, for each published service (`publish[].limit`)."""
 
@@ -116,7 +115,7 @@ class Limit:
     ipv6_prefix: int = 64               # (an IPv6 host gets a /64, often more)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """`firewall.log`: logging of what the chain policies drop, and the
     nflog group every log statement uses."""
@@ -126,7 +125,7 @@ class LogSettings:
     group: Optional[int] = None
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Publish:
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
@@ -149,7 +148,7 @@ class Publish:
         return self.server if self.external_address is None else self.external_address
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Outbound:
     name: str
     sources: AddressRef
@@ -160,7 +159,7 @@ class Outbound:
     log: bool = False
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Firewall:
     table: str
     external_interface: str
@@ -193,7 +192,7 @@ class Firewall:
         return next((a for a in self.external_addresses if family_of(a) == family), None)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Policy:
     source: str = field(compare=False)
     firewall: Firewall

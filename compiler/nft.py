@@ -30,9 +30,9 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, TypeVar
 
-from .records import record
 
 DEBIAN_BINDING = "/usr/lib/python3/dist-packages/nftables/__init__.py"
 TIMEOUT_SECONDS = 120
@@ -51,7 +51,7 @@ class NoNamespace(NftError):
     """The network namespace asked for does not exist: wrong usage, not nft's refusal."""
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     ran: bool       # False when nft could not be run at all
     ok: bool

@@ -15,18 +15,18 @@ Pure data in, pure data out: no nft text here.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Optional
 
 from .addresses import merge
 from .model import Schedule
-from .records import record
 
 DAY_SECONDS = 24 * 3600
 WEEK_SECONDS = 7 * DAY_SECONDS
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Window:
     """One UTC window the kernel can match: `meta day` and `meta hour` together."""
 
@@ -34,7 +34,7 @@ class Window:
     hours: Optional[tuple[int, int]]      # (first, last) second of the UTC day, inclusive; None = whole day
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class ZoneNote:
     """The zone schedules were compiled in, for the ruleset's header."""
 

@@ -33,13 +33,13 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 from .diagnostics import UsageError
-from .records import record
+from .files import write_atomically
 
 DEFAULT_BASE = "/var/lib/mailpubc"
 BASE_VARIABLE = "MAILPUBC_STATE_DIR"
@@ -58,7 +58,7 @@ class StateError(UsageError):
     """The state folder cannot be used safely (or at all): a usage error."""
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class State:
     folder: Path
     base: Optional[Path] = None     # where the checked folders start (default: folder itself)
@@ -117,24 +117,9 @@ class State:
             pass
 
     def write_file(self, name: str, text: str) -> None:
-        """Temporary file (0600, created afresh), fsync, rename, fsync of the
-        folder: readers see the old file or the new one, after a crash too."""
+        """Written whole or not at all (`files.write_atomically`), mode 0600."""
         self.make()
-        fd, temporary = tempfile.mkstemp(prefix=".mailpubc-", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.folder / name)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | NO_FOLLOW)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        write_atomically(str(self.folder / name), text)
 
     def make(self) -> None:
         """The folder and those above it down from the base, each made 0700

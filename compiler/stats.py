@@ -9,20 +9,20 @@ from another policy) has no counts (None), never a made-up zero.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from . import nft
 from .diagnostics import Position
 from .listing import Listing
 from .plan import CounterRef, Ruleset
-from .records import record
 
 
 class TableMissing(Exception):
     """The policy's table is not in the kernel (exit 2)."""
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class Count:
     kind: str
     rule: str

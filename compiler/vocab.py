@@ -7,7 +7,7 @@ the tests; nothing else spells them.
 
 from __future__ import annotations
 
-from .records import record
+from dataclasses import dataclass
 
 TABLE_FAMILY = "inet"                        # the one family of the table mailpubc writes
 FAMILIES = ("ip", "ip6")                     # nft's names: `ip saddr`, `ip6 saddr`
@@ -30,7 +30,7 @@ def nft_day(day: str) -> int:
 PRIORITIES = {"raw": -300, "dstnat": -100, "filter": 0, "srcnat": 100}
 
 
-@record(order=True)
+@dataclass(frozen=True, slots=True, order=True)
 class PortRange:
     protocol: str          # "tcp" or "udp"
     low: int

@@ -20,6 +20,7 @@ from dataclasses import replace
 import pytest
 
 from mailpubc import api, deploy, nft
+from mailpubc.diagnostics import ExitCode
 from mailpubc.generate import json as nft_json, text as nft_text
 from mailpubc.state import State
 
@@ -218,7 +219,7 @@ def roll_back(lab):
     state = State.of(lab.fw.name)
     token = state.read("pending")["token"]
     deploy.rollback(lab.fw.name, token)
-    assert deploy.outcome_of(state, token)["status"] == deploy.EXIT_ROLLED_BACK
+    assert deploy.outcome_of(state, token)["status"] == ExitCode.ROLLED_BACK
 
 
 def test_a_rollback_locks_out_nobody_and_restores_the_limits(lab, tmp_path):

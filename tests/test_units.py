@@ -22,6 +22,7 @@ from cli import run_mailpubc
 from e2e.netns import Namespace
 from kernel import without_handles
 from mailpubc import api, boot, cli, nft, plan
+from mailpubc.diagnostics import ExitCode
 from mailpubc.state import State
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,7 +306,7 @@ def test_boot_loads_the_saved_ruleset_or_fails_closed(host, lab, namespaces, tmp
         assert status == 0, output
         assert without_handles(listing) == without_handles(nft.list_ruleset(live))
     else:
-        assert status == boot.EXIT_FALLBACK, output
+        assert status == ExitCode.FALLBACK, output
         assert without_handles(listing) == fallback_listing(namespaces)
         assert rule_comments(listing) == FALLBACK_RULES
         assert chain_policies(listing) == {"input": "drop", "forward": "drop",
@@ -321,7 +322,7 @@ def test_without_a_fallback_either_the_boot_locks_down(host, lab, tmp_path):
     (state / "fallback.nft").unlink()
     firewall, client = lab
     status, output = start(unit, firewall.name, tmp_path / "run")
-    assert status == boot.EXIT_FALLBACK and "fallback.nft is missing" in output, output
+    assert status == ExitCode.FALLBACK and "fallback.nft is missing" in output, output
     assert "loaded the lockdown" in output
     listing = nft.list_ruleset(firewall.name)
     assert chain_policies(listing) == {"input": "drop", "forward": "drop", "output": "drop"}

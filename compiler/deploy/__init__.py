@@ -32,13 +32,13 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 from .. import api, bridges, nft
+from ..diagnostics import ExitCode
 from ..generate.text import transaction_text
 from ..listing import Listing
 from ..state import LockHeld, State
 from ..vocab import TABLE_FAMILY
-from .confirm import (EXIT_INVALID, EXIT_NFT, EXIT_OK, EXIT_REFUSED, EXIT_ROLLED_BACK, Outcome,
-                      arm, await_confirmation, conclude, confirm, confirm_command, finish,
-                      outcome_of, pending_of, rollback, watch)
+from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confirm_command,
+                      finish, outcome_of, pending_of, rollback, watch)
 from .diff import Difference, diff, live_matches, normalise
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
 from .transaction import applying, carried_sets, changing_sets
@@ -46,8 +46,7 @@ from .transaction import applying, carried_sets, changing_sets
 if TYPE_CHECKING:
     from ..api import Result
 
-__all__ = ["EXIT_INVALID", "EXIT_NFT", "EXIT_OK", "EXIT_REFUSED", "EXIT_ROLLED_BACK",
-           "Difference", "Outcome", "Refused", "apply", "applied_policy",
+__all__ = ["Difference", "Outcome", "Refused", "apply", "applied_policy",
            "await_confirmation", "carried_sets", "changing_sets", "confirm", "diff",
            "foreign_drop_chains", "live_matches", "live_warnings", "normalise", "outcome_of",
            "reapply", "rollback", "ssh_guard", "watch"]
@@ -114,7 +113,7 @@ def _load_final(state: State, result: Result, text: str, record: dict,
                 warnings: tuple[str, ...], netns: Optional[str]) -> Outcome:
     nft.load(text, netns=netns)
     finish(state, result.text, result.fallback_text, record)
-    return Outcome(EXIT_OK, f"applied table {TABLE_FAMILY} {record['table']}", warnings=warnings)
+    return Outcome(ExitCode.OK, f"applied table {TABLE_FAMILY} {record['table']}", warnings=warnings)
 
 
 def _load_pending(state: State, result: Result, text: str, record: dict,
@@ -126,9 +125,9 @@ def _load_pending(state: State, result: Result, text: str, record: dict,
     try:
         nft.load(text, netns=netns)
     except nft.NftError as exc:
-        conclude(state, token, EXIT_NFT, f"nft refused the ruleset: {exc}")
+        conclude(state, token, ExitCode.NFT, f"nft refused the ruleset: {exc}")
         raise
-    return Outcome(EXIT_OK, f"applied table {TABLE_FAMILY} {record['table']}; rolled back in "
+    return Outcome(ExitCode.OK, f"applied table {TABLE_FAMILY} {record['table']}; rolled back in "
                    f"{seconds:g}s unless confirmed (`{confirm_command(netns)}`)",
                    token, warnings)
 
@@ -150,13 +149,13 @@ def reapply(netns: Optional[str] = None) -> tuple[Optional[Result], Outcome]:
     no lockout guard asks)."""
     path, digest = applied_policy(netns)
     if path is None:
-        return None, Outcome(EXIT_OK, "nothing applied yet (or from stdin): nothing to reapply")
+        return None, Outcome(ExitCode.OK, "nothing applied yet (or from stdin): nothing to reapply")
     result = api.compile_path(path)
     if digest is None or result.digest != digest:
-        return None, Outcome(EXIT_REFUSED, f"{path}: the policy changed since it was applied: "
+        return None, Outcome(ExitCode.REFUSED, f"{path}: the policy changed since it was applied: "
                              f"run `mailpubc apply {path}`; nothing loaded")
     if not result.ok:
-        return result, Outcome(EXIT_INVALID, f"{path} no longer compiles; nothing changed")
+        return result, Outcome(ExitCode.INVALID, f"{path} no longer compiles; nothing changed")
     if diff(result, netns).same:
-        return result, Outcome(EXIT_OK, f"{path}: unchanged")
+        return result, Outcome(ExitCode.OK, f"{path}: unchanged")
     return result, apply(result, netns=netns, policy_path=path)

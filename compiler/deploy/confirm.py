@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from .. import boot, nft
+from ..diagnostics import ExitCode
 from ..generate import safe_name
 from ..generate.text import transaction_text
 from ..listing import Listing
@@ -32,7 +33,6 @@ from ..state import State
 from ..vocab import TABLE_FAMILY
 from .transaction import restoring
 
-EXIT_OK, EXIT_INVALID, EXIT_REFUSED, EXIT_NFT, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4
 POLL_SECONDS = 0.2
 OUTCOMES_KEPT = 32      # a watcher polling every POLL_SECONDS finds its own among them
 GRACE_SECONDS = 10      # a waiting apply rolls back itself when the watcher is this late
@@ -119,7 +119,7 @@ def confirm(netns: Optional[str] = None) -> bool:
         if not pending:
             return False
         finish(state, pending["applied"], pending["fallback"], pending["record"])
-        conclude(state, pending["token"], EXIT_OK,
+        conclude(state, pending["token"], ExitCode.OK,
                  f"confirmed table {TABLE_FAMILY} {pending['table']}")
         return True
 
@@ -157,10 +157,10 @@ def rollback(netns: Optional[str], token: str, held: Optional[dict] = None) -> N
         try:
             listing = Listing.of(nft.list_ruleset(netns))
             nft.load(transaction_text(restoring(pending, listing)), netns=netns)
-            outcome = (EXIT_ROLLED_BACK, "not confirmed: restored the previous state of "
+            outcome = (ExitCode.ROLLED_BACK, "not confirmed: restored the previous state of "
                        f"table {TABLE_FAMILY} {pending['table']}")
         except nft.NftError as exc:
-            outcome = (EXIT_NFT, f"not confirmed, and the rollback failed: {exc}")
+            outcome = (ExitCode.NFT, f"not confirmed, and the rollback failed: {exc}")
         conclude(state, token, *outcome)
 
 
@@ -188,7 +188,7 @@ def await_confirmation(token: str, netns: Optional[str] = None,
     state = State.of(netns)
     held = state.read("pending")
     if not held or held["token"] != token:
-        return Outcome(EXIT_ROLLED_BACK, "the pending confirmation vanished; check the ruleset")
+        return Outcome(ExitCode.ROLLED_BACK, "the pending confirmation vanished; check the ruleset")
     line = b""
     while (outcome := outcome_of(state, token)) is None:
         if time.monotonic() > held["deadline"] + GRACE_SECONDS:
