@@ -206,3 +206,18 @@ def interval_texts(version: int, interval: Interval) -> list[str]:
     return [int_text(version, first) if prefix == BITS[version]
             else f"{int_text(version, first)}/{prefix}"
             for first, prefix in interval_blocks(version, interval)]
+
+
+def split_endpoint(text: str) -> tuple[str, Optional[str]]:
+    """`ADDR`, `ADDR:PORT`, `[ADDR]` or `[ADDR]:PORT` as (ADDR, PORT or None):
+    an IPv6 address takes brackets to carry a port. ValueError for a bracket
+    left open, or anything but `:PORT` after it. Neither part is checked."""
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"not [ADDR]:PORT: {text!r}")
+        return address, rest[1:] if rest else None
+    if text.count(":") == 1:
+        address, _, port = text.partition(":")
+        return address, port
+    return text, None

@@ -32,6 +32,12 @@ class Position:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
+    @classmethod
+    def at(cls, file: str, text: str, offset: int) -> Position:
+        """The line and column of character `offset` in `text`."""
+        line_start = text.rfind("\n", 0, offset) + 1
+        return cls(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Diagnostic:

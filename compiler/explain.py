@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
-from .addresses import Address, parse_address, parse_port
+from .addresses import Address, parse_address, parse_port, split_endpoint
+from .columns import aligned
 from .evaluate import Evaluator, Step
 from .model import Policy, family_of
 from .plan import Origin, Ruleset, plan
@@ -78,11 +79,8 @@ class Explanation:
         what = "ping (icmp echo-request)" if self.protocol == "icmp" else \
             f"{self.protocol} connection"
         lines = [f"new {what} {self.source} -> {self.destination}, {where}{when}"]
-        width = max(len(step.chain) for step in self.steps)
-        action_width = max(len(step.action) for step in self.steps)
-        for step in self.steps:
-            lines.append(f"  {step.chain:<{width}}  {step.action:<{action_width}}  "
-                         f"{describe(step.origin)}")
+        lines += ["  " + line for line in aligned(
+            (step.chain, step.action, describe(step.origin)) for step in self.steps)]
         lines.append(f"verdict: {self.verdict}, by {describe(self.origin, self.chain)}")
         lines.append(f"destination: {self.translated_destination}")
         lines.append(f"source: {self.translated_source or ROUTED_SOURCE}")
@@ -127,14 +125,14 @@ def parse_destination(text: str, protocol: str) -> tuple[Address, Optional[int]]
     """(address, port) of `ADDR:PORT`, `[ADDR]:PORT`, or of `ADDR` for ICMP."""
     if protocol == "icmp":
         return _address(text.removeprefix("[").removesuffix("]"), "destination"), None
-    if text.startswith("["):
-        address, bracket, port = text[1:].partition("]:")
-    else:
-        address, bracket, port = text.rpartition(":")
-        if ":" in address:
-            raise QueryError(f"destination {text!r}: write an IPv6 address as [ADDR]:PORT")
-    number = parse_port(port)
-    if not bracket or number is None:
+    try:
+        address, port = split_endpoint(text)
+    except ValueError:
+        address, port = text, None
+    if port is None and ":" in address and not text.startswith("["):
+        raise QueryError(f"destination {text!r}: write an IPv6 address as [ADDR]:PORT")
+    number = None if port is None else parse_port(port)
+    if number is None:
         raise QueryError(f"destination {text!r}: expected ADDR:PORT with a port 1-65535 "
                          "([ADDR]:PORT for IPv6), or ADDR/icmp")
     return _address(address, "destination"), number

@@ -77,9 +77,7 @@ class Place:
         self.file, self.text, self.offset = file, text, offset
 
     def position(self) -> Position:
-        line_start = self.text.rfind("\n", 0, self.offset) + 1
-        return Position(self.file, self.text.count("\n", 0, self.offset) + 1,
-                        self.offset - line_start + 1)
+        return Position.at(self.file, self.text, self.offset)
 
 
 class ListError(Exception):
@@ -132,4 +130,4 @@ def decode_error_position(path: str, raw_prefix: bytes) -> Position:
     """Where the first byte that is not UTF-8 sits, `raw_prefix` being the
     bytes before it."""
     valid = raw_prefix.decode("utf-8")
-    return Position(path, valid.count("\n") + 1, len(valid) - (valid.rfind("\n") + 1) + 1)
+    return Position.at(path, valid, len(valid))

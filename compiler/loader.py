@@ -90,7 +90,7 @@ def parse(file: str, raw: bytes) -> Document:
     except UnicodeDecodeError as exc:
         valid = raw[:exc.start].decode("utf-8")   # columns count characters, not bytes
         raise PolicyError([Diagnostic(
-            _position_at(file, valid, len(valid)),
+            Position.at(file, valid, len(valid)),
             f"policy is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")])
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -102,7 +102,7 @@ def parse(file: str, raw: bytes) -> Document:
         raise PolicyError([_syntax_error(file, text, exc)])
     except yaml.reader.ReaderError as exc:
         raise PolicyError([Diagnostic(
-            _position_at(file, text, exc.position),
+            Position.at(file, text, exc.position),
             f"control character U+{exc.character:04X} is not allowed in YAML")])
     except _Stop:
         pass
@@ -111,12 +111,6 @@ def parse(file: str, raw: bytes) -> Document:
         raise PolicyError([Diagnostic(Position(file, 1, 1), "policy is empty")])
     return Document(file, builder.root, builder.positions, builder.key_positions,
                     digest=hashlib.sha256(raw).hexdigest())
-
-
-def _position_at(file: str, text: str, offset: int) -> Position:
-    """The line and column of character `offset` in `text`."""
-    before = text[:offset]
-    return Position(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:

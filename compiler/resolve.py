@@ -13,7 +13,6 @@ cannot exhaust the stack.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Optional
@@ -21,7 +20,7 @@ from typing import Any, Optional
 from . import addresses as syntax
 from . import lists
 from .addresses import Address, Interval, merge
-from .datafiles import PACKAGE_DIR
+from .datafiles import nft_keywords
 from .diagnostics import Collector, Position, did_you_mean
 from .loader import Document, Path
 from .model import (AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings, Outbound,
@@ -33,14 +32,6 @@ LOCALHOST = "localhost"
 ANY = "any"
 ALWAYS = "always"
 DEFAULT_TABLE = "mailpub"
-
-
-@lru_cache(maxsize=1)
-def nft_keywords() -> frozenset[str]:
-    with open(os.path.join(PACKAGE_DIR, "nft_keywords.txt")) as file:
-        lines = file.read().splitlines()
-    return frozenset(line.strip() for line in lines
-                     if line.strip() and not line.startswith("#"))
 
 
 def resolve(document: Document) -> tuple[Optional[Policy], list]:

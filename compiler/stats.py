@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import nft
+from .columns import aligned
 from .diagnostics import Position
 from .listing import Listing
 from .plan import CounterRef, Ruleset
@@ -72,12 +73,7 @@ def text(table: str, found: list[Count]) -> str:
     rows = [header] + [(c.kind, c.rule, str(c.position or "-"),
                         "-" if c.packets is None else str(c.packets),
                         "-" if c.bytes is None else str(c.bytes)) for c in found]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
+    lines = aligned(rows, right=(3, 4))
     lines += [f"note: {c.kind} {c.rule}: table inet {table} has no counter "
               f"{c.kind}_{c.rule} (applied from another policy?)"
               for c in found if c.packets is None]

@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 from typing import Iterator, Optional
 
+from .columns import aligned
 from .model import Policy, Publish, Service
 from .vocab import ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, PortRange
 
@@ -129,6 +130,4 @@ def render(policy: Policy, output_format: str) -> str:
     if output_format == "markdown":
         lines = [columns, ["---"] * len(columns)] + cells
         return "".join("| " + " | ".join(line) + " |\n" for line in lines)
-    widths = [max(len(line[i]) for line in [columns] + cells) for i in range(len(columns))]
-    return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-                   + "\n" for line in [columns] + cells)
+    return "".join(line + "\n" for line in aligned([columns] + cells))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .datafiles import data_text
+from .datafiles import template_environment
 
 if TYPE_CHECKING:   # mailpubc.state is imported by install(): every start's parser reads UNIT_DIR
     from pathlib import Path
@@ -37,13 +37,8 @@ class UnitError(ValueError):
 
 def render(state: State, nft: str, command: list[str]) -> dict[str, str]:
     """Each unit's file name and text. `command` runs mailpubc (absolute paths)."""
-    import jinja2       # here, not at the top: every `mailpubc` start imports this module
-
     from .boot import FALLBACK
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(
-            lambda name: data_text("templates", name)),
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = template_environment()
     env.filters["word"] = _word
     values = {"state_dir": str(state.folder), "applied": str(state.applied_path),
               "fallback": str(state.folder / FALLBACK), "nft": nft, "command": command}

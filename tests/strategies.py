@@ -36,7 +36,7 @@ from hypothesis import assume, strategies as st
 
 from mailpubc import api, plan
 from mailpubc.addresses import mapped_ipv4
-from mailpubc.resolve import nft_keywords
+from mailpubc.datafiles import nft_keywords
 from mailpubc.vocab import BUILTIN_SERVICES, ECHO, WEEK, PortRange
 from mailpubc.schema import policy_schema
 

@@ -1,10 +1,13 @@
-"""Address arithmetic against the standard library's ipaddress, on random draws."""
+"""Address arithmetic against the standard library's ipaddress, on random draws;
+how an address and a port are told apart."""
 
 import ipaddress
 
+import pytest
 from hypothesis import given, strategies as st
 
-from mailpubc.addresses import BITS, interval_texts, intervals_texts, merge, parse_int, subtract
+from mailpubc.addresses import (BITS, interval_texts, intervals_texts, merge, parse_int,
+                                split_endpoint, subtract)
 
 
 @st.composite
@@ -91,3 +94,21 @@ def test_subtract_leaves_exactly_the_addresses_outside(kept, holes):
     parts = subtract(spans, removed)
     assert {a for first, last in parts for a in range(first, last + 1)} == covered - gone
     assert parts == merge(parts)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("192.0.2.1", ("192.0.2.1", None)),
+    ("192.0.2.1:25", ("192.0.2.1", "25")),
+    ("2001:db8::1", ("2001:db8::1", None)),              # no brackets: no port
+    ("[2001:db8::1]", ("2001:db8::1", None)),
+    ("[2001:db8::1]:587", ("2001:db8::1", "587")),
+    ("[2001:db8::1]:", ("2001:db8::1", "")),
+])
+def test_split_endpoint(text, expected):
+    assert split_endpoint(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[2001:db8::1", "[2001:db8::1]587", "[2001:db8::1]x:1"])
+def test_split_endpoint_refuses_a_bracket_not_closed_or_followed_by_other_than_a_port(text):
+    with pytest.raises(ValueError):
+        split_endpoint(text)

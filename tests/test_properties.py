@@ -35,7 +35,7 @@ from mailpubc import nft
 from mailpubc.diagnostics import PolicyError
 from mailpubc.api import compile_path
 from mailpubc.generate import UnsafeText
-from mailpubc.resolve import nft_keywords
+from mailpubc.datafiles import nft_keywords
 from cli import run_mailpubc
 from strategies import TABLE_WORDS, dispatched, mutants, policies, policy_file
 

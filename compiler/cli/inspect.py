@@ -77,14 +77,12 @@ def _add_reports(commands) -> None:
 
 def _nameserver(text: str) -> tuple[str, int]:
     """IP, IP:PORT or [IPv6]:PORT as (address, port)."""
-    from ..addresses import parse_address, parse_port
-    address, port = text, "53"
-    if text.startswith("["):
-        address, bracket, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ("" if rest or not bracket else "53")
-    elif text.count(":") == 1:
-        address, port = text.split(":")
-    number = parse_port(port)
+    from ..addresses import parse_address, parse_port, split_endpoint
+    try:
+        address, port = split_endpoint(text)
+    except ValueError:
+        address, port = text, ""
+    number = parse_port("53" if port is None else port)
     if parse_address(address) is None or number is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not IP, IP:PORT or [IPv6]:PORT")
     return address, number

@@ -14,8 +14,8 @@ import re
 from typing import Optional
 
 from ..addresses import BITS, host_mask, int_text, intervals_texts
+from ..datafiles import nft_keywords
 from ..plan import Log, Origin
-from ..resolve import nft_keywords
 from ..vocab import VERSIONS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")

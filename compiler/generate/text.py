@@ -10,7 +10,7 @@ import sys
 
 import jinja2
 
-from ..datafiles import cache_folder, data_text
+from ..datafiles import cache_folder, template_environment
 from ..plan import Define, Ruleset
 from ..vocab import NFT_DAY_NAMES, SET_TYPES
 from . import (address_texts, comment, element_lines, host_text, log_prefix, prefix_mask,
@@ -38,58 +38,42 @@ def _element_lines(item) -> list[str]:
     return element_lines(item.family, written.own, written.includes)
 
 
-class CompiledTemplates(jinja2.BytecodeCache):
-    """Compiled templates kept in a folder (`datafiles.cache_folder`), as
-    Python keeps compiled modules: compiling the two templates costs about
-    20 ms of every run (issue #12). Jinja2 checks each entry against the
-    template's source and its own version. A cache that cannot be read or
-    written is passed over, never an error; PYTHONDONTWRITEBYTECODE (or -B)
-    keeps it from being written, as it does Python's."""
+class CompiledTemplates(jinja2.FileSystemBytecodeCache):
+    """Jinja2's own file cache of compiled templates, kept in a folder
+    (`datafiles.cache_folder`) as Python keeps compiled modules: compiling
+    the templates costs about 20 ms of every run (issue #12). Jinja2 checks
+    each entry against the template's source and its own version. Beyond
+    Jinja2's: a cache that cannot be read or written is passed over, never an
+    error; the folder is made when first written; PYTHONDONTWRITEBYTECODE (or
+    -B) keeps it from being written, as it does Python's; `folder` None: no
+    cache."""
 
     def __init__(self, folder: str | None):
+        super().__init__(folder or "", "%s.cache")
         self.folder = folder
-
-    def _file(self, bucket: jinja2.bccache.Bucket) -> str:
-        return os.path.join(self.folder, f"{bucket.key}.cache")
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         if self.folder is None:
             return
         try:
-            with open(self._file(bucket), "rb") as stream:
-                bucket.load_bytecode(stream)
-        except Exception:       # missing, unreadable or damaged: compile instead
+            super().load_bytecode(bucket)
+        except Exception:       # unreadable or damaged: compile instead
             bucket.reset()
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         if self.folder is None or sys.dont_write_bytecode:
             return
-        final = self._file(bucket)
-        partial = f"{final}.{os.getpid()}.tmp"
         try:
             os.makedirs(self.folder, exist_ok=True)
-            with open(partial, "xb") as stream:
-                bucket.write_bytecode(stream)
-            os.replace(partial, final)     # whole or not at all, for a run alongside
+            super().dump_bytecode(bucket)       # a temporary file, then renamed
         except OSError:
-            try:
-                os.remove(partial)
-            except OSError:
-                pass
+            pass
 
 
 def environment(cache: str | None) -> jinja2.Environment:
     """The templates' environment, compiled templates kept in `cache`."""
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(
-            lambda name: data_text("templates", name)),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-        bytecode_cache=CompiledTemplates(cache),
-    )
+    env = template_environment(trim_blocks=True, lstrip_blocks=True,
+                               bytecode_cache=CompiledTemplates(cache))
     env.filters.update(nft_name=safe_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        element_lines=_element_lines, live_element=_live_element,
