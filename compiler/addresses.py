@@ -221,3 +221,61 @@ def split_endpoint(text: str) -> tuple[str, Optional[str]]:
         address, _, port = text.partition(":")
         return address, port
     return text, None
+
+
+# -- one entry of an address list: an address, a network or a range ----------------
+
+class EntryError(ValueError):
+    """An entry that names no addresses, or not the ones it seems to."""
+
+
+def mapped_message(text: str, ipv4: str) -> str:
+    """nft compares ::ffff:0:0/96 with IPv6 packets only, so an entry written
+    so would silently never match the IPv4 hosts it names."""
+    return f"{text} is IPv4-mapped IPv6, which never matches IPv4 traffic: write {ipv4}"
+
+
+def parse_entry(text: str) -> tuple[int, Interval]:
+    """One address, network or range as (version, interval); EntryError
+    (saying why) for anything else."""
+    parsed = parse_int(text)
+    if parsed is not None:
+        ipv4 = mapped_ipv4(*parsed)
+        if ipv4 is not None:
+            raise EntryError(mapped_message(text, ipv4))
+        return parsed[0], (parsed[1], parsed[1])
+    network = parse_network(text)
+    if network is not None:
+        return _network_entry(text, *network)
+    bounds = parse_range(text)
+    if bounds is not None:
+        return _range_entry(text, *bounds)
+    raise EntryError(f"{text!r} is not an address, network or range")
+
+
+def _network_entry(text: str, version: int, value: int, prefix: int) -> tuple[int, Interval]:
+    mask = host_mask(version, prefix)
+    if value & mask:
+        base = int_text(version, value & ~mask)
+        raise EntryError(f"{text} has host bits set: did you mean the network "
+                         f"{base}/{prefix} or the single address {text.split('/')[0]}?")
+    ipv4 = mapped_ipv4(version, value) if prefix >= 96 else None
+    if ipv4 is not None:
+        raise EntryError(mapped_message(text, f"{ipv4}/{prefix - 96}"))
+    return version, (value, value | mask)
+
+
+def _range_entry(text: str, version: int, first: int, last_version: int,
+                 last: int) -> tuple[int, Interval]:
+    if version != last_version:
+        raise EntryError(f"range {text} mixes IPv4 and IPv6")
+    if first > last:
+        raise EntryError(f"range {text} ends before it starts")
+    ends = [mapped_ipv4(version, end) for end in (first, last)]
+    if None not in ends:
+        raise EntryError(mapped_message(text, "-".join(ends)))
+    if ends != [None, None]:
+        raise EntryError(f"range {text} reaches into IPv4-mapped IPv6 addresses "
+                         "(::ffff:0:0/96), which never match IPv4 traffic: "
+                         "write IPv4 addresses as IPv4")
+    return version, (first, last)

@@ -115,13 +115,16 @@ class Limit:
     ipv6_prefix: int = 64               # (an IPv6 host gets a /64, often more)
 
 
+DROP_LOG_RATE = Rate(10, "minute")      # firewall.log.rate's default
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     """`firewall.log`: logging of what the chain policies drop, and the
     nflog group every log statement uses."""
 
     dropped: bool = False
-    rate: Rate = Rate(10, "minute")
+    rate: Rate = DROP_LOG_RATE
     group: Optional[int] = None
 
 

@@ -5,7 +5,7 @@ addresses of one family; a meter's set is made from its meter statement;
 
 An address set that two writers hold (a set a rule uses, or a define) gets
 a `Define`, and the sets and defines holding it an `Elements` naming it
-(`Layout.defined` decides, from the top down): the text writes each such set
+(`SetLayout.defined` decides, from the top down): the text writes each such set
 once, the JSON writes every set flattened and merged, and both load to the
 same listing (docs/ruleset.md, Sets).
 """
@@ -34,7 +34,7 @@ def declared(policy: Policy, chains: tuple[Chain, ...]) -> tuple[tuple[NftSet, .
     used: dict[str, NftSet] = {}
     for name, meter in _used_names(chains):
         used[name] = _meter_set(meter) if meter is not None else catalogue[name]
-    layout = Layout(policy, {name: origins[name] for name in used if name in origins}, used)
+    layout = SetLayout(policy, {name: origins[name] for name in used if name in origins}, used)
     return layout.written()
 
 
@@ -79,7 +79,7 @@ def _meter_set(meter) -> NftSet:
     return NftSet(meter.set_name, meter.family, (), ("dynamic", "timeout"), METER_SIZE, timeout)
 
 
-class Layout:
+class SetLayout:
     """How the used sets are written: which address sets get a define."""
 
     def __init__(self, policy: Policy, set_origins: dict[str, str], used: dict[str, NftSet]):

@@ -1,0 +1,248 @@
+"""Resolve stage: a schema-valid document -> the typed Policy model.
+
+Names are looked up here (address sets, services, schedules) and values that
+the schema can only see as strings are given their meaning (networks, ranges,
+ports, hours). Everything that makes a name or value meaningless is reported
+here, every problem at once; checks that need the whole resolved model
+(conflicts, families, internal networks) live in `semantics`.
+
+Each address set is flattened exactly once, in dependency order, however
+many times it is used, and without recursion, so a long chain of sets
+cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import lists
+from ..datafiles import nft_keywords
+from ..diagnostics import Collector, Position
+from ..loader import Document, Path
+from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, Firewall, Limit,
+                     LogSettings, Outbound, Policy, Publish, Rate, Schedule, Service,
+                     family_of)
+from ..vocab import SSH
+from .addresses import ANY, LOCALHOST, AddressResolving
+from .services import ServiceResolving
+
+DEFAULT_TABLE = "mailpub"
+
+
+def resolve(document: Document) -> tuple[Optional[Policy], list]:
+    """The model and the problems found; the model is None when there are problems."""
+    resolver = _Resolver(document)
+    policy = resolver.policy()
+    if resolver.problems.diagnostics:
+        return None, resolver.problems.diagnostics
+    return policy, []
+
+
+class _Resolver(AddressResolving, ServiceResolving):
+    """The resolver: one pass over the document, the problems collected."""
+
+    def __init__(self, document: Document):
+        self.doc = document
+        self.data: dict = document.data
+        self.problems = Collector()
+        self.sets: dict[str, Addresses] = {}
+        self.services: dict[str, Service] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.named_sets: set[str] = set()     # address sets some rule or set refers to
+        self.includes: dict[str, tuple[str, ...]] = {}   # the defined sets each address set names
+        self.shadowed: list[tuple[str, Position]] = []
+
+    def at(self, path: Path) -> Position:
+        return self.doc.position(path)
+
+    def error(self, path: Path | Position | lists.Place, message: str) -> None:
+        """At the value at `path`, or at a position (in a list file, say)."""
+        if isinstance(path, lists.Place):
+            path = path.position()
+        self.problems.error(path if isinstance(path, Position) else self.at(path), message)
+
+    def key_error(self, path: Path, message: str) -> None:
+        self.problems.error(self.doc.key_position(path), message)
+
+    # -- the whole policy ---------------------------------------------------
+
+    def policy(self) -> Policy:
+        self._address_sets()
+        self._services()
+        self._schedules()
+        firewall = self._firewall()
+        publish = tuple(self._publish(i, rule, firewall.routed_networks)
+                        for i, rule in enumerate(self.data.get("publish") or ()))
+        outbound = tuple(self._outbound(i, rule)
+                         for i, rule in enumerate(self.data.get("outbound") or ()))
+        sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
+                                used=name in self.named_sets,
+                                includes=self.includes.get(name, ()),
+                                position=self.doc.key_position(("address_sets", name)))
+                     for name in sorted(self.data.get("address_sets") or {}))
+        return Policy(self.doc.file, firewall, sets, publish, outbound,
+                      shadowed_builtins=tuple(self.shadowed))
+
+    def _firewall(self) -> Firewall:
+        spec = self.data["firewall"]
+        table = spec.get("table", DEFAULT_TABLE)
+        if table in nft_keywords():
+            self.error(("firewall", "table"),
+                       f"table name {table!r} is an nft keyword, which nft cannot take "
+                       "as a table name; choose another")
+        internal = spec.get("internal") or {}
+        verdicts = spec.get("policy") or {}
+        management = spec.get("management") or {}
+        ssh = management.get("ssh")
+        ping = management.get("ping")
+        return Firewall(
+            table=table,
+            external_interface=spec["external"]["interface"],
+            external_addresses=self._external_addresses(),
+            internal_interface=internal.get("interface"),
+            internal_networks=self._addresses_of(self._internal_networks()),
+            input_policy=verdicts.get("input", "drop"),
+            forward_policy=verdicts.get("forward", "drop"),
+            output_policy=verdicts.get("output", "accept"),
+            ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
+                         if ssh is not None else None),
+            timezone=self._timezone(),
+            internal_interface_position=self.at(("firewall", "internal", "interface")),
+            **self._blocks(spec),
+            log=self._log_settings(),
+            routed_networks=self._addresses_of(self._routed_networks()),
+            routed_position=self.at(("firewall", "internal", "routed")),
+            ssh_port=management.get("ssh_port", SSH.low),
+            ping_sources=(self._addresses(("firewall", "management", "ping"), ping,
+                                          allow_any=True)
+                          if ping is not None else None),
+            internal_addresses=self._internal_addresses(),
+            internal_addresses_position=self.at(("firewall", "internal", "address")),
+            anti_spoofing=spec.get("anti_spoofing", True),
+            anti_spoofing_position=self.at(("firewall", "anti_spoofing")),
+        )
+
+    def _blocks(self, spec: dict) -> dict:
+        """firewall.block and firewall.dynamic_block, as Firewall's keywords."""
+        found = {}
+        if "block" in spec:
+            found["block"] = self._addresses(("firewall", "block"), spec["block"])
+        name = spec.get("dynamic_block")
+        if name is not None:
+            path = ("firewall", "dynamic_block")
+            if name in (LOCALHOST, ANY):
+                self.error(path, f"{name!r} is a reserved word and cannot name a dynamic_block")
+            elif name in (self.data.get("address_sets") or {}):
+                self.error(path, f"dynamic_block {name!r} is already the name of an address "
+                                 "set (they share one namespace): choose another")
+            found.update(dynamic_block=name, dynamic_block_position=self.at(path))
+        return found
+
+    def _external_addresses(self) -> tuple:
+        found = []
+        for i, text in enumerate(self.data["firewall"]["external"]["addresses"]):
+            address = self._address(("firewall", "external", "addresses", i), text)
+            if address in found:
+                self.error(("firewall", "external", "addresses", i),
+                           f"external address {text} is listed twice")
+            else:
+                found.append(address)
+        return tuple(found)
+
+    def _internal_addresses(self) -> tuple:
+        """firewall.internal.address: one address or a list of them."""
+        value = (self.data["firewall"].get("internal") or {}).get("address", [])
+        path = ("firewall", "internal", "address")
+        if isinstance(value, str):
+            return (self._address(path, value),)
+        return tuple(self._address(path + (i,), text) for i, text in enumerate(value))
+
+    def _internal_networks(self) -> list:
+        internal = self.data["firewall"].get("internal") or {}
+        return [self._entry(("firewall", "internal", "networks", i), text)
+                for i, text in enumerate(internal.get("networks") or ())]
+
+    def _routed_networks(self) -> list:
+        internal = self.data["firewall"].get("internal") or {}
+        return [self._entry(("firewall", "internal", "routed", i), text)
+                for i, text in enumerate(internal.get("routed") or ())]
+
+    def _publish(self, index: int, spec: dict, routed: Addresses) -> Publish:
+        path: Path = ("publish", index)
+        server = None if spec["server"] == LOCALHOST else self._address(path + ("server",),
+                                                                        spec["server"])
+        external = spec.get("external_address")
+        return Publish(
+            name=spec["name"],
+            server=server,
+            external_address=(None if external is None
+                              else self._address(path + ("external_address",), external)),
+            services=self._published_services(path + ("services",), spec["services"]),
+            position=self.at(path + ("name",)),
+            server_position=self.at(path + ("server",)),
+            external_position=self.at(path + ("external_address",)),
+            hostname=spec.get("hostname"),
+            mail_domains=self._mail_domains(path, spec),
+            limit=self._limit(path + ("limit",), spec.get("limit")),
+            log=spec.get("log", False),
+            routed=server is not None and routed.contains(family_of(server),
+                                                          (int(server), int(server))),
+            allow_from=(self._addresses(path + ("allow_from",), spec["allow_from"], allow_any=True)
+                        if "allow_from" in spec else AddressRef(Addresses(), any=True)),
+            hairpin=spec.get("hairpin", False),
+            hairpin_position=self.at(path + ("hairpin",)),
+        )
+
+    def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:
+        """An MX can only be checked against a hostname."""
+        if "mail_domains" in spec and "hostname" not in spec:
+            self.key_error(path + ("mail_domains",), "mail_domains needs hostname: "
+                                                     "the host their MX records must name")
+        return tuple(spec.get("mail_domains", ()))
+
+    def _outbound(self, index: int, spec: dict) -> Outbound:
+        path: Path = ("outbound", index)
+        destinations = (self._addresses(path + ("to",), spec["to"], allow_any=True)
+                        if "to" in spec else AddressRef(Addresses(), any=True))
+        return Outbound(
+            name=spec["name"],
+            sources=self._addresses(path + ("from",), spec["from"], allow_localhost=True),
+            services=self._rule_services(path + ("services",), spec["services"]),
+            destinations=destinations,
+            schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
+            position=self.at(path + ("name",)),
+            log=spec.get("log", False),
+        )
+
+    # -- limits and logging -------------------------------------------------
+
+    def _rate(self, path: Path, text: str) -> Optional[Rate]:
+        """"N/unit" (schema-checked); a rate of 0 would admit nothing."""
+        count, _, unit = text.partition("/")
+        if int(count) == 0:
+            self.error(path, f"rate {text!r} admits nothing: use at least 1/{unit}")
+            return None
+        return Rate(int(count), unit)
+
+    def _limit(self, path: Path, spec: Optional[dict]) -> Optional[Limit]:
+        if spec is None:
+            return None
+        if "burst" in spec and "new" not in spec:
+            self.key_error(path + ("burst",), "burst needs new: it is the number of quick new "
+                                              "connections beyond the `new` rate")
+        elif "new" not in spec and "concurrent" not in spec:
+            self.error(path, "a limit needs new, concurrent or both")
+        new = self._rate(path + ("new",), spec["new"]) if "new" in spec else None
+        prefixes = {key: spec[key] for key in ("ipv4_prefix", "ipv6_prefix") if key in spec}
+        return Limit(new, spec.get("burst"), spec.get("concurrent"), **prefixes)
+
+    def _log_settings(self) -> LogSettings:
+        spec = self.data["firewall"].get("log") or {}
+        rate = spec.get("rate")
+        return LogSettings(
+            dropped=spec.get("dropped", False),
+            rate=(self._rate(("firewall", "log", "rate"), rate) if rate else None)
+            or DROP_LOG_RATE,
+            group=spec.get("group"))
+
+
