@@ -49,6 +49,16 @@ def build(policy: Policy) -> graphviz.Digraph:
                              node_attr={"shape": "box", **font}, edge_attr=font)
     graph.node("internet", _label("Internet"), shape="ellipse")
     external = {address: f"ext{i}" for i, address in enumerate(firewall.external_addresses)}
+    _firewall(graph, firewall, external)
+    for node in external.values():
+        graph.edge("internet", node)
+    _publications(graph, policy, external)
+    _outbound(graph, policy)
+    return graph
+
+
+def _firewall(graph: graphviz.Digraph, firewall, external: dict) -> None:
+    """The firewall as a box: the host, its external addresses, the internal side."""
     with graph.subgraph(name="cluster_firewall") as box:
         box.attr(label=_label("firewall", f"table inet {firewall.table}"))
         box.node("host", _label("firewall host", "localhost"))
@@ -58,9 +68,10 @@ def build(policy: Policy) -> graphviz.Digraph:
             networks = [text for family in FAMILIES
                         for text in firewall.internal_networks.texts(family)]
             box.node("internal", _label(f"internal {firewall.internal_interface}", *networks))
-    for node in external.values():
-        graph.edge("internet", node)
 
+
+def _publications(graph: graphviz.Digraph, policy: Policy, external: dict) -> None:
+    """Each publication from its external address (or routed) to its server."""
     servers: dict[str, str] = {}
     for i, publication in enumerate(policy.publish):
         node = f"pub{i}"
@@ -79,6 +90,9 @@ def build(policy: Policy) -> graphviz.Digraph:
             graph.node(servers[server], _label("server", server))
         graph.edge(node, servers[server])
 
+
+def _outbound(graph: graphviz.Digraph, policy: Policy) -> None:
+    """Each outbound rule between its sources and its destinations."""
     for i, rule in enumerate(policy.outbound):
         node = f"out{i}"
         schedule = [f"schedule {rule.schedule.name}"] if rule.schedule else []
@@ -88,7 +102,6 @@ def build(policy: Policy) -> graphviz.Digraph:
         graph.node(f"{node}to", _label("to", *_address_lines(rule.destinations)))
         graph.edge(f"{node}from", node)
         graph.edge(node, f"{node}to")
-    return graph
 
 
 def render(policy: Policy, output_format: str = "svg") -> str:

@@ -169,66 +169,75 @@ def _describe(value: Any) -> str:
 
 def _report(document: Document, error: ValidationError, problems: Collector) -> None:
     path = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
-    validator = error.validator
+    if error.validator == "additionalProperties":
+        _unknown_keys(document, error, path, problems)
+        return
+    if error.validator == "uniqueItems":
+        _repeated_items(document, error, path, problems)
+        return
     if "propertyNames" in error.relative_schema_path:
-        where = document.key_position(path + (instance,))   # the key itself is wrong
+        where = document.key_position(path + (error.instance,))   # the key itself is wrong
     else:
         where = document.position(path)
-
-    if validator == "additionalProperties":
-        known = sorted(schema.get("properties", {}))
-        for key in instance:
-            if key in schema.get("properties", {}):
-                continue
-            listed = f" (known keys: {', '.join(known)})" if known else ""
-            message = f"unknown key {key!r}" + (did_you_mean(key, known) or listed)
-            problems.error(document.key_position(path + (key,)), message)
-        return
-    if validator == "required":
-        unknown = [key for key in instance if key not in schema.get("properties", {})]
+    if error.validator == "required":
+        unknown = [key for key in error.instance if key not in _schema(error).get("properties", {})]
         for key in error.validator_value:
             # a misspelt key is reported once, as unknown with its suggestion
-            if key not in instance and not did_you_mean(key, unknown):
+            if key not in error.instance and not did_you_mean(key, unknown):
                 problems.error(where, f"missing required key {key!r}")
         return
+    problems.error(where, _message(error))
+
+
+def _schema(error: ValidationError) -> dict:
+    return error.schema if isinstance(error.schema, dict) else {}
+
+
+def _unknown_keys(document: Document, error: ValidationError, path: tuple,
+                  problems: Collector) -> None:
+    known = sorted(_schema(error).get("properties", {}))
+    for key in error.instance:
+        if key in known:
+            continue
+        listed = f" (known keys: {', '.join(known)})" if known else ""
+        message = f"unknown key {key!r}" + (did_you_mean(key, known) or listed)
+        problems.error(document.key_position(path + (key,)), message)
+
+
+def _repeated_items(document: Document, error: ValidationError, path: tuple,
+                    problems: Collector) -> None:
+    seen = []
+    for index, item in enumerate(error.instance):
+        if item in seen:
+            problems.error(document.position(path + (index,)), f"{item!r} is listed twice")
+        else:
+            seen.append(item)
+
+
+def _message(error: ValidationError) -> str:
+    """The message of a problem with one value."""
+    schema, instance, validator = _schema(error), error.instance, error.validator
     if validator == "type":
         wanted = error.validator_value
         wanted = [wanted] if isinstance(wanted, str) else wanted
         names = " or ".join(_SCHEMA_TYPES.get(w, w) for w in wanted)
-        problems.error(where, f"expected {names}, got {_describe(instance)}")
-        return
+        return f"expected {names}, got {_describe(instance)}"
     if validator == "enum":
         allowed = [str(v) for v in error.validator_value]
         shown = repr(instance) if isinstance(instance, str) else _describe(instance)
-        problems.error(where, f"{shown} is not one of: {', '.join(allowed)}"
-                       + did_you_mean(str(instance), allowed))
-        return
+        return f"{shown} is not one of: {', '.join(allowed)}" + did_you_mean(str(instance),
+                                                                            allowed)
     if validator in ("pattern", "format", "minimum", "maximum", "minLength", "maxLength"):
-        problems.error(where, f"{instance!r} {_schema_message(schema)}")
-        return
+        return f"{instance!r} {_schema_message(schema)}"
     if validator == "const":
-        problems.error(where, schema.get("x-message", f"must be {error.validator_value!r}"))
-        return
+        return schema.get("x-message", f"must be {error.validator_value!r}")
     if validator == "minItems":
-        problems.error(where, "the list must not be empty")
-        return
+        return "the list must not be empty"
     if validator == "maxItems":
-        problems.error(where, f"the list must not have more than {error.validator_value} entries")
-        return
-    if validator == "uniqueItems":
-        seen = []
-        for index, item in enumerate(instance):
-            if item in seen:
-                problems.error(document.position(path + (index,)), f"{item!r} is listed twice")
-            else:
-                seen.append(item)
-        return
+        return f"the list must not have more than {error.validator_value} entries"
     if validator == "minProperties":
-        problems.error(where, schema.get("x-message", "must not be empty"))
-        return
-    problems.error(where, error.message)
+        return schema.get("x-message", "must not be empty")
+    return error.message
 
 
 def _schema_message(schema: dict) -> str:
