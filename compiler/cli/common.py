@@ -8,7 +8,7 @@ import argparse
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ..diagnostics import ExitCode, UsageError
 
@@ -74,6 +74,14 @@ def seconds(text: str) -> float:
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError(f"not a number of seconds (0 to 86400): {text!r}")
     return value
+
+
+def emit(text: str, path: Optional[str]) -> None:
+    """To `-o FILE` (`write_output`), or to standard output."""
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        write_output(path, text)
 
 
 def write_output(path: str, text: str) -> None:

@@ -8,8 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Optional
 
 from ..diagnostics import ExitCode, UsageError
-from .common import (InternalError, compiled, compiled_or_exit, netns_name, warn,
-                     write_output)
+from .common import InternalError, compiled, compiled_or_exit, emit, netns_name, warn
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -63,10 +62,7 @@ def compile_policy(args: argparse.Namespace) -> int:
     text, checked = _output(result, args.format, not args.no_nft_check)
     if checked is not None and not checked.ran:
         print(f"mailpubc: note: nft dry run not run: {checked.message}", file=sys.stderr)
-    if args.output is not None:
-        write_output(args.output, text)
-    else:
-        sys.stdout.write(text)
+    emit(text, args.output)
     return ExitCode.OK
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 
 from ..diagnostics import ExitCode, UsageError
-from .common import InternalError, compiled_or_exit, netns_name, say, seconds, write_output
+from .common import InternalError, compiled_or_exit, emit, netns_name, say, seconds
 
 
 def add(commands) -> None:
@@ -150,10 +150,7 @@ def draw(args: argparse.Namespace) -> int:
     except graphviz.ExecutableNotFound as exc:
         raise UsageError("graph needs Graphviz's `dot` (Debian: apt-get install graphviz)") \
             from exc
-    if args.output is not None:
-        write_output(args.output, svg)
-    else:
-        sys.stdout.write(svg)
+    emit(svg, args.output)
     return ExitCode.OK
 
 

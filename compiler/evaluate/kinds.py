@@ -14,11 +14,20 @@ from .packet import HOP_LIMIT, STOP, UnjudgedKind, endpoint
 # -- matches: one predicate per kind (match, walk) -> bool ----------------------------
 
 def predicate(match) -> Callable:
-    predicate = MATCHES.get(match.kind)
-    if predicate is None:
-        raise UnjudgedKind(f"the evaluator cannot judge match kind {match.kind!r}: add a "
-                           "predicate to mailpubc.evaluate.kinds.MATCHES")
-    return predicate
+    return _judgement(MATCHES, match, "match", "a predicate to mailpubc.evaluate.kinds.MATCHES")
+
+
+def handler(statement) -> Callable:
+    return _judgement(STATEMENTS, statement, "statement",
+                      "a handler to mailpubc.evaluate.kinds.STATEMENTS")
+
+
+def _judgement(table: dict, part, what: str, fix: str) -> Callable:
+    """The table's function for `part`'s kind; UnjudgedKind saying what to add."""
+    judge = table.get(part.kind)
+    if judge is None:
+        raise UnjudgedKind(f"the evaluator cannot judge {what} kind {part.kind!r}: add {fix}")
+    return judge
 
 
 def _interface(match, walk) -> bool:
@@ -91,14 +100,6 @@ MATCHES: dict[str, Callable] = {
     "protocol": _protocol, "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack,
     "day": _day, "hour": _hour,
 }
-
-
-def handler(statement) -> Callable:
-    handler = STATEMENTS.get(statement.kind)
-    if handler is None:
-        raise UnjudgedKind(f"the evaluator cannot judge statement kind {statement.kind!r}: add a "
-                           "handler to mailpubc.evaluate.kinds.STATEMENTS")
-    return handler
 
 
 # -- statements: one handler per kind (statement, walk) -> None (go on), STOP
