@@ -126,8 +126,8 @@ def test_without_netlink_rights_the_check_runs_in_a_private_namespace(good):
     and plain `nft -c` are refused; the check must still run, via unshare -rn."""
     if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"):
         pytest.skip("needs root, setpriv and unshare to drop CAP_NET_ADMIN")
-    script = ("import json, sys; from mailpubc import nft; "
-              "print(json.dumps([nft.dry_run(t).__dict__ for t in sys.argv[1:]]))")
+    script = ("import json, sys; from dataclasses import asdict; from mailpubc import nft; "
+              "print(json.dumps([asdict(nft.dry_run(t)) for t in sys.argv[1:]]))")
     run = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--",
                           sys.executable, "-c", script, good, BAD],
                          capture_output=True, text=True, timeout=120)
