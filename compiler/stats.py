@@ -27,6 +27,7 @@ class TableMissing(Exception):
 class Count:
     kind: str
     rule: str
+    counter: str                   # its name in the table (`Origin.counter_name`)
     position: Optional[Position]   # of the policy rule
     packets: Optional[int]         # None: the live table has no such counter
     bytes: Optional[int]
@@ -55,7 +56,7 @@ def counts(ruleset: Ruleset, netns: Optional[str] = None) -> list[Count]:
     found = []
     for name in ruleset.counters:
         origin, counter = origins[name], live.get(name)
-        found.append(Count(origin.kind, origin.name, origin.position,
+        found.append(Count(origin.kind, origin.name, name, origin.position,
                            counter["packets"] if counter else None,
                            counter["bytes"] if counter else None))
     return sorted(found, key=_policy_order)
@@ -75,7 +76,7 @@ def text(table: str, found: list[Count]) -> str:
                         "-" if c.bytes is None else str(c.bytes)) for c in found]
     lines = aligned(rows, right=(3, 4))
     lines += [f"note: {c.kind} {c.rule}: table inet {table} has no counter "
-              f"{c.kind}_{c.rule} (applied from another policy?)"
+              f"{c.counter} (applied from another policy?)"
               for c in found if c.packets is None]
     return "\n".join(lines) + "\n"
 

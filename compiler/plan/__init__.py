@@ -31,9 +31,8 @@ from .fixed import ACCEPT, DROP, LINK_LOCAL, NO_ONES
 from .ir import (KINDS, AddressMatch, Chain, ConntrackMatch, ConntrackStatusMatch, CounterRef,
                  CountMeter, DayMatch, Define, Dispatch, DispatchEntry, Elements, Hook,
                  HopLimitMatch, HourMatch, IcmpTypeMatch, InterfaceMatch, Jump, Layout, Log,
-                 Masquerade,
-                 Match, Nat, NftSet, Origin, PortMatch, ProtocolMatch, RateLimit, RateMeter,
-                 Redirect, Rule, Ruleset, Statement, UnmeteredMatch, Verdict)
+                 Masquerade, Match, Nat, NftSet, Origin, PortMatch, ProtocolMatch, RateLimit,
+                 RateMeter, Redirect, Rule, Ruleset, Statement, UnmeteredMatch, Verdict)
 from .limits import DEFAULT_BURST
 from .passes import COUNTED, PASSES, Context
 from .sets import DYNAMIC_FLAGS, METER_SIZE, METER_TIMEOUT_MAX, UNIT_SECONDS, declared

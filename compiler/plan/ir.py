@@ -173,8 +173,6 @@ class UnmeteredMatch(Match):
     prefix: int                 # the meter's key: the source's network of this length
 
 
-
-
 # -- statements -------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +295,6 @@ class Dispatch(Statement):
     entries: tuple[DispatchEntry, ...]
 
 
-
-
 # -- the ruleset --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +318,7 @@ class Elements:
 
 @dataclass(frozen=True, slots=True)
 class Define:
-    """An address set two writers hold (`_Planner._defined`), written once as
+    """An address set two writers hold (`sets.SetLayout.defined`), written once as
     `define NAME = { ... }` and included elsewhere as `$NAME`."""
 
     name: str

@@ -3,6 +3,8 @@ each accept that turn away a source over its limits, and the accept's log."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..model import Policy
 from .fixed import DROP, REJECT_OTHERS
 from .ir import (AddressMatch, ConntrackMatch, CountMeter, Log, Origin, PortMatch, RateMeter,
@@ -11,9 +13,10 @@ from .ir import (AddressMatch, ConntrackMatch, CountMeter, Log, Origin, PortMatc
 DEFAULT_BURST = 5                   # nft's own default for `limit rate`
 
 
-def guarded(rules, policy: Policy) -> list[Rule]:
+def guarded(rules, policy: Policy, chain_verdict: Optional[str]) -> list[Rule]:
     """Each accept of a limited publication preceded by the rules that turn
-    away a source over its limits; accepts of logged rules log first."""
+    away a source over its limits, with the verdict of the chain's policy
+    (`chain_verdict`: accept, drop or reject); accepts of logged rules log first."""
     rules_by_name = {("publish", r.name): r for r in policy.publish}
     rules_by_name.update({("outbound", r.name): r for r in policy.outbound})
     found = []
@@ -21,7 +24,7 @@ def guarded(rules, policy: Policy) -> list[Rule]:
         source = rules_by_name.get((rule.origin.kind, rule.origin.name))
         limit = getattr(source, "limit", None)
         if limit is not None:
-            found.extend(_limit_rules(policy, source, rule, limit))
+            found.extend(_limit_rules(source, rule, limit, chain_verdict))
         if source is not None and source.log:
             rule = Rule(rule.origin, rule.matches,
                         (Log((source.name,), policy.firewall.log.group),) + rule.statements)
@@ -29,7 +32,7 @@ def guarded(rules, policy: Policy) -> list[Rule]:
     return found
 
 
-def _limit_rules(policy: Policy, publication, accept: Rule, limit) -> list[Rule]:
+def _limit_rules(publication, accept: Rule, limit, chain_verdict: str) -> list[Rule]:
     """New connections beyond the source's concurrent connections, or over
     its rate, meet the chain policy's verdict (drop, or reject) before the
     accept: one meter a service, family and kind, keyed on the source.
@@ -39,7 +42,7 @@ def _limit_rules(policy: Policy, publication, accept: Rule, limit) -> list[Rule]
     just closed, and the client's retried SYN should then get through."""
     family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
     prefix = limit.ipv4_prefix if family == "ip" else limit.ipv6_prefix
-    verdict = _over_limit(policy, publication, accept)
+    verdict = _over_limit(chain_verdict, accept)
     index = 1 + next(i for i, s in enumerate(publication.services)
                      if s.name == accept.origin.service)
     stem = f"{publication.name}_{index}_"
@@ -60,11 +63,9 @@ def _limit_rules(policy: Policy, publication, accept: Rule, limit) -> list[Rule]
     return rules
 
 
-def _over_limit(policy: Policy, publication, accept: Rule) -> Verdict:
+def _over_limit(chain_verdict: str, accept: Rule) -> Verdict:
     """The verdict of the chain the accept is in: drop, or reject's for its protocol."""
-    fw = policy.firewall
-    chain_policy = fw.input_policy if publication.server is None else fw.forward_policy
-    if chain_policy != "reject":
+    if chain_verdict != "reject":
         return DROP
     protocol = next((m.protocol for m in accept.matches if isinstance(m, PortMatch)), None)
     return Verdict("reject", "tcp reset") if protocol == "tcp" else REJECT_OTHERS

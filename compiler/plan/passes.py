@@ -56,8 +56,9 @@ def block_matches(policy: Policy) -> list[tuple[Origin, AddressMatch]]:
 
 
 def guarded(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...]:
-    """Limits and logs of the policy's rules, before their accepts (`limits`)."""
-    return tuple(draft.with_rules(limits_guarded(draft.rules, context.policy))
+    """Limits and logs of the policy's rules, before their accepts (`limits`):
+    a source over its limits meets the chain's own policy (`Draft.verdict`)."""
+    return tuple(draft.with_rules(limits_guarded(draft.rules, context.policy, draft.verdict))
                  if draft.filters else draft for draft in drafts)
 
 
