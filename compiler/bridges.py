@@ -35,9 +35,9 @@ IP_SECONDS = 10
 def warnings(firewall: Firewall, netns: Optional[str] = None) -> list[str]:
     """The policy's internal interfaces that bridge netfilter would cut, read
     in `netns` (None: where we are); none when the forward policy accepts."""
-    if firewall.forward_policy == "accept" or firewall.internal_interface is None:
+    if firewall.forward_policy == "accept" or not firewall.zones:
         return []
-    interfaces = [firewall.internal_interface]
+    interfaces = [zone.interface for zone in firewall.zones]
     bridges, calls = nft.in_netns(netns, lambda: (bridges_among(interfaces), netfilter_calls()))
     return refused(bridges, calls, firewall.forward_policy)
 

@@ -42,7 +42,7 @@ class Explanation:
     source: str                 # as asked
     destination: str            # as asked, ADDR:PORT ([ADDR]:PORT for IPv6) or ADDR for ping
     protocol: str               # tcp, udp or icmp
-    side: str                   # firewall, internal or outside
+    side: str                   # firewall, outside, or the internal zone's name
     interface: Optional[str]    # the incoming interface (None from the firewall itself)
     verdict: str                # accept, drop or reject
     chain: str                  # the chain that decided: the last filter chain, or the one that dropped
@@ -69,12 +69,14 @@ class Explanation:
             "destination": self.translated_destination,
             "source": self.translated_source,
             "kind": "policy" if rule_name(origin) is None else origin.kind,
+            "zone": None if self.side in ("firewall", "outside") else self.side,
         }
 
     def text(self) -> str:
         where = {"firewall": "from the firewall itself",
                  "internal": f"from the internal side (iif {self.interface})",
-                 "outside": f"from outside (iif {self.interface})"}[self.side]
+                 "outside": f"from outside (iif {self.interface})"}.get(
+                     self.side, f"from zone {self.side} (iif {self.interface})")
         when = f", at {self.at}" if self.at else ""
         what = "ping (icmp echo-request)" if self.protocol == "icmp" else \
             f"{self.protocol} connection"

@@ -64,10 +64,9 @@ def _firewall(graph: graphviz.Digraph, firewall, external: dict) -> None:
         box.node("host", _label("firewall host", "localhost"))
         for address, node in external.items():
             box.node(node, _label(str(address), f"on {firewall.external_interface}"))
-        if firewall.internal_interface is not None:
-            networks = [text for family in FAMILIES
-                        for text in firewall.internal_networks.texts(family)]
-            box.node("internal", _label(f"internal {firewall.internal_interface}", *networks))
+        for i, zone in enumerate(firewall.zones):
+            networks = [text for family in FAMILIES for text in zone.networks.texts(family)]
+            box.node(f"zone{i}", _label(f"{zone.name} {zone.interface}", *networks))
 
 
 def _publications(graph: graphviz.Digraph, policy: Policy, external: dict) -> None:

@@ -65,14 +65,22 @@ class AddressRef:
     localhost: bool = False
     any: bool = False
     position: Optional[Position] = field(default=None, compare=False)
+    zones: tuple[str, ...] = ()         # the zone names among its entries (firewall.internal)
 
 
 @dataclass(frozen=True, slots=True)
 class Service:
+    """A service as a rule names it. In a publication it also carries the
+    options that apply to it: its own (a services entry's mapping form) or
+    else the publication's, so the plan reads one place."""
+
     name: str
     ports: tuple[PortRange, ...]
     server_port: Optional[int] = None    # publish only: the port the server listens on
     position: Optional[Position] = field(default=None, compare=False)  # where a rule names it
+    allow_from: Optional[AddressRef] = None     # publish only: who may connect
+    limit: Optional[Limit] = None                # publish only
+    log: bool = False                            # publish only
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,11 @@ class LogSettings:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
+    """One family of a publication: a dual-stack publication (`server` and
+    `external_address` lists) is one Publish per family, in the order of
+    FAMILIES, `part` counting them, so every later stage sees one server
+    and one external address."""
+
     name: str
     server: Optional[Address]            # None: the firewall host itself ("localhost")
     external_address: Optional[Address]  # None: a routed server, published by filtering alone
@@ -143,8 +156,12 @@ class Publish:
     log: bool = False
     routed: bool = False                 # the server lies in firewall.internal.routed
     allow_from: AddressRef = AddressRef(Addresses(), any=True)
-    hairpin: bool = False
+    hairpin: tuple[str, ...] = ()        # the zones whose clients may use the external address
     hairpin_position: Optional[Position] = field(default=None, compare=False)
+    zone: Optional[str] = None           # the internal zone whose networks hold the server
+    block: Optional[AddressRef] = None   # sources refused for this publication only
+    part: int = 0                        # 1: the second family of a dual-stack publication
+    family: str = "ip"                   # of its server and external address
 
     def published_at(self) -> Optional[Address]:
         """Where clients connect: the external address, or a routed server's own."""
@@ -163,33 +180,63 @@ class Outbound:
 
 
 @dataclass(frozen=True, slots=True)
+class Zone:
+    """An internal zone (`firewall.internal`; its mapping form is the one
+    zone named "internal"): an interface and the networks behind it."""
+
+    name: str
+    interface: str
+    networks: Addresses
+    routed: Addresses = Addresses()          # not translated (no SNAT), published without DNAT
+    addresses: tuple[Address, ...] = ()      # the firewall's own, at most one a family
+    listed: bool = False                     # written in the list form, by name
+    position: Optional[Position] = field(default=None, compare=False)
+    interface_position: Optional[Position] = field(default=None, compare=False)
+    networks_position: Optional[Position] = field(default=None, compare=False)
+    routed_position: Optional[Position] = field(default=None, compare=False)
+    address_position: Optional[Position] = field(default=None, compare=False)
+
+    def address(self, family: str) -> Optional[Address]:
+        """The hairpin SNAT source in `family`; None: masquerade."""
+        return next((a for a in self.addresses if family_of(a) == family), None)
+
+    def holds(self, address: Address) -> bool:
+        return self.networks.contains(family_of(address), (int(address), int(address)))
+
+
+@dataclass(frozen=True, slots=True)
 class Firewall:
     table: str
     external_interface: str
     external_addresses: tuple[Address, ...]
-    internal_interface: Optional[str]
-    internal_networks: Addresses
+    zones: tuple[Zone, ...]
+    internal_networks: Addresses         # every zone's networks together
     input_policy: str
     forward_policy: str
     output_policy: str
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
-    internal_interface_position: Optional[Position] = field(default=None, compare=False)
     block: Optional[AddressRef] = None   # firewall.block: sources dropped before every accept
     dynamic_block: Optional[str] = None  # firewall.dynamic_block: run-time sets NAME_v4/_v6
     dynamic_block_position: Optional[Position] = field(default=None, compare=False)
     log: LogSettings = LogSettings()
-    routed_networks: Addresses = Addresses()     # internal networks that are not translated
-    routed_position: Optional[Position] = field(default=None, compare=False)
+    routed_networks: Addresses = Addresses()     # every zone's routed networks together
     ssh_port: int = SSH.low
     ping_sources: Optional[AddressRef] = None    # who may ping the firewall itself
-    internal_addresses: tuple[Address, ...] = ()   # hairpin SNAT source, at most one a family
-    internal_addresses_position: Optional[Position] = field(default=None, compare=False)
     anti_spoofing: bool = True          # drop packets from outside with an internal source
     anti_spoofing_position: Optional[Position] = field(default=None, compare=False)
 
-    def internal_address(self, family: str) -> Optional[Address]:
-        return next((a for a in self.internal_addresses if family_of(a) == family), None)
+    @property
+    def internal_addresses(self) -> tuple[Address, ...]:
+        return tuple(a for zone in self.zones for a in zone.addresses)
+
+    def zone_named(self, name: Optional[str]) -> Optional[Zone]:
+        return next((zone for zone in self.zones if zone.name == name), None)
+
+    def zone_of(self, family: str, interval: Interval) -> Optional[Zone]:
+        """The zone whose networks hold all of `interval` (zones do not overlap)."""
+        return next((zone for zone in self.zones if zone.networks.contains(family, interval)),
+                    None)
 
     def first_external(self, family: str) -> Optional[Address]:
         return next((a for a in self.external_addresses if family_of(a) == family), None)

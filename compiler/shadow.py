@@ -92,6 +92,8 @@ def _intervals(match: AddressMatch, sets: dict) -> tuple:
 def _address(narrow: AddressMatch, wide: AddressMatch, sets: dict) -> bool:
     if (narrow.family, narrow.field, narrow.original) != (wide.family, wide.field, wide.original):
         return False
+    if narrow.negated or wide.negated:      # only the same match is surely as wide
+        return narrow == wide
     return ((narrow.set_name is not None and narrow.set_name == wide.set_name)
             or within(_intervals(narrow, sets), _intervals(wide, sets)))
 

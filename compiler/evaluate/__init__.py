@@ -94,13 +94,14 @@ class Evaluator:
         return (family, address) in self.own or loopback(family, address)
 
     def side(self, family: str, source: Optional[Address]) -> tuple[str, Optional[str]]:
-        """(side, incoming interface) of a connection from `source`."""
-        layout = self.layout
+        """(side, incoming interface) of a connection from `source`: the
+        firewall, the zone whose networks hold it, or outside."""
         if source is None or self.owns(family, int(source)):
             return "firewall", None
-        if layout.internal_networks.contains(family, (int(source), int(source))):
-            return "internal", layout.internal_interface
-        return "outside", layout.external_interface
+        zone = self.layout.zone_of(family, int(source))
+        if zone is not None:
+            return zone.name, zone.interface
+        return "outside", self.layout.external_interface
 
     def decide(self, source: Optional[Address], destination: Address, protocol: str,
                port: Optional[int], at: datetime) -> Decision:
@@ -120,9 +121,8 @@ class Evaluator:
         """(next hook, outgoing interface) for the packet's destination."""
         if self.owns(packet.family, packet.daddr):
             return "input", "lo"
-        layout = self.layout
-        inside = layout.internal_networks.contains(packet.family, (packet.daddr, packet.daddr))
-        return "forward", layout.internal_interface if inside else layout.external_interface
+        zone = self.layout.zone_of(packet.family, packet.daddr)
+        return "forward", self.layout.external_interface if zone is None else zone.interface
 
 
 class _Walk:

@@ -47,7 +47,7 @@ def _address_match(match, walk) -> bool:
         return False
     intervals = walk.evaluator.sets[match.set_name].intervals if match.set_name else \
         match.intervals
-    return any(low <= value <= high for low, high in intervals)
+    return any(low <= value <= high for low, high in intervals) != match.negated
 
 
 def _port(match, walk) -> bool:

@@ -114,7 +114,7 @@ def _address(m) -> dict:
         left = {"payload": {"protocol": m.family, "field": m.field}}
     right = ("@" + safe_name(m.set_name) if m.set_name
              else _one_or_set(_elements(m.family, m.intervals)))
-    return _match(left, right)
+    return _match(left, right, "!=" if m.negated else "==")
 
 
 def _port(m) -> dict:

@@ -107,7 +107,7 @@ def _finished(policy: Policy, drafts: tuple[Draft, ...], context: Context,
 
 
 def _layout(fw: Firewall) -> Layout:
-    return Layout(fw.external_interface, fw.internal_interface, fw.internal_networks,
+    return Layout(fw.external_interface, fw.zones,
                   (*fw.external_addresses, *fw.internal_addresses), fw.timezone)
 
 

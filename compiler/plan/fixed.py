@@ -3,7 +3,7 @@ reject tail, and the anti-spoofing chain of `firewall.anti_spoofing`."""
 
 from __future__ import annotations
 
-from ..addresses import Interval, host_mask, parse_network, subtract
+from ..addresses import Interval, host_mask, merge, parse_network, subtract
 from ..model import Firewall
 from ..vocab import FAMILIES, ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY
 from .ir import (AddressMatch, Chain, ConntrackMatch, Hook, HopLimitMatch, IcmpTypeMatch,
@@ -68,13 +68,14 @@ def reject_tail(chain: str) -> tuple[Rule, ...]:
 
 def antispoofing(fw: Firewall) -> tuple[Chain, ...]:
     """With firewall.anti_spoofing, a packet that arrives on the external
-    interface with a source in the internal networks is dropped at the
-    raw priority: before connection tracking (it neither opens nor
-    matches a connection) and before any translation (no publication or
-    hairpin rewrites it into a source the servers trust). Link-local and
+    interface with a source in a zone's networks, or on a zone's interface
+    with a source outside that zone's networks, is dropped at the raw
+    priority: before connection tracking (it neither opens nor matches a
+    connection) and before any translation (no publication or hairpin
+    rewrites it into a source the servers trust). Link-local and
     unspecified sources are no one's: neighbour discovery, MLD and DHCP
     use them on every link."""
-    if not fw.anti_spoofing or fw.internal_interface is None:
+    if not fw.anti_spoofing or not fw.zones:
         return ()
     origin = Origin("antispoofing", "firewall.anti_spoofing", position=fw.anti_spoofing_position)
     rules = tuple(
@@ -82,6 +83,10 @@ def antispoofing(fw: Firewall) -> tuple[Chain, ...]:
                       AddressMatch(family, "saddr", forged)), (DROP,))
         for family in FAMILIES
         if (forged := subtract(fw.internal_networks.family(family), NO_ONES[family])))
-    if not rules:
-        return ()
+    rules += tuple(
+        Rule(origin, (InterfaceMatch("iif", zone.interface),
+                      AddressMatch(family, "saddr", merge([*zone.networks.family(family),
+                                                           *NO_ONES[family]]), negated=True)),
+             (DROP,))
+        for zone in fw.zones for family in FAMILIES)
     return (Chain("antispoofing", Hook("filter", "prerouting", "raw", "accept"), rules),)

@@ -15,7 +15,7 @@ from typing import ClassVar, Optional
 
 from ..addresses import Address, Interval
 from ..diagnostics import Position
-from ..model import Addresses
+from ..model import Zone
 from ..schedule import ZoneNote
 
 KINDS: dict[str, type] = {}     # kind -> its Match or Statement class
@@ -105,6 +105,7 @@ class AddressMatch(Match):
     intervals: tuple[Interval, ...] = ()
     set_name: Optional[str] = None
     original: bool = False      # `ct original ip daddr`: the address before DNAT
+    negated: bool = False       # `ip saddr != {...}`: an address outside them
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,10 +366,14 @@ class Layout:
     interfaces, its own addresses, the networks behind it, the schedules' zone."""
 
     external_interface: str
-    internal_interface: Optional[str]
-    internal_networks: Addresses
+    zones: tuple[Zone, ...]             # the internal zones: interface and networks each
     addresses: tuple[Address, ...]      # the firewall's own, external and internal
     timezone: Optional[str]             # IANA name; None: the compiling host's
+
+    def zone_of(self, family: str, address: int) -> Optional[Zone]:
+        """The zone whose networks hold `address`; None: outside."""
+        return next((zone for zone in self.zones
+                     if zone.networks.contains(family, (address, address))), None)
 
 
 @dataclass(frozen=True, slots=True)

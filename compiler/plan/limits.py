@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..model import Policy
 from .fixed import DROP, REJECT_OTHERS
+from .matching import address_match
 from .ir import (AddressMatch, ConntrackMatch, CountMeter, Log, Origin, PortMatch, RateMeter,
                  Rule, UnmeteredMatch, Verdict)
 
@@ -14,22 +15,41 @@ DEFAULT_BURST = 5                   # nft's own default for `limit rate`
 
 
 def guarded(rules, policy: Policy, chain_verdict: Optional[str]) -> list[Rule]:
-    """Each accept of a limited publication preceded by the rules that turn
-    away a source over its limits, with the verdict of the chain's policy
-    (`chain_verdict`: accept, drop or reject); accepts of logged rules log first."""
+    """Each accept of a publication preceded by the rules that refuse the
+    publication's `block` and turn away a source over its service's limits,
+    with the verdict of the chain's policy (`chain_verdict`: accept, drop or
+    reject); accepts of logged services and rules log first."""
     rules_by_name = {("publish", r.name): r for r in policy.publish}
     rules_by_name.update({("outbound", r.name): r for r in policy.outbound})
     found = []
     for rule in rules:
         source = rules_by_name.get((rule.origin.kind, rule.origin.name))
-        limit = getattr(source, "limit", None)
-        if limit is not None:
-            found.extend(_limit_rules(source, rule, limit, chain_verdict))
-        if source is not None and source.log:
+        if source is None:
+            found.append(rule)
+            continue
+        service = next((s for s in source.services if s.name == rule.origin.service), None)
+        options = service if rule.origin.kind == "publish" and service is not None else source
+        block = getattr(source, "block", None)
+        if block is not None:
+            found.extend(_blocked(block, rule, chain_verdict))
+        if getattr(options, "limit", None) is not None:
+            found.extend(_limit_rules(source, rule, options.limit, chain_verdict))
+        if options.log:
             rule = Rule(rule.origin, rule.matches,
                         (Log((source.name,), policy.firewall.log.group),) + rule.statements)
         found.append(rule)
     return found
+
+
+def _blocked(block, accept: Rule, chain_verdict: str) -> list[Rule]:
+    """A publication's `block`: its sources meet the chain policy's verdict
+    before the accept (none in a family where the block has no address)."""
+    family = next(m.family for m in accept.matches if isinstance(m, AddressMatch))
+    sources = address_match(block, family, "saddr")
+    if sources is None:
+        return []
+    return [Rule(accept.origin, (sources,) + accept.matches,
+                 (_over_limit(chain_verdict, accept),))]
 
 
 def _limit_rules(publication, accept: Rule, limit, chain_verdict: str) -> list[Rule]:

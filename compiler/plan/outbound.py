@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Optional
 
-from ..addresses import subtract
-from ..model import Firewall, Outbound, Policy, Schedule, family_of
+from ..addresses import merge, subtract
+from ..model import AddressRef, Firewall, Outbound, Policy, Schedule, family_of
 from ..schedule import utc_windows
 from ..vocab import FAMILIES
 from .fixed import ACCEPT
@@ -22,14 +22,13 @@ def outbound(policy: Policy, zone: Optional[tzinfo], at: datetime) -> tuple[list
     forward, output = [], []
     for rule in policy.outbound:
         times = time_matches(rule.schedule, zone, at)
-        routed, local = _routed_pairs(rule), _local_destinations(rule)
+        routed, local = _routed_paths(rule, fw), _local_destinations(rule)
         for service, port in ports(rule.services):
             origin = Origin("outbound", rule.name, service.name, rule.position)
-            for saddr, daddr in routed:
+            for iif, oif, saddr, daddr in routed:
                 addresses = (saddr,) if daddr is None else (saddr, daddr)
                 dport, = dports(port, (saddr.family,))
-                forward += [Rule(origin, (InterfaceMatch("iif", fw.internal_interface),
-                                          InterfaceMatch("oif", fw.external_interface),
+                forward += [Rule(origin, (InterfaceMatch("iif", iif), InterfaceMatch("oif", oif),
                                           *addresses, dport, *time), (ACCEPT,))
                             for time in times]
             for daddr in local:     # on any interface: `to` may be inside too
@@ -40,19 +39,50 @@ def outbound(policy: Policy, zone: Optional[tzinfo], at: datetime) -> tuple[list
     return forward, output
 
 
-def _routed_pairs(rule: Outbound) -> list[tuple[AddressMatch, Optional[AddressMatch]]]:
-    """Per family, the addresses of internal sources and of destinations
-    (None: any); a family that lacks either side gets no rule."""
-    routed = []
+Path = tuple[str, str, AddressMatch, Optional[AddressMatch]]
+
+
+def _routed_paths(rule: Outbound, fw: Firewall) -> list[Path]:
+    """(incoming and outgoing interface, source and destination match; None:
+    any) of each way the rule's internal sources take, per family and source
+    zone: to the outside by the external interface (`to` omitted: the
+    outside only), and to the destinations in each other zone by that
+    zone's interface. A family that lacks either side gets no rule; a
+    destination in the source's own zone never crosses the firewall."""
+    paths = []
     for family in FAMILIES:
-        saddr = address_match(rule.sources, family, "saddr")
-        if saddr is None:
+        sources = address_match(rule.sources, family, "saddr")
+        if sources is None:
             continue
-        daddr = None if rule.destinations.any else address_match(rule.destinations, family,
-                                                                 "daddr")
-        if rule.destinations.any or daddr is not None:
-            routed.append((saddr, daddr))
-    return routed
+        for zone in fw.zones:
+            saddr = _within(rule.sources, sources, zone.networks.family(family))
+            if saddr is None:
+                continue
+            if rule.destinations.any:
+                paths.append((zone.interface, fw.external_interface, saddr, None))
+                continue
+            targets = address_match(rule.destinations, family, "daddr")
+            outside = _within(rule.destinations, targets, subtract(
+                rule.destinations.addresses.family(family), fw.internal_networks.family(family)))
+            if outside is not None:
+                paths.append((zone.interface, fw.external_interface, saddr, outside))
+            paths += [(zone.interface, other.interface, saddr, daddr) for other in fw.zones
+                      if other is not zone and (daddr := _within(
+                          rule.destinations, targets, other.networks.family(family))) is not None]
+    return paths
+
+
+def _within(ref: AddressRef, whole: Optional[AddressMatch], intervals) -> Optional[AddressMatch]:
+    """`whole` (the match of all of `ref`) narrowed to `intervals`: itself
+    (its named set) when they hold all of it, None when none of it."""
+    if whole is None:
+        return None
+    mine = ref.addresses.family(whole.family)
+    kept = tuple(merge([(max(low, first), min(high, last)) for low, high in mine
+                        for first, last in intervals if max(low, first) <= min(high, last)]))
+    if kept == tuple(mine):
+        return whole
+    return AddressMatch(whole.family, whole.field, kept) if kept else None
 
 
 def _local_destinations(rule: Outbound) -> list[Optional[AddressMatch]]:
@@ -94,7 +124,7 @@ def snat(policy: Policy) -> list[Rule]:
 
 
 def _internal_snat(fw: Firewall) -> list[Rule]:
-    if fw.internal_interface is None:
+    if not fw.zones:
         return []
     rules = []
     for family in FAMILIES:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Firewall, Policy, Publish, Service, family_of
+from ..model import Firewall, Policy, Publish, Service, Zone, family_of
 from ..vocab import PortRange
 from .fixed import ACCEPT
 from .ir import (AddressMatch, ConntrackStatusMatch, InterfaceMatch, Masquerade, Nat, Origin,
@@ -27,9 +27,8 @@ class Published:
 def publishing(policy: Policy) -> Published:
     found = Published()
     for rule in policy.publish:
-        at = rule.server if rule.external_address is None else rule.external_address
-        sources = allowed(rule.allow_from, family_of(at))
         for service, port in ports(rule.services):
+            sources = allowed(service.allow_from or rule.allow_from, rule.family)
             origin = Origin("publish", rule.name, service.name, rule.position)
             if rule.external_address is None:
                 found.forward.append(_routed(policy.firewall, rule, port, origin, sources))
@@ -66,7 +65,7 @@ def _translated(found: Published, fw: Firewall, rule: Publish, service: Service,
         origin, (InterfaceMatch("iif", fw.external_interface), *sources, external, dport),
         (Nat("dnat", family_of(rule.server), rule.server, service.server_port),)))
     found.forward.append(Rule(
-        origin, (InterfaceMatch("oif", fw.internal_interface), *sources,
+        origin, (InterfaceMatch("oif", _server_side(fw, rule)), *sources,
                  single(rule.server, "daddr"), served(service, dport), *original),
         (ACCEPT,)))
 
@@ -77,46 +76,59 @@ def _routed(fw: Firewall, rule: Publish, port: PortRange, origin: Origin,
     forward filter from outside to it, without translation."""
     dport, = dports(port, (family_of(rule.server),))
     return Rule(origin, (InterfaceMatch("iif", fw.external_interface),
-                         InterfaceMatch("oif", fw.internal_interface), *sources,
+                         InterfaceMatch("oif", _server_side(fw, rule)), *sources,
                          single(rule.server, "daddr"), dport), (ACCEPT,))
 
 
+def _server_side(fw: Firewall, rule: Publish) -> str:
+    """The interface of the zone that holds the server (semantics has
+    refused a server in no zone)."""
+    return fw.zone_named(rule.zone).interface
+
+
 def hairpin(policy: Policy) -> tuple[list[Rule], list[Rule]]:
-    """For hairpin publications, the DNAT of internal clients (from the
-    internal interface, in the internal networks and allow_from) and, for
-    those connections only, the source translation that brings the
-    server's replies back through the firewall. Both match the incoming
-    interface: a packet from outside with a forged internal source must
-    never be translated into one from the firewall itself."""
+    """For hairpin publications, the DNAT of each hairpin zone's clients
+    (from its interface, in its networks and the service's allow_from) and,
+    for clients in the server's own zone only, the source translation that
+    brings the server's replies back through the firewall; a client of
+    another zone keeps its address (the firewall, its gateway, sees the
+    replies anyway). Both match the incoming interface: a packet from
+    outside with a forged internal source must never be translated into
+    one from the firewall itself."""
     fw = policy.firewall
     prerouting, postrouting, seen = [], [], set()
     for rule in policy.publish:
-        if not rule.hairpin:
+        if rule.server is None or rule.external_address is None:
             continue
-        family = family_of(rule.external_address)
-        clients = fw.internal_networks
-        if not rule.allow_from.any:
-            clients = clients.intersection(rule.allow_from.addresses)
-        for service, port in ports(rule.services):
-            origin = Origin("hairpin", rule.name, service.name, rule.position)
-            dport, = dports(port, (family,))
-            prerouting.append(Rule(
-                origin, (InterfaceMatch("iif", fw.internal_interface),
-                         AddressMatch(family, "saddr", clients.family(family)),
-                         single(rule.external_address, "daddr"), dport),
-                (Nat("dnat", family, rule.server, service.server_port),)))
-            if (rule.server, served(service, dport)) not in seen:
-                seen.add((rule.server, served(service, dport)))
-                postrouting.append(_hairpin_snat(fw, rule, origin, served(service, dport)))
+        for zone in (z for z in fw.zones if z.name in rule.hairpin):
+            for service, port in ports(rule.services):
+                sources = service.allow_from or rule.allow_from
+                clients = zone.networks.family(rule.family) if sources.any else (
+                    zone.networks.intersection(sources.addresses).family(rule.family))
+                if not clients:
+                    continue
+                origin = Origin("hairpin", rule.name, service.name, rule.position)
+                dport, = dports(port, (rule.family,))
+                prerouting.append(Rule(
+                    origin, (InterfaceMatch("iif", zone.interface),
+                             AddressMatch(rule.family, "saddr", clients),
+                             single(rule.external_address, "daddr"), dport),
+                    (Nat("dnat", rule.family, rule.server, service.server_port),)))
+                key = (rule.server, served(service, dport))
+                if zone.name == rule.zone and key not in seen:
+                    seen.add(key)
+                    postrouting.append(_hairpin_snat(zone, rule, origin, served(service, dport)))
     return prerouting, postrouting
 
 
-def _hairpin_snat(fw: Firewall, rule: Publish, origin: Origin, port) -> Rule:
-    family = family_of(rule.external_address)
-    internal = fw.internal_address(family)
-    return Rule(origin, (InterfaceMatch("iif", fw.internal_interface),
-                         InterfaceMatch("oif", fw.internal_interface),
+def _hairpin_snat(zone: Zone, rule: Publish, origin: Origin, port) -> Rule:
+    """A client in the server's own zone would get the server's replies
+    straight from the server, past the firewall's DNAT: it is made the
+    firewall's address on that zone."""
+    internal = zone.address(rule.family)
+    return Rule(origin, (InterfaceMatch("iif", zone.interface),
+                         InterfaceMatch("oif", zone.interface),
                          ConntrackStatusMatch("dnat"),
-                         AddressMatch(family, "saddr", fw.internal_networks.family(family)),
+                         AddressMatch(rule.family, "saddr", zone.networks.family(rule.family)),
                          single(rule.server, "daddr"), port),
-                (Masquerade() if internal is None else Nat("snat", family, internal),))
+                (Masquerade() if internal is None else Nat("snat", rule.family, internal),))

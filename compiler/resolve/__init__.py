@@ -19,12 +19,13 @@ from .. import lists
 from ..datafiles import nft_keywords
 from ..diagnostics import Collector, Position
 from ..loader import Document, Path
-from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, Firewall, Limit,
-                     LogSettings, Outbound, Policy, Publish, Rate, Schedule, Service,
-                     family_of)
+from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings,
+                     Outbound, Policy, Rate, Schedule, Service, Zone)
 from ..vocab import SSH
 from .addresses import ANY, LOCALHOST, AddressResolving
+from .publish import PublishResolving
 from .services import ServiceResolving
+from .zones import ZoneResolving
 
 DEFAULT_TABLE = "mailpub"
 
@@ -38,7 +39,7 @@ def resolve(document: Document) -> tuple[Optional[Policy], list]:
     return policy, []
 
 
-class _Resolver(AddressResolving, ServiceResolving):
+class _Resolver(AddressResolving, ServiceResolving, PublishResolving, ZoneResolving):
     """The resolver: one pass over the document, the problems collected."""
 
     def __init__(self, document: Document):
@@ -51,6 +52,7 @@ class _Resolver(AddressResolving, ServiceResolving):
         self.named_sets: set[str] = set()     # address sets some rule or set refers to
         self.includes: dict[str, tuple[str, ...]] = {}   # the defined sets each address set names
         self.shadowed: list[tuple[str, Position]] = []
+        self.zones: dict[str, Addresses] = {}   # each zone's networks, by name
 
     def at(self, path: Path) -> Position:
         return self.doc.position(path)
@@ -67,12 +69,13 @@ class _Resolver(AddressResolving, ServiceResolving):
     # -- the whole policy ---------------------------------------------------
 
     def policy(self) -> Policy:
+        zones = self._zones()
         self._address_sets()
         self._services()
         self._schedules()
-        firewall = self._firewall()
-        publish = tuple(self._publish(i, rule, firewall.routed_networks)
-                        for i, rule in enumerate(self.data.get("publish") or ()))
+        firewall = self._firewall(zones)
+        publish = tuple(part for i, rule in enumerate(self.data.get("publish") or ())
+                        for part in self._publish(i, rule, firewall))
         outbound = tuple(self._outbound(i, rule)
                          for i, rule in enumerate(self.data.get("outbound") or ()))
         sets = tuple(AddressSet(name, self.sets.get(name, Addresses()),
@@ -83,14 +86,13 @@ class _Resolver(AddressResolving, ServiceResolving):
         return Policy(self.doc.file, firewall, sets, publish, outbound,
                       shadowed_builtins=tuple(self.shadowed))
 
-    def _firewall(self) -> Firewall:
+    def _firewall(self, zones: tuple[Zone, ...]) -> Firewall:
         spec = self.data["firewall"]
         table = spec.get("table", DEFAULT_TABLE)
         if table in nft_keywords():
             self.error(("firewall", "table"),
                        f"table name {table!r} is an nft keyword, which nft cannot take "
                        "as a table name; choose another")
-        internal = spec.get("internal") or {}
         verdicts = spec.get("policy") or {}
         management = spec.get("management") or {}
         ssh = management.get("ssh")
@@ -99,25 +101,21 @@ class _Resolver(AddressResolving, ServiceResolving):
             table=table,
             external_interface=spec["external"]["interface"],
             external_addresses=self._external_addresses(),
-            internal_interface=internal.get("interface"),
-            internal_networks=self._addresses_of(self._internal_networks()),
+            zones=zones,
+            internal_networks=self._addresses_of([zone.networks for zone in zones]),
             input_policy=verdicts.get("input", "drop"),
             forward_policy=verdicts.get("forward", "drop"),
             output_policy=verdicts.get("output", "accept"),
             ssh_sources=(self._addresses(("firewall", "management", "ssh"), ssh)
                          if ssh is not None else None),
             timezone=self._timezone(),
-            internal_interface_position=self.at(("firewall", "internal", "interface")),
             **self._blocks(spec),
             log=self._log_settings(),
-            routed_networks=self._addresses_of(self._routed_networks()),
-            routed_position=self.at(("firewall", "internal", "routed")),
+            routed_networks=self._addresses_of([zone.routed for zone in zones]),
             ssh_port=management.get("ssh_port", SSH.low),
             ping_sources=(self._addresses(("firewall", "management", "ping"), ping,
                                           allow_any=True)
                           if ping is not None else None),
-            internal_addresses=self._internal_addresses(),
-            internal_addresses_position=self.at(("firewall", "internal", "address")),
             anti_spoofing=spec.get("anti_spoofing", True),
             anti_spoofing_position=self.at(("firewall", "anti_spoofing")),
         )
@@ -149,57 +147,6 @@ class _Resolver(AddressResolving, ServiceResolving):
                 found.append(address)
         return tuple(found)
 
-    def _internal_addresses(self) -> tuple:
-        """firewall.internal.address: one address or a list of them."""
-        value = (self.data["firewall"].get("internal") or {}).get("address", [])
-        path = ("firewall", "internal", "address")
-        if isinstance(value, str):
-            return (self._address(path, value),)
-        return tuple(self._address(path + (i,), text) for i, text in enumerate(value))
-
-    def _internal_networks(self) -> list:
-        internal = self.data["firewall"].get("internal") or {}
-        return [self._entry(("firewall", "internal", "networks", i), text)
-                for i, text in enumerate(internal.get("networks") or ())]
-
-    def _routed_networks(self) -> list:
-        internal = self.data["firewall"].get("internal") or {}
-        return [self._entry(("firewall", "internal", "routed", i), text)
-                for i, text in enumerate(internal.get("routed") or ())]
-
-    def _publish(self, index: int, spec: dict, routed: Addresses) -> Publish:
-        path: Path = ("publish", index)
-        server = None if spec["server"] == LOCALHOST else self._address(path + ("server",),
-                                                                        spec["server"])
-        external = spec.get("external_address")
-        return Publish(
-            name=spec["name"],
-            server=server,
-            external_address=(None if external is None
-                              else self._address(path + ("external_address",), external)),
-            services=self._published_services(path + ("services",), spec["services"]),
-            position=self.at(path + ("name",)),
-            server_position=self.at(path + ("server",)),
-            external_position=self.at(path + ("external_address",)),
-            hostname=spec.get("hostname"),
-            mail_domains=self._mail_domains(path, spec),
-            limit=self._limit(path + ("limit",), spec.get("limit")),
-            log=spec.get("log", False),
-            routed=server is not None and routed.contains(family_of(server),
-                                                          (int(server), int(server))),
-            allow_from=(self._addresses(path + ("allow_from",), spec["allow_from"], allow_any=True)
-                        if "allow_from" in spec else AddressRef(Addresses(), any=True)),
-            hairpin=spec.get("hairpin", False),
-            hairpin_position=self.at(path + ("hairpin",)),
-        )
-
-    def _mail_domains(self, path: Path, spec: dict) -> tuple[str, ...]:
-        """An MX can only be checked against a hostname."""
-        if "mail_domains" in spec and "hostname" not in spec:
-            self.key_error(path + ("mail_domains",), "mail_domains needs hostname: "
-                                                     "the host their MX records must name")
-        return tuple(spec.get("mail_domains", ()))
-
     def _outbound(self, index: int, spec: dict) -> Outbound:
         path: Path = ("outbound", index)
         destinations = (self._addresses(path + ("to",), spec["to"], allow_any=True)
@@ -225,6 +172,7 @@ class _Resolver(AddressResolving, ServiceResolving):
         return Rate(int(count), unit)
 
     def _limit(self, path: Path, spec: Optional[dict]) -> Optional[Limit]:
+        """A publication's or one service's `limit`."""
         if spec is None:
             return None
         if "burst" in spec and "new" not in spec:

@@ -70,7 +70,7 @@ class AddressResolving:
                 if entry in raw:
                     uses[name].append(entry)
                     self.named_sets.add(entry)
-                else:
+                elif entry not in self.zones:
                     self._undefined_set(("address_sets", name, i), entry)
         self.includes = {name: tuple(dict.fromkeys(named)) for name, named in uses.items()}
         order, cyclic = _dependency_order(uses)
@@ -84,7 +84,7 @@ class AddressResolving:
                                                   raw[name]["file"])
                 continue
             self.sets[name] = self._addresses_of([
-                self.sets.get(entry, Addresses()) if i in naming[name]
+                self.sets.get(entry) or self.zones.get(entry, Addresses()) if i in naming[name]
                 else self._entry(("address_sets", name, i), entry)
                 for i, entry in enumerate(raw[name])])
 
@@ -126,8 +126,9 @@ class AddressResolving:
         if name == ANY:
             self.error(path, "'any' can only stand alone as a rule's `to`")
             return
-        self.error(path, f"undefined address set {name!r}"
-                   + did_you_mean(name, self.data.get("address_sets") or {}))
+        zoned = isinstance(self.data["firewall"].get("internal"), list)
+        self.error(path, f"undefined address set{' or zone' if zoned else ''} {name!r}"
+                   + did_you_mean(name, [*(self.data.get("address_sets") or {}), *self.zones]))
 
     def _addresses(self, path: Path, value: Any, *, allow_localhost: bool = False,
                    allow_any: bool = False) -> AddressRef:
@@ -140,20 +141,25 @@ class AddressResolving:
             return AddressRef(Addresses(), any=True, position=self.at(path))
         found: list = []
         localhost = False
+        zones = []
+        defined = self.data.get("address_sets") or {}
         for entry, entry_path in zip(entries, entry_paths):
             if entry == LOCALHOST and allow_localhost:
                 localhost = True
+            elif entry in self.zones and entry not in defined:
+                zones.append(entry)
+                found.append(self.zones[entry])
             elif self._is_name(entry):
                 self.named_sets.add(entry)
                 if entry in self.sets:
                     found.append(self.sets[entry])
-                elif entry not in (self.data.get("address_sets") or {}):
+                elif entry not in defined:
                     self._undefined_set(entry_path, entry)
             else:
                 found.append(self._entry(entry_path, entry))
         set_name = entries[0] if len(entries) == 1 and entries[0] in self.sets else None
         return AddressRef(self._addresses_of(found), set_name=set_name, localhost=localhost,
-                          position=self.at(path))
+                          position=self.at(path), zones=tuple(zones))
 
 
 def _dependency_order(uses: dict[str, list[str]]) -> tuple[list[str], list[str]]:

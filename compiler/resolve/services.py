@@ -59,35 +59,51 @@ class ServiceResolving:
         if "/" in name:     # a port written inline (the schema checked its shape)
             port = self._port(path, name)
             return None if port is None else Service(name, (port,))
-        self.error(path, f"unknown service {name!r}" + did_you_mean(name, self.services))
+        self.error(path, f"unknown service {name!r}" + (
+            did_you_mean(name, self.services)
+            or ": write its port inline (tcp/443, udp/1194, tcp/8000-8010) or define it "
+               "under `services:`"))
         return None
 
-    def _published_services(self, path: Path, entries: list) -> tuple[Service, ...]:
-        """A publication's services, each with where it is named; an entry
-        {service, server_port} is redirected to server_port (None when that is
-        the service's own port, so that it means what the plain name means)."""
+    def _published_services(self, path: Path, entries: list, allow_from, limit,
+                            log: bool) -> tuple[Service, ...]:
+        """A publication's services, each with where it is named and its
+        options: an entry's own (the mapping form) or else the publication's
+        (`allow_from`, `limit`, `log`). A server_port equal to the service's
+        own port is None, so that it means what the plain name means."""
         found = []
         for i, entry in enumerate(entries):
-            redirected = isinstance(entry, dict)
-            name = entry["service"] if redirected else entry
-            service = self._service(path + (i, "service") if redirected else path + (i,), name)
-            if service is None:
+            own = entry if isinstance(entry, dict) else {}
+            name = own.get("service", entry)
+            service = self._service(path + (i, "service") if own else path + (i,), name)
+            if service is None or not self._server_port_fits(path + (i,), service, own):
                 continue
-            server_port = entry["server_port"] if redirected else None
-            numbers = {port for p in service.ports for port in (p.low, p.high)}
-            if server_port is not None and ECHO in service.ports:
-                self.error(path + (i, "server_port"),
-                           f"server_port needs a tcp or udp service, but {name!r} is ICMP echo")
-                continue
-            if server_port is not None and len(numbers) != 1:
-                self.error(path + (i, "server_port"),
-                           f"server_port needs a service with one port, but {name!r} has "
-                           f"{', '.join(str(p) for p in service.ports)}")
-                continue
-            if server_port in numbers:
+            server_port = own.get("server_port")
+            if server_port in {port for p in service.ports for port in (p.low, p.high)}:
                 server_port = None
-            found.append(replace(service, server_port=server_port, position=self.at(path + (i,))))
+            found.append(replace(
+                service, server_port=server_port, position=self.at(path + (i,)),
+                allow_from=(self._addresses(path + (i, "allow_from"), own["allow_from"],
+                                            allow_any=True)
+                            if "allow_from" in own else allow_from),
+                limit=self._limit(path + (i, "limit"), own["limit"]) if "limit" in own else limit,
+                log=own.get("log", log)))
         return tuple(found)
+
+    def _server_port_fits(self, path: Path, service: Service, own: dict) -> bool:
+        """server_port only for a tcp or udp service with one port."""
+        if "server_port" not in own:
+            return True
+        if ECHO in service.ports:
+            self.error(path + ("server_port",), f"server_port needs a tcp or udp service, "
+                                                f"but {service.name!r} is ICMP echo")
+            return False
+        if len({port for p in service.ports for port in (p.low, p.high)}) != 1:
+            self.error(path + ("server_port",),
+                       f"server_port needs a service with one port, but {service.name!r} has "
+                       f"{', '.join(str(p) for p in service.ports)}")
+            return False
+        return True
 
     def _schedules(self) -> None:
         for name, spec in (self.data.get("schedules") or {}).items():

@@ -9,18 +9,19 @@ server or source outside the internal networks, no family mixed up.
 
 from __future__ import annotations
 
-from .addresses import covers, interval_texts, subtract, within
-from .diagnostics import Collector, Diagnostic
-from .model import AddressRef, Outbound, Policy, Service, family_of
-from .vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
+from ..addresses import covers, interval_texts, subtract, within
+from ..diagnostics import Collector, Diagnostic
+from ..model import AddressRef, Addresses, Outbound, Policy, Service, family_of
+from ..vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
+from .zones import check_zones
 
 
 def check(policy: Policy) -> list[Diagnostic]:
     problems = Collector()
-    for checker in (_distinct_interfaces, _unique_rule_names, _published_addresses, _internal_side,
+    for checker in (check_zones, _unique_rule_names, _published_addresses, _internal_side,
                     _publish_conflicts, _outbound_matches, _management, _ssh_shadowed,
                     _outbound_inside, _block_empty, _routed, _shadowed_builtins,
-                    _publish_translations, _allow_from, _hairpin, _internal_addresses,
+                    _publish_translations, _allow_from, _hairpin, _hairpin_allow_from,
                     _mail_without_dns, _server_cannot_send, _localhost_rule_without_effect,
                     _unused_sets):
         checker(policy, problems)
@@ -39,18 +40,9 @@ def _outside(intervals: tuple, networks: tuple) -> list:
     return [interval for interval in intervals if not covers(networks, interval)]
 
 
-def _distinct_interfaces(policy: Policy, problems: Collector) -> None:
-    """Rules tell inside from outside by interface; one interface cannot be both."""
-    firewall = policy.firewall
-    if firewall.internal_interface == firewall.external_interface:
-        problems.error(firewall.internal_interface_position,
-                       f"the internal interface {firewall.internal_interface!r} is also the "
-                       "external interface; they must differ")
-
-
 def _unique_rule_names(policy: Policy, problems: Collector) -> None:
     first = {}
-    for rule in policy.publish + policy.outbound:
+    for rule in [r for r in policy.publish if r.part == 0] + list(policy.outbound):
         if rule.name in first:
             problems.error(rule.position, f"rule name {rule.name!r} is already used "
                                           f"({_line(first[rule.name].position)})")
@@ -68,12 +60,6 @@ def _published_addresses(policy: Policy, problems: Collector) -> None:
             problems.error(rule.external_position,
                            f"external address {rule.external_address} is not one of the "
                            f"firewall's external addresses ({listed})")
-        if rule.server is not None and rule.server.version != rule.external_address.version:
-            problems.error(rule.server_position,
-                           f"server {rule.server} is {FAMILY_NAMES[family_of(rule.server)]} but "
-                           f"external address {rule.external_address} is "
-                           f"{FAMILY_NAMES[family_of(rule.external_address)]}: "
-                           "a connection cannot be translated between families")
 
 
 def _internal_side(policy: Policy, problems: Collector) -> None:
@@ -84,7 +70,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
     for rule in policy.publish:
         if rule.server is None:
             continue
-        if firewall.internal_interface is None:
+        if not firewall.zones:
             problems.error(rule.server_position,
                            f"server {rule.server} is internal, so firewall.internal "
                            "(interface and networks) is required")
@@ -95,7 +81,7 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
         sources = rule.sources.addresses
         if not sources:
             continue
-        if firewall.internal_interface is None:
+        if not firewall.zones:
             problems.error(rule.sources.position,
                            f"outbound rule {rule.name!r} has internal sources, so "
                            "firewall.internal (interface and networks) is required")
@@ -109,12 +95,18 @@ def _internal_side(policy: Policy, problems: Collector) -> None:
                            f"sources of outbound rule {rule.name!r} are not in the internal "
                            f"networks ({described}): {shown}")
         for family in FAMILIES:
-            if (firewall.first_external(family) is None
+            if (firewall.first_external(family) is None and _reaches_outside(rule, networks, family)
                     and not within(sources.family(family), firewall.routed_networks.family(family))):
                 problems.error(rule.sources.position,
                                f"outbound rule {rule.name!r} has {FAMILY_NAMES[family]} sources "
                                f"but the firewall has no {FAMILY_NAMES[family]} external "
                                "address to translate them to")
+
+
+def _reaches_outside(rule: Outbound, networks, family: str) -> bool:
+    """Does the rule let its sources out by the external interface (SNAT)?"""
+    return rule.destinations.any or bool(
+        subtract(rule.destinations.addresses.family(family), networks.family(family)))
 
 
 def _publish_conflicts(policy: Policy, problems: Collector) -> None:
@@ -192,20 +184,25 @@ def _ssh_shadowed(policy: Policy, problems: Collector) -> None:
 
 
 def _outbound_inside(policy: Policy, problems: Collector) -> None:
-    """Rules from internal sources match traffic leaving by the external
-    interface only; one whose destinations all lie inside never matches."""
-    networks = policy.firewall.internal_networks
+    """An outbound rule's destinations in the sources' own zone are never
+    reached through the firewall; a `to` that lies wholly there is a mistake."""
+    firewall = policy.firewall
     for rule in policy.outbound:
         targets = rule.destinations
         if not rule.sources.addresses or targets.any or not targets.addresses:
             continue
-        if all(networks.contains(family, interval)
+        own = Addresses.of(*([i for zone in firewall.zones
+                              for i in zone.networks.family(family)
+                              if zone.networks.intersection(rule.sources.addresses)]
+                             for family in FAMILIES))
+        if all(own.contains(family, interval)
                for family in FAMILIES for interval in targets.addresses.family(family)):
+            where = ("the internal networks" if len(firewall.zones) == 1
+                     else "the zone of its sources")
             problems.warning(targets.position,
-                             f"outbound rule {rule.name!r}: every address in `to` is inside the "
-                             "internal networks, but rules from internal sources only match "
-                             "traffic leaving by the external interface, so it never matches "
-                             "traffic from its internal sources")
+                             f"outbound rule {rule.name!r}: every address in `to` is inside "
+                             f"{where}, so that traffic never crosses the firewall and the "
+                             "rule never matches")
 
 
 SMTP_PORTS = BUILTIN_SERVICES["smtp"]
@@ -286,29 +283,29 @@ def _block_empty(policy: Policy, problems: Collector) -> None:
 
 
 def _routed(policy: Policy, problems: Collector) -> None:
-    """Routed networks lie inside the internal networks; a server in one is
-    published without an external address, every other server with one."""
-    firewall = policy.firewall
-    networks = firewall.internal_networks
-    described = ", ".join(networks.texts("ip") + networks.texts("ip6"))
-    outside = [text for family in FAMILIES
-               for i in subtract(firewall.routed_networks.family(family), networks.family(family))
-               for text in interval_texts(VERSIONS[family], i)]
-    if outside:
-        problems.error(firewall.routed_position,
-                       f"routed networks must lie inside the internal networks ({described}): "
-                       + ", ".join(outside))
+    """A server in a routed network is published without an external
+    address (in its family), every other server with one."""
     for rule in policy.publish:
         if rule.routed and rule.external_address is not None:
             problems.error(rule.external_position,
+                           f"server {rule.server} is in a routed network, so publish rule "
+                           f"{rule.name!r} takes no {FAMILY_NAMES[rule.family]} "
+                           "external_address: clients reach the server at its own address"
+                           if _dual(policy, rule) else
                            f"server {rule.server} is in a routed network, so publish rule "
                            f"{rule.name!r} takes no external_address: clients reach the "
                            "server at its own address")
         elif not rule.routed and rule.external_address is None:
             what = "the firewall" if rule.server is None else f"server {rule.server}"
+            which = f"an {FAMILY_NAMES[rule.family]}" if _dual(policy, rule) else "an"
             problems.error(rule.position,
-                           f"publish rule {rule.name!r} needs an external_address: {what} "
+                           f"publish rule {rule.name!r} needs {which} external_address: {what} "
                            "is not in a routed network (firewall.internal.routed)")
+
+
+def _dual(policy: Policy, rule) -> bool:
+    """Is `rule` one family of a dual-stack publication?"""
+    return any(other.name == rule.name and other is not rule for other in policy.publish)
 
 
 def _shadowed_builtins(policy: Policy, problems: Collector) -> None:
@@ -344,24 +341,24 @@ def _publish_translations(policy: Policy, problems: Collector) -> None:
 
 def _allow_from(policy: Policy, problems: Collector) -> None:
     for rule in policy.publish:
-        sources = rule.allow_from
         if rule.published_at() is None:     # no external_address: _routed reports it
             continue
         family = family_of(rule.published_at())
-        if not sources.any and not sources.addresses.family(family):
-            problems.error(sources.position,
-                           f"publish rule {rule.name!r}: allow_from has no "
-                           f"{FAMILY_NAMES[family]} address, but the publication is "
-                           f"{FAMILY_NAMES[family]} ({rule.published_at()}): "
-                           "nobody could connect")
+        for sources in dict.fromkeys(service.allow_from for service in rule.services):
+            if sources is not None and not sources.any and not sources.addresses.family(family):
+                problems.error(sources.position,
+                               f"publish rule {rule.name!r}: allow_from has no "
+                               f"{FAMILY_NAMES[family]} address, but the publication is "
+                               f"{FAMILY_NAMES[family]} ({rule.published_at()}): "
+                               "nobody could connect")
 
 
 def _hairpin(policy: Policy, problems: Collector) -> None:
     """Hairpin translates internal clients' connections to an internal server;
-    the firewall's own services need no translation to be reached from inside."""
-    networks = policy.firewall.internal_networks
+    the firewall's own services need no translation to be reached from
+    inside, nor does a routed server (outbound rules reach it)."""
     for rule in policy.publish:
-        if not rule.hairpin:
+        if not rule.hairpin or rule.part != 0 and rule.server is None:
             continue
         if rule.server is None:
             problems.error(rule.hairpin_position,
@@ -369,29 +366,48 @@ def _hairpin(policy: Policy, problems: Collector) -> None:
                            "internal clients reach the firewall's own (localhost) services "
                            "on the external address without it")
             continue
-        if rule.external_address is None:
-            problems.error(rule.hairpin_position,
-                           f"publish rule {rule.name!r}: hairpin needs an external_address; "
-                           "internal clients reach a routed server at its own address")
+        translated = [part for part in policy.publish
+                      if part.name == rule.name and part.external_address is not None]
+        if not translated:
+            if rule.part == 0:
+                problems.error(rule.hairpin_position,
+                               f"publish rule {rule.name!r}: hairpin needs an external_address; "
+                               "internal clients reach a routed server at its own address")
             continue
-        family = family_of(rule.external_address)
-        clients = networks if rule.allow_from.any else networks.intersection(
-            rule.allow_from.addresses)
-        if not clients.family(family):
+        if rule.external_address is None:
+            continue
+        family = rule.family
+        clients = hairpin_clients(policy, rule)
+        if not any(clients(service).family(family) for service in rule.services):
             problems.error(rule.hairpin_position,
                            f"publish rule {rule.name!r}: hairpin, but no {FAMILY_NAMES[family]} "
-                           "address of allow_from is in the internal networks")
+                           "address of allow_from is in the internal networks"
+                           + ("" if len(policy.firewall.zones) == 1
+                              else " of the hairpin zones"))
 
 
-def _internal_addresses(policy: Policy, problems: Collector) -> None:
-    firewall = policy.firewall
-    where = firewall.internal_addresses_position
-    for family in FAMILIES:
-        mine = [a for a in firewall.internal_addresses if family_of(a) == family]
-        if len(mine) > 1:
-            problems.error(where, f"firewall.internal.address lists {len(mine)} "
-                                  f"{FAMILY_NAMES[family]} addresses; give at most one a family")
-        for address in mine:
-            if not firewall.internal_networks.contains(family, (int(address), int(address))):
-                problems.error(where, f"firewall.internal.address {address} is not in the "
-                                      "internal networks")
+def hairpin_clients(policy: Policy, rule):
+    """The hairpin clients of one service of `rule`: the hairpin zones'
+    networks, within the service's allow_from."""
+    networks = Addresses.of(*([i for zone in policy.firewall.zones if zone.name in rule.hairpin
+                               for i in zone.networks.family(family)] for family in FAMILIES))
+
+    def clients(service: Service) -> Addresses:
+        sources = service.allow_from or rule.allow_from
+        return networks if sources.any else networks.intersection(sources.addresses)
+    return clients
+
+
+def _hairpin_allow_from(policy: Policy, problems: Collector) -> None:
+    """A zone named in allow_from whose clients hairpin does not admit can
+    connect only if it were outside: probably a missing hairpin zone."""
+    for rule in policy.publish:
+        if rule.part != 0 or rule.server is None:
+            continue
+        for sources in dict.fromkeys(service.allow_from for service in rule.services):
+            for zone in (sources.zones if sources else ()):
+                if zone not in rule.hairpin:
+                    problems.warning(sources.position,
+                                     f"publish rule {rule.name!r}: allow_from names zone "
+                                     f"{zone!r}, but hairpin does not admit it, so its clients "
+                                     "cannot use the publication")
