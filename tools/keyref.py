@@ -26,7 +26,8 @@ SCHEMA = ROOT / "schemas" / "policy.schema.json"
 KEYS = ROOT / "docs" / "keys.md"
 FORMATS = {"ip-address": "IP address", "ip-address-or-localhost": "IP address or localhost",
            "ip-network": "network", "address-entry": "address entry"}
-DEFINED = {"name": "name", "interface": "interface name", "dns_name": "DNS name"}
+DEFINED = {"name": "name", "interface": "interface name", "zone_interface": "interface name",
+           "dns_name": "DNS name"}
 HEADER = """\
 # Policy keys
 
@@ -60,6 +61,9 @@ def keys(schema: dict) -> list[tuple[str, dict]]:
         node = _resolve(node, schema)
         for choice in node.get("oneOf", []) + node.get("anyOf", []):
             walk(choice, path)
+        for branch in ("then", "else"):     # if/then/else: each form of the value
+            if isinstance(node.get(branch), dict):
+                walk(node[branch], path)
         for name, child in node.get("properties", {}).items():
             found.append((f"{path}.{name}".lstrip("."), child))
             walk(child, f"{path}.{name}".lstrip("."))
@@ -101,6 +105,8 @@ def type_of(node: dict, schema: dict) -> str:
         values = [str(value) for value in node["enum"]]
         return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
     choices = node.get("oneOf", []) + node.get("anyOf", [])
+    if "then" in node and "else" in node and node.get("if") == {"type": "array"}:
+        choices = [node["else"], node["then"]]
     if choices:
         return " or ".join(type_of(choice, schema) for choice in choices)
     types = node.get("type", [])
