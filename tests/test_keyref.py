@@ -63,18 +63,21 @@ def test_every_key_has_an_example_and_shows_the_default_its_description_names():
 def test_a_key_without_example_or_with_an_unstated_default_fails_the_check(
         tmp_path, monkeypatch, capsys):
     schema = copy.deepcopy(SCHEMA)
-    limit = schema["properties"]["publish"]["items"]["properties"]["limit"]["properties"]
+    limit = schema["$defs"]["limit"]["properties"]   # a publication's and a service's
     del limit["concurrent"]["examples"]
     del limit["burst"]["default"]
     limit["burst"]["description"] += " Default 5."
-    assert keyref.missing_examples(schema) == ["publish[].limit.concurrent"]
-    assert keyref.unstated_defaults(schema) == ["publish[].limit.burst"]
+    assert keyref.missing_examples(schema) == ["publish[].services[].limit.concurrent",
+                                               "publish[].limit.concurrent"]
+    assert keyref.unstated_defaults(schema) == ["publish[].services[].limit.burst",
+                                                "publish[].limit.burst"]
     written = tmp_path / "policy.schema.json"
     written.write_text(json.dumps(schema))
     monkeypatch.setattr(keyref, "SCHEMA", written)
     assert keyref.main(["--check"]) == 1
     err = capsys.readouterr().err
-    assert "keys without an example in policy.schema.json: publish[].limit.concurrent" in err
+    assert ("keys without an example in policy.schema.json: "
+            "publish[].services[].limit.concurrent, publish[].limit.concurrent") in err
     assert "names a default the schema does not give" in err and "limit.burst" in err
 
 
