@@ -38,8 +38,8 @@ def check_zones(policy: Policy, problems: Collector) -> None:
         elif zone.interface in first_on:
             other = first_on[zone.interface]
             problems.error(zone.interface_position,
-                           f"zone {zone.name!r}: interface {zone.interface!r} is already zone "
-                           f"{other.name!r}'s ({_line(other.interface_position)})")
+                           f"zone {zone.name!r}: interface {zone.interface!r} is already the "
+                           f"interface of zone {other.name!r} ({_line(other.interface_position)})")
         first_on.setdefault(zone.interface, zone)
         _inside(zone, problems)
     for one, other in combinations(firewall.zones, 2):
