@@ -18,9 +18,10 @@ returns every problem found; an empty list means fail-closed:
   accept also its original address and port), an outbound rule (its sources
   or destinations, ports and schedule), management ssh (a source, the
   ssh_port), management ping (a source or any, echo request); a routed
-  server's publication (external to internal interface, its own address and
-  port, no DNAT); `ping` is an ICMP or ICMPv6 echo-request match in place of
-  a port; a publication's accepts also keep inside its allow_from, and one
+  server's publication (external interface to its zone's, its own address
+  and port, no DNAT); `ping` is an ICMP or ICMPv6 echo-request match in
+  place of a port; a publication's accepts also keep inside the allow_from
+  of their service (its own, or the publication's), and one
   with a server_port accepts the server's port only with the published one
   as the original (`ct original proto-dst`);
 - an accept of a publication with a `limit` comes after rules with the
@@ -37,18 +38,23 @@ returns every problem found; an empty list means fail-closed:
   chain is judged as if its rules stood in the map's place with the
   element's key as matches, and a chain no map reaches is a problem;
 - every DNAT matches the external interface (or, for a hairpin publication,
-  the internal one and sources in the internal networks), one external
+  the interface of a zone its hairpin admits and sources in that zone's
+  networks), one external
   address of the firewall, a port and sources inside allow_from, and
   translates to the server and server port that publish them; a redirect
   likewise for a localhost publication with a server_port;
-- source translation towards the inside (masquerade, or SNAT to
-  firewall.internal.address) only of DNATed connections that arrived on the
-  internal interface from the internal networks to a hairpin publication's
-  server;
+- source translation towards the inside (masquerade, or SNAT to the
+  zone's address) only of DNATed connections that arrived on the interface
+  of the server's own zone from that zone's networks, leaving by the same
+  interface, to the server of a publication whose hairpin admits the zone;
+- an outbound rule's accepts come from each zone's interface with that
+  zone's sources only, and `to` omitted reaches the external interface only;
 - with firewall.anti_spoofing (the default), a filter chain on hook
   prerouting before connection tracking (priority below -200) drops what
   arrives on the external interface from the internal networks (but for
-  link-local and unspecified sources), and that chain does nothing else;
+  link-local and unspecified sources) and, on each zone's interface, every
+  source but that zone's networks and those no one owns; that chain does
+  nothing else;
 - in input and forward, no accept but replies, loopback, neighbour
   discovery and MLD comes before blocked sources are dropped or rejected:
   rules on the source alone that cover all of `firewall.block` and look up
@@ -311,41 +317,22 @@ def allowances(policy: Policy) -> list[Allowance]:
     offset = _offset_minutes(fw.timezone)
     found = []
     for rule in policy.publish:
-        ports = tuple(p for s in rule.services for p in s.ports)
-        if rule.external_address is None:     # routed: to the server's own address
-            family = "ip" if rule.server.version == 4 else "ip6"
-            found.append(Allowance("forward", ports, family, saddr=_allowed(rule, family),
-                                   daddr=[(int(rule.server),) * 2],
-                                   iifname=fw.external_interface,
-                                   oifname=fw.internal_interface, limit=rule.limit))
-            continue
-        family = "ip" if rule.external_address.version == 4 else "ip6"
-        external = [(int(rule.external_address),) * 2]
-        saddr = _allowed(rule, family)
-        ports = tuple(p for s in rule.services if s.server_port is None for p in s.ports)
-        if rule.server is None:
-            found.append(Allowance("input", ports, family, saddr=saddr, daddr=external,
-                                   limit=rule.limit))
-        else:
-            found.append(Allowance("forward", ports, family, saddr=saddr,
-                                   daddr=[(int(rule.server),) * 2], original_daddr=external,
-                                   limit=rule.limit))
-        for published, served in _redirected(rule):
-            # the firewall's own server after a redirect: any own address
-            daddr = None if rule.server is None else [(int(rule.server),) * 2]
-            found.append(Allowance("input" if rule.server is None else "forward", (served,),
-                                   family, saddr=saddr, daddr=daddr, original_daddr=external,
-                                   original_ports=(published,), limit=rule.limit))
+        for service in rule.services:
+            found += _publication_allowances(fw, rule, service)
     for rule in policy.outbound:
         ports = tuple(p for s in rule.services for p in s.ports)
         to = rule.destinations
         for family in ("ip", "ip6"):
-            sources = rule.sources.addresses.family(family)
             daddr = None if to.any else to.addresses.family(family)
-            if sources and daddr != ():
-                found.append(Allowance("forward", ports, family, saddr=sources, daddr=daddr,
-                                       iifname=fw.internal_interface, schedule=rule.schedule,
-                                       offset=offset))
+            for zone in fw.zones:
+                # from each zone's interface, its own sources only; `to` omitted
+                # (any) is the outside only
+                sources = zone.networks.intersection(rule.sources.addresses).family(family)
+                if sources and daddr != ():
+                    found.append(Allowance("forward", ports, family, saddr=sources, daddr=daddr,
+                                           iifname=zone.interface,
+                                           oifname=fw.external_interface if to.any else None,
+                                           schedule=rule.schedule, offset=offset))
             if rule.sources.localhost and not to.any and daddr:
                 found.append(Allowance("output", ports, family, daddr=daddr,
                                        schedule=rule.schedule, offset=offset))
@@ -365,15 +352,40 @@ def allowances(policy: Policy) -> list[Allowance]:
     return found
 
 
-def _allowed(rule, family: str):
-    """A publication's allowed sources in `family`; None for any."""
-    return None if rule.allow_from.any else rule.allow_from.addresses.family(family)
+def _publication_allowances(fw, rule, service) -> list[Allowance]:
+    """What one service of a publication (one family of it) lets through:
+    its allow_from (its own, or the publication's), its limit."""
+    family = rule.family
+    saddr = _allowed(service, family)
+    if rule.external_address is None:     # routed: to the server's own address
+        return [Allowance("forward", service.ports, family, saddr=saddr,
+                          daddr=[(int(rule.server),) * 2], iifname=fw.external_interface,
+                          oifname=fw.zone_named(rule.zone).interface, limit=service.limit)]
+    external = [(int(rule.external_address),) * 2]
+    server = None if rule.server is None else [(int(rule.server),) * 2]
+    chain = "input" if rule.server is None else "forward"
+    if service.server_port is None:
+        return [Allowance(chain, service.ports, family, saddr=saddr,
+                          daddr=external if server is None else server,
+                          original_daddr=None if server is None else external,
+                          limit=service.limit)]
+    # after a redirect, the firewall's own server on any own address
+    return [Allowance(chain, (served,), family, saddr=saddr, daddr=server,
+                      original_daddr=external, original_ports=(published,),
+                      limit=service.limit)
+            for published, served in _redirected(service)]
 
 
-def _redirected(rule):
-    """(published port, server port) of each service with a server_port."""
-    return [(port, PortRange(port.protocol, s.server_port, s.server_port))
-            for s in rule.services if s.server_port is not None for port in s.ports]
+def _allowed(service, family: str):
+    """A published service's allowed sources in `family`; None for any."""
+    sources = service.allow_from
+    return None if sources.any else sources.addresses.family(family)
+
+
+def _redirected(service):
+    """(published port, server port) of a service with a server_port."""
+    return [(port, PortRange(port.protocol, service.server_port, service.server_port))
+            for port in service.ports]
 
 
 # -- the checks ------------------------------------------------------------------
@@ -507,7 +519,7 @@ def _antispoofing_problems(chains: dict, rules: list[Rule], policy: Policy,
     inside = [r for r in rules if r.chain == ANTISPOOFING]
     problems += [f"anti-spoofing does more than drop: {r}" for r in inside if r.verdict != "drop"
                  or {n for n, _ in r.statements} - {"drop", "counter", "log", "limit"}]
-    if not fw.anti_spoofing or fw.internal_interface is None:
+    if not fw.anti_spoofing or not fw.zones:
         return problems
     for family in ("ip", "ip6"):
         forged = _subtract(list(fw.internal_networks.family(family)), NO_ONES[family])
@@ -518,6 +530,17 @@ def _antispoofing_problems(chains: dict, rules: list[Rule], policy: Policy,
         if forged and not _within(forged, dropped):
             problems.append(f"anti-spoofing leaves {family} sources of the internal networks "
                             f"arriving on {fw.external_interface} undropped")
+        for zone in fw.zones:
+            # a drop of every source but those listed, all of them the zone's or no one's
+            kept = [i for r in inside if r.verdict == "drop"
+                    and r.keys() == {"iifname", f"{family} saddr"}
+                    and any(_items(v) == [zone.interface] for v in r.positive("iifname"))
+                    for k, op, v in r.matches if k == f"{family} saddr" and op == "!="
+                    for i in [_intervals(v, sets)]]
+            mine = list(zone.networks.family(family)) + NO_ONES[family]
+            if not any(_within(listed, mine) for listed in kept):
+                problems.append(f"anti-spoofing leaves {family} sources outside zone "
+                                f"{zone.name} arriving on {zone.interface} undropped")
     return problems
 
 
@@ -614,8 +637,7 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     fw = policy.firewall
     if rule.verdict == "redirect":
         return _redirect_problems(rule, policy, sets)
-    if rule.verdict == "masquerade" or any(_items(v) == [fw.internal_interface]
-                                           for v in rule.positive("oifname")):
+    if rule.verdict == "masquerade" or _zone_on(fw, rule, "oifname") is not None:
         return _hairpin_snat_problems(rule, policy, sets)
     externals = {int(a) for a in fw.external_addresses}
     target = int(ipaddress.ip_address(dict(rule.statements)[rule.verdict]["addr"]))
@@ -627,8 +649,8 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
     problems = []
     if rule.chain != "prerouting":
         problems.append(f"DNAT outside prerouting: {rule}")
-    hairpin = any(_items(v) == [fw.internal_interface] for v in rule.positive("iifname"))
-    if not hairpin and not any(_items(v) == [fw.external_interface]
+    hairpin = _zone_on(fw, rule, "iifname")
+    if hairpin is None and not any(_items(v) == [fw.external_interface]
                                for v in rule.positive("iifname")):
         problems.append(f"DNAT without the external interface: {rule}")
     bound = [d[0][0] for k in ("ip daddr", "ip6 daddr") for d in
@@ -647,22 +669,29 @@ def _nat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
             and int(p.external_address) in bound
             and any(published.protocol == protocol and port == s.server_port
                     and _within(ports, [(published.low, published.high)])
+                    and _sources_within(rule, p, s, sets, hairpin)
                     for protocol, ports in dports for s in p.services for published in s.ports)
-            and _sources_within(rule, p, policy, sets, hairpin)
             for p in policy.publish):
         problems.append(f"DNAT that no publish rule asks for: {rule}")
     return problems
 
 
-def _sources_within(rule: Rule, publication, policy: Policy, sets: dict, hairpin: bool) -> bool:
-    """The rule's sources inside the publication's allow_from; for a hairpin
-    DNAT also inside the internal networks, and the publication has hairpin."""
-    family = "ip" if publication.external_address.version == 4 else "ip6"
-    limits = [_allowed(publication, family)]
-    if hairpin:
-        if not publication.hairpin:
+def _zone_on(fw, rule: Rule, key: str):
+    """The zone whose interface the rule matches as `key` (iifname, oifname)."""
+    return next((zone for zone in fw.zones
+                 if any(_items(v) == [zone.interface] for v in rule.positive(key))), None)
+
+
+def _sources_within(rule: Rule, publication, service, sets: dict, hairpin) -> bool:
+    """The rule's sources inside the service's allow_from; for a hairpin
+    DNAT (from zone `hairpin`) also inside that zone's networks, and the
+    publication's hairpin admits the zone."""
+    family = publication.family
+    limits = [_allowed(service, family)]
+    if hairpin is not None:
+        if hairpin.name not in publication.hairpin:
             return False
-        limits.append(policy.firewall.internal_networks.family(family))
+        limits.append(hairpin.networks.family(family))
     return all(limit is None
                or any(_within(_intervals(v, sets), limit) for v in rule.positive(f"{family} saddr"))
                for limit in limits)
@@ -686,32 +715,36 @@ def _redirect_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
                         and _within(ports, [(published.low, published.high)])
                         for protocol, ports in dports for s in p.services
                         for published in s.ports)
-                and _sources_within(rule, p, policy, sets, hairpin=False)):
+                and any(_sources_within(rule, p, s, sets, None) for s in p.services)):
             return []
     return [f"redirect that no publish rule asks for: {rule}"]
 
 
 def _hairpin_snat_problems(rule: Rule, policy: Policy, sets: dict) -> list[str]:
-    """Source translation towards the inside only for hairpin connections:
-    DNATed (ct status dnat), from the internal networks, to a hairpin
-    publication's server; to firewall.internal.address or masquerade."""
+    """Source translation towards the inside only for hairpin connections
+    within one zone: DNATed (ct status dnat), arriving on and leaving by the
+    interface of the server's zone, from that zone's networks, to the server
+    of a publication whose hairpin admits the zone; to the zone's address
+    or masquerade."""
     fw = policy.firewall
     statement = dict(rule.statements)[rule.verdict]
+    zone = _zone_on(fw, rule, "iifname")
+    if zone is None or _zone_on(fw, rule, "oifname") is not zone:
+        return [f"hairpin SNAT of connections that may have come from outside "
+                f"or from another zone: {rule}"]
     if rule.verdict == "snat":
         target = ipaddress.ip_address(statement["addr"])
-        if target not in fw.internal_addresses:
-            return [f"hairpin SNAT to an address that is not firewall.internal.address: {rule}"]
+        if target not in zone.addresses:
+            return [f"hairpin SNAT to an address that is not zone {zone.name}'s: {rule}"]
     dnat = any("dnat" in _items(v) for v in rule.positive("ct status"))
-    if not any(_items(v) == [fw.internal_interface] for v in rule.positive("iifname")):
-        return [f"hairpin SNAT of connections that may have come from outside: {rule}"]
     for p in policy.publish:
-        if not p.hairpin or p.external_address is None:
+        if zone.name not in p.hairpin or p.zone != zone.name or p.external_address is None:
             continue
-        family = "ip" if p.external_address.version == 4 else "ip6"
+        family = p.family
         if (dnat and rule.chain == "postrouting"
                 and any(_within(_intervals(v, sets), [(int(p.server),) * 2])
                         for v in rule.positive(f"{family} daddr"))
-                and any(_within(_intervals(v, sets), fw.internal_networks.family(family))
+                and any(_within(_intervals(v, sets), zone.networks.family(family))
                         for v in rule.positive(f"{family} saddr"))):
             return []
     return [f"source translation towards the inside beyond hairpin connections: {rule}"]

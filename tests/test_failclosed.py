@@ -23,7 +23,8 @@ import failclosed
 from mailpubc.api import compile_path
 from mailpubc.generate import json as nft_json, text
 from mailpubc.plan import (ACCEPT, LINK_LOCAL, AddressMatch, Chain, ConntrackStatusMatch,
-                           IcmpTypeMatch, Jump, Masquerade, Origin, PortMatch, Rule, Ruleset)
+                           IcmpTypeMatch, InterfaceMatch, Jump, Masquerade, Origin, PortMatch,
+                           Rule, Ruleset)
 from strategies import policy_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -511,3 +512,52 @@ def test_the_unbroken_dispatch_base_passes():
 def test_checker_reports_a_broken_dispatch(what, breaks, expected):
     """Both generators: the map's JSON and text forms list alike, but both are read."""
     assert_reported(_compile(DISPATCH_BASE), breaks, expected)
+
+
+# -- zones: a LAN and a DMZ (golden/zones), and a publication whose hairpin
+# admits the DMZ only --------------------------------------------------------------
+
+ZONES_BASE = (ROOT / "golden" / "zones" / "policy.yaml").read_text().replace(
+    "\noutbound:\n", """  - {name: web, server: 10.2.0.80, external_address: 198.51.100.10,
+     services: [https], hairpin: [dmz]}
+
+outbound:
+""")
+ZONE_SPOOFING = rule_of("antispoofing", "firewall.anti_spoofing",
+                        having=InterfaceMatch("iif", "eth1"))
+WEB_HAIRPIN = rule_of("hairpin", "web", "https")
+LAN_TO_MAIL = rule_of("outbound", "lan-to-mail", "imaps")
+LAN = AddressMatch("ip", "saddr", (interval("10.1.0.0/24"),))
+LAN_SNAT = Rule(Origin("hairpin", "mx", "smtp"),
+                (InterfaceMatch("iif", "eth1"), InterfaceMatch("oif", "eth2"),
+                 ConntrackStatusMatch("dnat"), LAN,
+                 AddressMatch("ip", "daddr", (interval("10.2.0.25/32"),)),
+                 PortMatch("tcp", 25, 25)), (Masquerade(),))
+ZONE_BREAKAGES = [
+    ("a zone's anti-spoofing left out",
+     lambda p: edit_rules(p, "antispoofing", ZONE_SPOOFING, lambda r: None),
+     "anti-spoofing leaves ip sources outside zone lan arriving on eth1 undropped"),
+    ("hairpin SNAT of a client in another zone",
+     lambda p: add_rule(p, "postrouting", lambda r: True, LAN_SNAT),
+     "hairpin SNAT of connections that may have come from outside or from another zone"),
+    ("hairpin DNAT from a zone the publication's hairpin does not admit",
+     lambda p: edit_rules(p, "prerouting", WEB_HAIRPIN, parts(
+         "matches", lambda m: m.kind == "interface" or m == replace(m, field="saddr"),
+         lambda m: InterfaceMatch("iif", "eth1") if m.kind == "interface" else LAN)),
+     "DNAT that no publish rule asks for"),
+    ("zone-to-zone accept to any destination",
+     lambda p: edit_rules(p, "forward", LAN_TO_MAIL, without(kind("address", field="daddr"))),
+     "accept that the policy does not allow"),
+]
+
+
+def test_the_unbroken_zones_base_passes():
+    compiled = _compile(ZONES_BASE)
+    assert any(WEB_HAIRPIN(r) for c in compiled.ruleset.chains for r in c.rules)
+    assert failclosed.check(failclosed.load(compiled.text), compiled.policy) == []
+
+
+@pytest.mark.parametrize("what,breaks,expected", ZONE_BREAKAGES,
+                         ids=[b[0] for b in ZONE_BREAKAGES])
+def test_checker_reports_a_broken_zones_ruleset(what, breaks, expected):
+    assert_reported(_compile(ZONES_BASE), breaks, expected)
