@@ -542,7 +542,7 @@ ZONE_BREAKAGES = [
      "hairpin SNAT of connections that may have come from outside or from another zone"),
     ("hairpin DNAT from a zone the publication's hairpin does not admit",
      lambda p: edit_rules(p, "prerouting", WEB_HAIRPIN, parts(
-         "matches", lambda m: m.kind == "interface" or m == replace(m, field="saddr"),
+         "matches", lambda m: m.kind == "interface" or getattr(m, "field", None) == "saddr",
          lambda m: InterfaceMatch("iif", "eth1") if m.kind == "interface" else LAN)),
      "DNAT that no publish rule asks for"),
     ("zone-to-zone accept to any destination",
