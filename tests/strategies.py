@@ -43,7 +43,9 @@ from mailpubc.schema import policy_schema
 NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
 INTERFACE = r"[A-Za-z0-9_.@+,=-]{1,15}"
 VERDICTS = policy_schema()["$defs"]["verdict"]["enum"]
-RESERVED = {"localhost", "any", "always"} | set(BUILTIN_SERVICES)
+ZONE_NAMES = ("zone1", "zone2")     # the list form's zones, which address sets may not be named
+RESERVED = {"localhost", "any", "always", *ZONE_NAMES} | set(BUILTIN_SERVICES)
+SECOND_ZONE = [ipaddress.ip_network("10.254.1.0/24"), ipaddress.ip_network("fd00:fe::/64")]
 # Words nft uses elsewhere (libnftables' token strings) that it still takes as
 # a table name: the edge of compiler/nft_keywords.txt.
 TABLE_WORDS = ("filter", "nat", "mailpub", "Inet", "ACCEPT", "daddr", "dport", "saddr",
@@ -187,11 +189,25 @@ def _firewall(draw) -> dict:
             values = list(own.values())
             firewall["internal"]["address"] = (values[0] if len(values) == 1 and draw(st.booleans())
                                                else values)
+        if draw(st.booleans()):     # the list form: this zone, and maybe a second one
+            firewall["internal"] = [{"name": ZONE_NAMES[0], **firewall["internal"]}]
+            second = [n for n in SECOND_ZONE if not any(n.overlaps(m) for m in networks)]
+            interface = interfaces[1][:14] + ("z" if interfaces[1][-1] != "z" else "y")
+            if second and interface != interfaces[0] and draw(st.booleans()):
+                firewall["internal"].append({"name": ZONE_NAMES[1], "interface": interface,
+                                             "networks": [str(n) for n in second]})
     verdicts = draw(st.dictionaries(st.sampled_from(["input", "forward", "output"]),
                                     st.sampled_from(VERDICTS)))
     if verdicts or draw(st.booleans()):
         firewall["policy"] = verdicts
     return firewall
+
+
+def _zone_lists(firewall: dict, key: str) -> list[str]:
+    """`key` (networks, routed) of every zone, the mapping form's or the list's."""
+    zones = firewall.get("internal", [])
+    return [text for zone in ([zones] if isinstance(zones, dict) else zones)
+            for text in zone.get(key, [])]
 
 
 @st.composite
@@ -385,7 +401,7 @@ def policies(draw) -> Draw:
     firewall = draw(_firewall())
     externals = [ipaddress.ip_address(a) for a in firewall["external"]["addresses"]]
     ext_families = {a.version for a in externals}
-    internal = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("networks", [])]
+    internal = [ipaddress.ip_network(n) for n in _zone_lists(firewall, "networks")]
     sets = draw(_address_sets(internal))
     sets = {name: draw(_maybe_list_file(spec, sets)) for name, spec in sets.items()}
     custom = _services(draw)
@@ -408,7 +424,7 @@ def policies(draw) -> Draw:
     rule_names = iter(drawn + [n for n in (f"rule-{i}" for i in range(8)) if n not in drawn])
 
     publish, claimed = [], []
-    routed = [ipaddress.ip_network(n) for n in firewall.get("internal", {}).get("routed", [])]
+    routed = [ipaddress.ip_network(n) for n in _zone_lists(firewall, "routed")]
     for _ in range(draw(st.integers(0, 3))):
         if routed and draw(st.booleans()):
             server = draw(_hosts(draw(st.sampled_from(routed))))
@@ -448,7 +464,9 @@ def policies(draw) -> Draw:
             if any(port.overlaps(taken) and server_port != other
                    for port in service_ports for taken, other in translated):
                 continue
-            if server_port is None and (not redirectable or draw(st.integers(0, 5))):
+            if server_port is None and draw(st.integers(0, 9)) == 0:   # the mapping form
+                chosen.append({"service": service, "log": draw(st.booleans())})
+            elif server_port is None and (not redirectable or draw(st.integers(0, 5))):
                 chosen.append(service)
             else:           # its own port as server_port means the plain service
                 chosen.append({"service": service, "server_port": server_port or min(numbers)})
