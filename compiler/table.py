@@ -1,6 +1,8 @@
 """`mailpubc table`: the seed's published-services table, from the typed model.
 
-One row per publication, service and port range of that service. Each
+One row per publication, family, service and port range of that service
+(a dual-stack publication has a row per family), with the zone that holds
+the server and the service's own allow_from and limits. Each
 column has one function below that reads it from the model. The limits
 column is shown only when some row has limits. The JSON form gives the
 same rows as typed values (`typed_row`), not the text's display strings.
@@ -16,7 +18,7 @@ from .columns import aligned
 from .model import Policy, Publish, Service
 from .vocab import ECHO_PROTOCOL, ECHO_REQUEST, FAMILIES, PortRange
 
-COLUMNS = ("rule", "service", "external address", "protocol", "port", "server",
+COLUMNS = ("rule", "service", "external address", "protocol", "port", "server", "zone",
            "server port", "allowed from")
 LIMITS = "limits"
 
@@ -45,8 +47,12 @@ def _server_port(publication: Publish, service: Service, port: PortRange) -> str
     return _port(port) if service.server_port is None else str(service.server_port)
 
 
-def _allowed_from(publication: Publish) -> str:
-    sources = publication.allow_from
+def _zone(publication: Publish) -> str:
+    return "(firewall)" if publication.server is None else publication.zone
+
+
+def _allowed_from(service: Service) -> str:
+    sources = service.allow_from
     if sources.any:
         return "any"
     if sources.set_name:
@@ -54,8 +60,8 @@ def _allowed_from(publication: Publish) -> str:
     return ", ".join(text for family in FAMILIES for text in sources.addresses.texts(family))
 
 
-def _limits(publication: Publish) -> Optional[str]:
-    limit = publication.limit
+def _limits(service: Service) -> Optional[str]:
+    limit = service.limit
     if limit is None:
         return None
     parts = []
@@ -82,9 +88,9 @@ def rows(policy: Policy) -> list[dict]:
     for publication, service, port in _entries(policy):
         row = dict(zip(COLUMNS, (
             publication.name, service.name, _external_address(publication),
-            _protocol(port), _port(port), _server(publication),
-            _server_port(publication, service, port), _allowed_from(publication))))
-        limits = _limits(publication)
+            _protocol(port), _port(port), _server(publication), _zone(publication),
+            _server_port(publication, service, port), _allowed_from(service))))
+        limits = _limits(service)
         if limits is not None:
             row[LIMITS] = limits
         found.append(row)
@@ -95,11 +101,12 @@ def typed_row(publication: Publish, service: Service, port: PortRange) -> dict:
     """A row as typed values (README, Reports: `table --format json`): ports
     are integers, a range is `port`..`port_end`, ICMP has no port but an
     `icmp_type`, a routed publication's external_address is null, and
-    allowed_from is null for any source, else the addresses it allows."""
+    allowed_from is null for any source, else the addresses it allows;
+    zone is the server's (null for the firewall itself)."""
     echo = port.protocol == ECHO_PROTOCOL
     server_low, server_high = ((port.low, port.high) if service.server_port is None
                                else (service.server_port, service.server_port))
-    sources = publication.allow_from
+    sources = service.allow_from
     external = publication.external_address
     return {
         "rule": publication.name,
@@ -110,12 +117,13 @@ def typed_row(publication: Publish, service: Service, port: PortRange) -> dict:
         "port_end": None if echo else port.high,
         "icmp_type": ECHO_REQUEST if echo else None,
         "server": _server(publication),
+        "zone": publication.zone,
         "server_port": None if echo else server_low,
         "server_port_end": None if echo else server_high,
         "allowed_from": None if sources.any else [
             text for family in FAMILIES for text in sources.addresses.texts(family)],
         "allowed_from_set": sources.set_name,
-        "limits": None if publication.limit is None else asdict(publication.limit),
+        "limits": None if service.limit is None else asdict(service.limit),
     }
 
 

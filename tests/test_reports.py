@@ -98,7 +98,8 @@ def test_table_json_gives_typed_values(tmp_path):
     run = run_mailpubc("table", "--format", "json", policy)
     assert run.returncode == 0 and only_warnings(run.stderr), run.stderr
     exchange = {"rule": "exchange", "external_address": "198.51.100.10", "protocol": "tcp",
-                "icmp_type": None, "server": "10.1.0.25", "allowed_from": ["192.0.2.0/24"],
+                "icmp_type": None, "server": "10.1.0.25", "zone": "internal",
+                "allowed_from": ["192.0.2.0/24"],
                 "allowed_from_set": "partners",
                 "limits": {"new": {"count": 3, "unit": "minute"}, "burst": 4,
                            "concurrent": None, "ipv4_prefix": 32, "ipv6_prefix": 64}}
@@ -109,8 +110,27 @@ def test_table_json_gives_typed_values(tmp_path):
          "server_port": 30000, "server_port_end": 30009},
         {"rule": "routed", "service": "ping", "external_address": None, "protocol": "icmp",
          "port": None, "port_end": None, "icmp_type": "echo-request",
-         "server": "2001:db8:5:1::25", "server_port": None, "server_port_end": None,
+         "server": "2001:db8:5:1::25", "zone": "internal", "server_port": None,
+         "server_port_end": None,
          "allowed_from": None, "allowed_from_set": None, "limits": None}]
+
+
+def test_table_has_a_row_per_family_with_the_zone_and_each_service_options():
+    """golden/zones: the MX in the DMZ, DNATed over IPv4 and routed over IPv6;
+    submission and IMAPS with their own allow_from and limit."""
+    run = run_mailpubc("table", "--format", "json", ROOT / "golden" / "zones" / "policy.yaml")
+    assert run.returncode == 0, run.stderr
+    rows = [(r["service"], r["external_address"], r["server"], r["zone"], r["allowed_from"],
+             r["limits"] and r["limits"]["concurrent"])
+            for r in json.loads(run.stdout)["publications"]]
+    office = ["10.1.0.0/24", "192.0.2.0/28", "2001:db8:ff::/48", "fd00:1::/64"]
+    assert rows == [
+        ("smtp", "198.51.100.10", "10.2.0.25", "dmz", None, None),
+        ("submission", "198.51.100.10", "10.2.0.25", "dmz", office, 5),
+        ("imaps", "198.51.100.10", "10.2.0.25", "dmz", office, None),
+        ("smtp", None, "2001:db8:5::25", "dmz", None, None),
+        ("submission", None, "2001:db8:5::25", "dmz", office, 5),
+        ("imaps", None, "2001:db8:5::25", "dmz", office, None)]
 
 
 def test_graph_as_json_and_dot_name_every_rule():
