@@ -223,15 +223,20 @@ def _sends_mail(rule: Outbound, server) -> bool:
 
 def _server_cannot_send(policy: Policy, problems: Collector) -> None:
     """A published SMTP server receives mail; with no outbound SMTP rule from
-    it, the replies and mail it sends out are dropped."""
+    it, the replies and mail it sends out are dropped. Once a publication:
+    the addresses of a dual-stack server that cannot send, together."""
+    silent: dict[str, list] = {}
     for rule in policy.publish:
         if rule.server is None or not _allows(rule.services, SMTP_PORTS):
             continue
         if not any(_sends_mail(out, rule.server) for out in policy.outbound):
-            problems.warning(rule.position,
-                             f"publish rule {rule.name!r} publishes SMTP on {rule.server}, but no "
-                             "outbound rule lets that server send SMTP (tcp/25): it can receive "
-                             "mail but not send any")
+            silent.setdefault(rule.name, []).append(rule)
+    for name, parts in silent.items():
+        servers = " and ".join(str(rule.server) for rule in parts)
+        problems.warning(parts[0].position,
+                         f"publish rule {name!r} publishes SMTP on {servers}, but no outbound "
+                         f"rule lets {'that server' if len(parts) == 1 else 'them'} send SMTP "
+                         "(tcp/25): it can receive mail but not send any")
 
 
 def _localhost_rule_without_effect(policy: Policy, problems: Collector) -> None:
