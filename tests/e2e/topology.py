@@ -4,9 +4,9 @@ The firewall namespace gets the policy's own interface names and external
 addresses.  Outside hosts share one bridge with the firewall's external side
 (every address there is a /32 or /128 with an on-link default route, as on
 an ISP link) and reach the internal networks only through the firewall.
-Inside hosts share a second bridge with the firewall's internal side and use
-the firewall as their default gateway, as docs/ruleset.md asks of a
-published server.
+Inside hosts share a bridge per internal zone with the firewall's interface
+on that zone, and use the firewall as their default gateway, as
+docs/ruleset.md asks of a published server.
 
 Hosts are derived from the compiled policy (``compiler.model.Policy``, the
 compiler's own reading of it) unless a scenario names them itself:
@@ -149,6 +149,9 @@ class Topology:
             wanted = ["smtp", "dovecot"] + (["dns"] if services & {"dns", "dns-zone-transfer"} else [])
             if rule.server is None:
                 host = self.firewall
+            elif self.owner(rule.server) is None and rule.name in self.hosts:
+                host = self.hosts[rule.name]        # a dual-stack server: its other family
+                host.addresses.append(rule.server)
             else:
                 host = self.owner(rule.server) or self._add(Host(rule.name, "inside", [rule.server]))
             if host.name != rule.name and rule.name not in self.hosts:
@@ -206,7 +209,7 @@ class Topology:
         config = self.policy.firewall
         self._switch = self._namespace("sw")
         options = SNOOPING if self.snooping else ("mcast_snooping", "0")
-        for bridge in ("wan", "lan"):
+        for bridge in ("wan", *self._zone_bridges()):
             self._switch.ip("link", "add", bridge, "type", "bridge", *options)
             if self.snooping:
                 self._switch.ip("link", "set", bridge, "type", "bridge", *QUERIER)
@@ -221,23 +224,38 @@ class Topology:
                      config.external_interface, "nodad")
         for family in {a.version for a in config.external_addresses}:
             fw.ns.ip(f"-{family}", "route", "add", "default", "dev", config.external_interface)
-        if self.internal:
-            self._plug(fw.ns, config.internal_interface, "lan", "fw-int", members_only=True)
-            for net in self.internal:
-                own = [a for a in config.internal_addresses if a in net and a != gateway(net)]
+        for zone, bridge in zip(config.zones, self._zone_bridges()):
+            self._plug(fw.ns, zone.interface, bridge, f"fw-{bridge}", members_only=True)
+            for net in networks(zone.networks):
+                own = [a for a in zone.addresses if a in net and a != gateway(net)]
                 for addr in [gateway(net), *own]:
-                    fw.ns.ip("addr", "add", f"{addr}/{net.prefixlen}", "dev",
-                             config.internal_interface, "nodad")
+                    fw.ns.ip("addr", "add", f"{addr}/{net.prefixlen}", "dev", zone.interface,
+                             "nodad")
 
         for index, host in enumerate(h for h in self.hosts.values() if h is not fw):
             host.ns = self._namespace(f"h{index}")
-            self._plug(host.ns, "eth0", "wan" if host.side == "outside" else "lan", f"p{index}")
+            self._plug(host.ns, "eth0", self._bridge_of(host), f"p{index}")
             if host.side == "outside":
                 self._outside_addresses(host)
             else:
                 self._inside_addresses(host)
         if self.snooping:
             self._await_snooping()
+
+    def _zone_bridges(self) -> list[str]:
+        """The bridge of each zone, in policy order: "lan" for the first."""
+        return ["lan" if i == 0 else f"zone{i}" for i in range(len(self.policy.firewall.zones))]
+
+    def _bridge_of(self, host: Host) -> str:
+        """An outside host's bridge is "wan", an inside host's its zone's."""
+        if host.side == "outside":
+            return "wan"
+        zones = self.policy.firewall.zones
+        at = next((i for i, zone in enumerate(zones) for a in host.addresses if zone.holds(a)),
+                  None)
+        if at is None:
+            raise ValueError(f"inside host {host.name} is in no zone's networks")
+        return self._zone_bridges()[at]
 
     def _await_snooping(self) -> None:
         """Wait until each bridge delivers a host's neighbour solicitation for a
