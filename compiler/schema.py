@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import shape
 from .datafiles import data_text
+from .addresses import EntryError, parse_entry
 from .diagnostics import Collector, Diagnostic, Position, did_you_mean
 from .loader import Document, Path
 
@@ -214,6 +215,25 @@ def _repeated_items(document: Document, error: ValidationError, path: tuple,
             seen.append(item)
 
 
+# what a list of addresses given to a key that takes one value is told
+LIST_KEYS = ("; the keys that take a list of addresses are publish[].server and "
+             "external_address (at most one a family), allow_from, block, outbound from and "
+             "to, management ssh and ping, firewall.block, and a zone's networks, routed "
+             "and address")
+
+
+def _addresses_listed(value: Any) -> bool:
+    """A list of addresses, networks or ranges (given where one value goes)?"""
+    if not isinstance(value, list) or not value or not all(isinstance(i, str) for i in value):
+        return False
+    try:
+        for item in value:
+            parse_entry(item)
+    except EntryError:
+        return False
+    return True
+
+
 def _message(error: ValidationError) -> str:
     """The message of a problem with one value."""
     schema, instance, validator = _schema(error), error.instance, error.validator
@@ -221,7 +241,8 @@ def _message(error: ValidationError) -> str:
         wanted = error.validator_value
         wanted = [wanted] if isinstance(wanted, str) else wanted
         names = " or ".join(_SCHEMA_TYPES.get(w, w) for w in wanted)
-        return f"expected {names}, got {_describe(instance)}"
+        hint = LIST_KEYS if _addresses_listed(instance) else ""
+        return f"expected {names}, got {_describe(instance)}{hint}"
     if validator == "enum":
         allowed = [str(v) for v in error.validator_value]
         shown = repr(instance) if isinstance(instance, str) else _describe(instance)
