@@ -10,6 +10,7 @@ tell (`source` None), except towards loopback (127.0.0.1, ::1).
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Iterable, Optional, Union
@@ -143,11 +144,13 @@ def parse_destination(text: str, protocol: str) -> tuple[Address, Optional[int]]
 # -- the answer ---------------------------------------------------------------------
 
 def explain(subject: Union[Policy, Result], source: str, destination: str,
-            protocol: str = "tcp", at: Optional[datetime] = None) -> Explanation:
+            protocol: str = "tcp", at: Optional[datetime] = None,
+            user: Optional[str] = None) -> Explanation:
     """Which rule decides a new connection from `source` (an address or
     `localhost`) to `destination` (`ADDR:PORT`, `[ADDR]:PORT`, or `ADDR` for
     icmp) over `protocol`, at `at` (default now; a naive time is in the
-    policy's zone). A compiled result's own plan answers, unless its
+    policy's zone), for `localhost` opened by local `user` (a name or uid;
+    None: a user no outbound rule's `user` names). A compiled result's own plan answers, unless its
     schedules make the plan depend on the time: then the plan at `at`.
     Raises QueryError for a malformed question and PolicyError for an
     invalid policy."""
@@ -162,7 +165,17 @@ def explain(subject: Union[Policy, Result], source: str, destination: str,
                          f"{EARLIEST.date()} to {LATEST.date()} (UTC)")
     if ruleset is None or ruleset.zone is not None:
         ruleset = plan(policy, at)
-    return Explainer(ruleset, at).explain(source, destination, protocol)
+    return Explainer(ruleset, at).explain(source, destination, protocol, user)
+
+
+def _uid(user: Optional[str]) -> Optional[int]:
+    """A user name (looked up on this host) or uid as a uid."""
+    if user is None or user.isdigit():
+        return None if user is None else int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise QueryError(f"user {user!r} does not exist on this host: give its uid") from None
 
 
 class Explainer:
@@ -174,7 +187,8 @@ class Explainer:
         self.at = at
         self.evaluator = Evaluator(ruleset, local)
 
-    def explain(self, source: str, destination: str, protocol: str) -> Explanation:
+    def explain(self, source: str, destination: str, protocol: str,
+                user: Optional[str] = None) -> Explanation:
         if protocol not in PROTOCOLS:
             raise QueryError(f"unknown protocol {protocol!r}: use tcp, udp or icmp")
         daddr, dport = parse_destination(destination, protocol)
@@ -183,7 +197,10 @@ class Explainer:
         if saddr is not None and family_of(saddr) != family:
             raise QueryError(f"source {source} is not {FAMILY_NAMES[family]}, "
                              f"as the destination {destination} is")
-        decision = self.evaluator.decide(saddr, daddr, protocol, dport, self.at)
+        if user is not None and saddr is not None:
+            raise QueryError("--user asks about the firewall's own connections: "
+                             "use it with --from localhost")
+        decision = self.evaluator.decide(saddr, daddr, protocol, dport, self.at, _uid(user))
         at = None
         if self.ruleset.zone is not None:
             zone = schedule_zone(self.ruleset.layout.timezone)[0]

@@ -177,6 +177,7 @@ class Outbound:
     schedule: Optional[Schedule]
     position: Optional[Position] = field(default=None, compare=False)
     log: bool = False
+    user: Optional[int | str] = None     # only this local user's sockets (from: localhost)
 
 
 @dataclass(frozen=True, slots=True)

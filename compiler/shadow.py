@@ -132,7 +132,7 @@ def _never(narrow: Match, wide: Match, sets: dict) -> bool:
 MATCH_IMPLIES: dict[str, Callable] = {
     "address": _address, "port": _port, "icmp": _icmp, "conntrack": _conntrack,
     "day": _day, "hour": _hour,
-    "interface": _equal, "protocol": _equal, "hoplimit": _equal,
+    "interface": _equal, "protocol": _equal, "hoplimit": _equal, "skuid": _equal,
     "ctstatus": _never, "unmetered": _never,
 }
 # Per statement kind: it decides (ends the chain), it goes on unconditionally,

@@ -8,7 +8,8 @@ import sys
 from typing import TYPE_CHECKING, Optional
 
 from ..diagnostics import ExitCode, UsageError
-from .common import InternalError, compiled, compiled_or_exit, emit, netns_name, warn
+from ..semantics import unknown_users
+from .common import Exit, InternalError, compiled, compiled_or_exit, emit, netns_name, say, warn
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -51,6 +52,10 @@ def _output(result: Result, output_format: str, nft_check: bool) -> tuple[str, o
     if not nft_check:
         return text, None
     checked = nft.dry_run(text, json=output_format == "json")
+    if checked.ran and not checked.ok and unknown_users(result.policy):
+        say(f"error: nft cannot load this ruleset on this host, which lacks a user the "
+            f"policy names (see the warning):\n{checked.message}")
+        raise Exit(ExitCode.INVALID)
     if checked.ran and not checked.ok:
         raise InternalError("nft rejected the generated ruleset "
                             f"({checked.method}); please report this:\n{checked.message}")

@@ -29,6 +29,9 @@ def add(commands) -> None:
                          help="[ADDR]:PORT for IPv6; PROTO tcp (default) or udp; ADDR/icmp: ping")
     explain.add_argument("--at", metavar="YYYY-MM-DD HH:MM",
                          help="the time, in the policy's time zone (default now)")
+    explain.add_argument("--user", metavar="NAME|UID",
+                         help="with --from localhost: the local user whose process connects "
+                              "(outbound rules with `user`)")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.set_defaults(run=explain_connection)
     stats = commands.add_parser(
@@ -102,7 +105,7 @@ def explain_connection(args: argparse.Namespace) -> int:
     result = compiled_or_exit(args.policy)
     try:
         destination, protocol = explain.parse_target(args.target)
-        answer = explain.explain(result, args.source, destination, protocol, at)
+        answer = explain.explain(result, args.source, destination, protocol, at, args.user)
     except explain.QueryError as exc:
         raise UsageError(str(exc)) from exc
     except UnjudgedKind as exc:

@@ -104,14 +104,17 @@ class Evaluator:
         return "outside", self.layout.external_interface
 
     def decide(self, source: Optional[Address], destination: Address, protocol: str,
-               port: Optional[int], at: datetime) -> Decision:
+               port: Optional[int], at: datetime, uid: Optional[int] = None) -> Decision:
+        """`uid`: the user of the firewall's own connection (None: a user no
+        `user` rule names)."""
         family = family_of(destination)
         side, iif = self.side(family, source)
         saddr = None if source is None else int(source)
         walk = _Walk(self, Packet(family, saddr, int(destination),
                                   ICMP[family] if protocol == "icmp" else protocol, port,
                                   ECHO_REQUEST if protocol == "icmp" else None, iif, None,
-                                  at.astimezone(timezone.utc), saddr, int(destination), port))
+                                  at.astimezone(timezone.utc), saddr, int(destination), port,
+                                  uid if source is None else None))
         walk.run(side)
         return Decision(side, iif, walk.verdict, walk.decider_chain, walk.decider,
                         tuple(walk.steps), walk.packet, walk.source_text(),

@@ -4,6 +4,7 @@ holds both to `plan.KINDS`."""
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import replace
 from typing import Callable
 
@@ -89,13 +90,26 @@ def _ctstatus(match, walk) -> bool:
         packet.original_daddr, packet.original_dport)
 
 
+def _skuid(match, walk) -> bool:
+    """The firewall's own connection of that user: a name is looked up on
+    this host, as nft does when it loads the ruleset."""
+    uid = match.user
+    if isinstance(uid, str):
+        try:
+            uid = pwd.getpwnam(uid).pw_uid
+        except KeyError:
+            raise UnjudgedKind(f"user {match.user!r} does not exist on this host, so neither "
+                               "nft nor explain can tell its uid") from None
+    return walk.packet.uid == uid
+
+
 def _unmetered(match, walk) -> bool:
     """A source a meter had no room for: explain takes meters as not full."""
     return False
 
 
 MATCHES: dict[str, Callable] = {
-    "ctstatus": _ctstatus, "unmetered": _unmetered,
+    "ctstatus": _ctstatus, "unmetered": _unmetered, "skuid": _skuid,
     "interface": _interface, "address": _address_match, "port": _port,
     "protocol": _protocol, "icmp": _icmp, "hoplimit": _hoplimit, "conntrack": _conntrack,
     "day": _day, "hour": _hour,

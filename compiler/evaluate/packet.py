@@ -39,6 +39,7 @@ class Packet:
     original_saddr: Optional[int]            # before NAT: `ct original ...`
     original_daddr: int
     original_dport: Optional[int]
+    uid: Optional[int] = None   # the socket's user, for the firewall's own connections
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,6 +224,11 @@ def _masquerade(s) -> dict:
     return {"masquerade": None}
 
 
+def _skuid(m) -> dict:
+    return _match({"meta": {"key": "skuid"}},
+                  safe_string(m.user) if isinstance(m.user, str) else m.user)
+
+
 def _ctstatus(m) -> dict:
     return _match({"ct": {"key": "status"}}, m.status, op="in")
 
@@ -233,4 +238,4 @@ PRINTERS = {"interface": _interface, "address": _address, "port": _port, "protoc
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
           "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,
           "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus,
-          "dispatch": _dispatch, "unmetered": _unmetered}
+          "dispatch": _dispatch, "unmetered": _unmetered, "skuid": _skuid}

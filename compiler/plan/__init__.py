@@ -32,7 +32,8 @@ from .ir import (KINDS, AddressMatch, Chain, ConntrackMatch, ConntrackStatusMatc
                  CountMeter, DayMatch, Define, Dispatch, DispatchEntry, Elements, Hook,
                  HopLimitMatch, HourMatch, IcmpTypeMatch, InterfaceMatch, Jump, Layout, Log,
                  Masquerade, Match, Nat, NftSet, Origin, PortMatch, ProtocolMatch, RateLimit,
-                 RateMeter, Redirect, Rule, Ruleset, Statement, UnmeteredMatch, Verdict)
+                 RateMeter, Redirect, Rule, Ruleset, SocketUserMatch, Statement, UnmeteredMatch,
+                 Verdict)
 from .limits import DEFAULT_BURST
 from .passes import COUNTED, PASSES, Context
 from .sets import DYNAMIC_FLAGS, METER_SIZE, METER_TIMEOUT_MAX, UNIT_SECONDS, declared
@@ -45,7 +46,7 @@ __all__ = [
     "DispatchEntry", "Elements", "Hook", "HopLimitMatch", "HourMatch", "IcmpTypeMatch",
     "InterfaceMatch", "Jump", "Layout", "Log", "Masquerade", "Match", "Nat", "NftSet", "Origin",
     "PortMatch", "ProtocolMatch", "RateLimit", "RateMeter", "Redirect", "Rule", "Ruleset",
-    "Statement", "UnmeteredMatch", "Verdict", "fallback", "lockdown", "plan"]
+    "SocketUserMatch", "Statement", "UnmeteredMatch", "Verdict", "fallback", "lockdown", "plan"]
 
 
 def plan(policy: Policy, at: Optional[datetime] = None,

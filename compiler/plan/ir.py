@@ -174,6 +174,15 @@ class UnmeteredMatch(Match):
     prefix: int                 # the meter's key: the source's network of this length
 
 
+@dataclass(frozen=True, slots=True)
+class SocketUserMatch(Match):
+    """`meta skuid postfix`: the firewall's own connections of one local
+    user; a name is resolved by nft when the ruleset is loaded."""
+
+    kind: ClassVar[str] = "skuid"
+    user: int | str
+
+
 # -- statements -------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

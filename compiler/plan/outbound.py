@@ -12,7 +12,8 @@ from ..model import AddressRef, Firewall, Outbound, Policy, Schedule, family_of
 from ..schedule import utc_windows
 from ..vocab import FAMILIES
 from .fixed import ACCEPT
-from .ir import AddressMatch, DayMatch, HourMatch, InterfaceMatch, Match, Nat, Origin, Rule
+from .ir import (AddressMatch, DayMatch, HourMatch, InterfaceMatch, Match, Nat, Origin, Rule,
+                 SocketUserMatch)
 from .matching import address_match, dports, ports, single
 
 
@@ -32,7 +33,8 @@ def outbound(policy: Policy, zone: Optional[tzinfo], at: datetime) -> tuple[list
                                           *addresses, dport, *time), (ACCEPT,))
                             for time in times]
             for daddr in local:     # on any interface: `to` may be inside too
-                addresses = () if daddr is None else (daddr,)
+                addresses = (() if daddr is None else (daddr,)) + (
+                    () if rule.user is None else (SocketUserMatch(rule.user),))
                 for dport in dports(port, FAMILIES if daddr is None else (daddr.family,)):
                     output += [Rule(origin, (*addresses, dport, *time), (ACCEPT,))
                                for time in times]

@@ -151,14 +151,20 @@ class _Resolver(AddressResolving, ServiceResolving, PublishResolving, ZoneResolv
         path: Path = ("outbound", index)
         destinations = (self._addresses(path + ("to",), spec["to"], allow_any=True)
                         if "to" in spec else AddressRef(Addresses(), any=True))
+        sources = self._addresses(path + ("from",), spec["from"], allow_localhost=True)
+        if "user" in spec and (not sources.localhost or sources.addresses):
+            self.key_error(path + ("user",), f"outbound rule {spec['name']!r}: user needs "
+                                             "`from: localhost` alone: only the firewall's own "
+                                             "connections have a local user")
         return Outbound(
             name=spec["name"],
-            sources=self._addresses(path + ("from",), spec["from"], allow_localhost=True),
+            sources=sources,
             services=self._rule_services(path + ("services",), spec["services"]),
             destinations=destinations,
             schedule=self._schedule(path + ("schedule",), spec.get("schedule")),
             position=self.at(path + ("name",)),
             log=spec.get("log", False),
+            user=spec.get("user"),
         )
 
     # -- limits and logging -------------------------------------------------

@@ -25,7 +25,7 @@ def check(policy: Policy) -> list[Diagnostic]:
                     _outbound_inside, _block_empty, routed, _shadowed_builtins,
                     publish_translations, allow_from_families, hairpin, hairpin_allow_from,
                     _mail_without_dns, _server_cannot_send, _localhost_rule_without_effect,
-                    _unused_sets):
+                    _unknown_users, _unused_sets):
         checker(policy, problems)
     return problems.diagnostics
 
@@ -250,6 +250,31 @@ def _localhost_rule_without_effect(policy: Policy, problems: Collector) -> None:
                              f"outbound rule {rule.name!r}: `localhost` has no effect while "
                              "firewall.policy.output is accept (the firewall's own traffic "
                              "is already allowed)")
+
+
+def unknown_users(policy: Policy) -> list[Outbound]:
+    """The outbound rules whose `user` is a name this host does not know."""
+    import pwd
+    unknown = []
+    for rule in policy.outbound:
+        if isinstance(rule.user, str):
+            try:
+                pwd.getpwnam(rule.user)
+            except KeyError:
+                unknown.append(rule)
+    return unknown
+
+
+def _unknown_users(policy: Policy, problems: Collector) -> None:
+    """nft resolves a user name when it loads the ruleset, on the loading
+    host, and refuses the whole load for a name it cannot find: said here
+    when this host lacks it (the ruleset may be meant for another)."""
+    for rule in unknown_users(policy):
+        problems.warning(rule.position,
+                         f"outbound rule {rule.name!r}: user {rule.user!r} does not exist on "
+                         "this host; nft resolves the name when it loads the ruleset and "
+                         "refuses a ruleset naming an unknown user, so load it only where the "
+                         "user exists (--no-nft-check here), or give the uid")
 
 
 def _unused_sets(policy: Policy, problems: Collector) -> None:
