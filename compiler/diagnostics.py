@@ -77,6 +77,11 @@ class Collector:
 NEARLY = 0.15      # a suggestion this much less similar than the best is noise
 
 
+def line_of(position: "Position | None") -> str:
+    """"line N", how a message points at another place in the same file."""
+    return f"line {position.line}" if position else "elsewhere"
+
+
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """"; did you mean 'a' or 'b'?", naming the known words close to a
     misspelt one (at most three, best first, each nearly as close as the

@@ -10,7 +10,7 @@ server or source outside the internal networks, no family mixed up.
 from __future__ import annotations
 
 from ..addresses import covers, interval_texts, subtract, within
-from ..diagnostics import Collector, Diagnostic
+from ..diagnostics import Collector, Diagnostic, line_of
 from ..model import AddressRef, Addresses, Outbound, Policy, Service, family_of
 from ..vocab import BUILTIN_SERVICES, FAMILIES, FAMILY_NAMES, SSH, VERSIONS, PortRange
 from .publish import (allow_from_families, hairpin, hairpin_allow_from, publish_conflicts,
@@ -30,9 +30,6 @@ def check(policy: Policy) -> list[Diagnostic]:
     return problems.diagnostics
 
 
-def _line(position) -> str:
-    return f"line {position.line}" if position else "elsewhere"
-
 
 def _outside(intervals: tuple, networks: tuple) -> list:
     """The intervals not inside `networks`; at once when one network holds
@@ -47,7 +44,7 @@ def _unique_rule_names(policy: Policy, problems: Collector) -> None:
     for rule in [r for r in policy.publish if r.part == 0] + list(policy.outbound):
         if rule.name in first:
             problems.error(rule.position, f"rule name {rule.name!r} is already used "
-                                          f"({_line(first[rule.name].position)})")
+                                          f"({line_of(first[rule.name].position)})")
         else:
             first[rule.name] = rule
 
@@ -159,7 +156,7 @@ def _ssh_shadowed(policy: Policy, problems: Collector) -> None:
             problems.warning(rule.position,
                              f"publish rule {rule.name!r} forwards {rule.external_address} "
                              f"{port_} to {rule.server}, so management.ssh "
-                             f"({_line(ssh.position)}) cannot reach the firewall's own SSH "
+                             f"({line_of(ssh.position)}) cannot reach the firewall's own SSH "
                              "on that address")
 
 

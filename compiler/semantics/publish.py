@@ -3,13 +3,10 @@ a translation per port, who may connect, routed servers, hairpin."""
 
 from __future__ import annotations
 
-from ..diagnostics import Collector
+from ..diagnostics import Collector, line_of
 from ..model import Addresses, Policy, Service, family_of
 from ..vocab import FAMILIES, FAMILY_NAMES, PortRange
 
-
-def _line(position) -> str:
-    return f"line {position.line}" if position else "elsewhere"
 
 
 def publish_conflicts(policy: Policy, problems: Collector) -> None:
@@ -28,7 +25,7 @@ def publish_conflicts(policy: Policy, problems: Collector) -> None:
                         problems.error(rule.position,
                                        f"publish rule {rule.name!r} claims {address} {port} "
                                        f"({service.name}), already published by rule "
-                                       f"{other_rule.name!r} ({_line(other_rule.position)}); "
+                                       f"{other_rule.name!r} ({line_of(other_rule.position)}); "
                                        "an external address and port can be published only once")
                         break
                 claimed.append((rule.external_address, port, rule))
@@ -78,7 +75,7 @@ def publish_translations(policy: Policy, problems: Collector) -> None:
                 if clash is not None:
                     problems.error(service.position,
                                    f"publish rule {rule.name!r}: {service.name} and "
-                                   f"{earlier.name} ({_line(earlier.position)}) both "
+                                   f"{earlier.name} ({line_of(earlier.position)}) both "
                                    f"publish {rule.published_at()} {clash} but translate it "
                                    "to different server ports")
                     break

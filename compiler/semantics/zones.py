@@ -6,15 +6,12 @@ from __future__ import annotations
 from itertools import combinations
 
 from ..addresses import interval_texts, subtract
-from ..diagnostics import Collector
+from ..diagnostics import Collector, line_of
 from ..model import Addresses, Policy, Zone, family_of
 from ..vocab import FAMILIES, FAMILY_NAMES, VERSIONS
 
 RESERVED = ("localhost", "any")
 
-
-def _line(position) -> str:
-    return f"line {position.line}" if position else "elsewhere"
 
 
 def check_zones(policy: Policy, problems: Collector) -> None:
@@ -24,7 +21,7 @@ def check_zones(policy: Policy, problems: Collector) -> None:
     for zone in firewall.zones:
         if zone.name in first_named:
             problems.error(zone.position, f"zone name {zone.name!r} is already used "
-                                          f"({_line(first_named[zone.name].position)})")
+                                          f"({line_of(first_named[zone.name].position)})")
         elif zone.name in RESERVED:
             problems.error(zone.position, f"{zone.name!r} is a reserved word and cannot "
                                           "name a zone")
@@ -39,7 +36,7 @@ def check_zones(policy: Policy, problems: Collector) -> None:
             other = first_on[zone.interface]
             problems.error(zone.interface_position,
                            f"zone {zone.name!r}: interface {zone.interface!r} is already the "
-                           f"interface of zone {other.name!r} ({_line(other.interface_position)})")
+                           f"interface of zone {other.name!r} ({line_of(other.interface_position)})")
         first_on.setdefault(zone.interface, zone)
         _inside(zone, problems)
     for one, other in combinations(firewall.zones, 2):
@@ -47,7 +44,7 @@ def check_zones(policy: Policy, problems: Collector) -> None:
         if shared:
             problems.error(other.networks_position,
                            f"networks of zone {other.name!r} overlap those of zone "
-                           f"{one.name!r} ({_line(one.networks_position)}): "
+                           f"{one.name!r} ({line_of(one.networks_position)}): "
                            + ", ".join(_texts(shared)))
 
 
