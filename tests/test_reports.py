@@ -133,12 +133,57 @@ def test_table_has_a_row_per_family_with_the_zone_and_each_service_options():
         ("imaps", None, "2001:db8:5::25", "dmz", office, None)]
 
 
+def graph_json(policy: Path) -> tuple[dict, list[dict], dict]:
+    """Graphviz's JSON of `mailpubc graph`: nodes by id, edges, clusters by label."""
+    run = run_mailpubc("graph", "--format", "json", policy)
+    assert run.returncode == 0, run.stderr
+    drawn = json.loads(run.stdout)
+    nodes = {o["_gvid"]: o for o in drawn["objects"] if "nodes" not in o}
+    clusters = {re.sub("<[^>]+>", " ", o["label"]).split()[-1]: o
+                for o in drawn["objects"] if "nodes" in o}
+    return nodes, drawn.get("edges", []), clusters
+
+
+def texts_of(node: dict) -> str:
+    return re.sub("<[^>]+>", " ", node["label"])
+
+
+@pytest.mark.parametrize("case", GOLDEN + [EXAMPLE.parent], ids=[c.name for c in GOLDEN] + ["seed"])
+def test_graph_leaves_nothing_unconnected(case):
+    path = EXAMPLE if case == EXAMPLE.parent else case / "policy.yaml"
+    nodes, edges, _ = graph_json(path)
+    reached = {e["tail"] for e in edges} | {e["head"] for e in edges}
+    assert [texts_of(n) for gvid, n in nodes.items() if gvid not in reached] == []
+
+
+def test_graph_puts_each_server_in_its_zone_and_draws_hairpin_per_zone():
+    nodes, edges, clusters = graph_json(ROOT / "golden" / "zones" / "policy.yaml")
+    inside = {zone: " ".join(texts_of(nodes[g]) for g in clusters[zone]["nodes"] if g in nodes)
+              for zone in ("lan", "dmz")}
+    assert "10.2.0.25" in inside["dmz"] and "2001:db8:5::25" in inside["dmz"]
+    assert "10.2.0.25" not in inside["lan"] and "10.1.0.0/24" in inside["lan"]
+    labels = [texts_of(e) for e in edges if "label" in e]
+    assert sum("hairpin mx" in label for label in labels) == 2       # lan and dmz
+    assert sum("publish mx" in label for label in labels) == 2       # IPv4 and routed IPv6
+    assert [texts_of(n) for n in nodes.values()].count(" Internet ") == 1
+
+
+def test_graph_draws_the_outside_once_and_management():
+    nodes, edges, _ = graph_json(EXAMPLE)
+    internet = [g for g, n in nodes.items() if "Internet" in texts_of(n)]
+    assert len(internet) == 1
+    labels = [texts_of(e) for e in edges if "label" in e]
+    assert any("management ssh" in label for label in labels)
+    assert sum("outbound dns-out" in label for label in labels) == 1
+
+
 def test_graph_as_json_and_dot_name_every_rule():
     policy = api.compile_path(str(EXAMPLE)).policy
     names = [f"publish {r.name}" for r in policy.publish] + \
         [f"outbound {r.name}" for r in policy.outbound]
     run = run_mailpubc("graph", "--format", "json", EXAMPLE)
-    labels = [node["label"] for node in json.loads(run.stdout)["objects"]]
+    drawn = json.loads(run.stdout)
+    labels = [part["label"] for part in drawn["objects"] + drawn["edges"] if "label" in part]
     assert all(any(name in label for label in labels) for name in names)
     run = run_mailpubc("graph", "--format", "dot", EXAMPLE)
     assert run.stdout.startswith("digraph mailpub {")
