@@ -750,3 +750,20 @@ def test_reapply_reads_a_refreshed_list_file_and_keeps_the_table_on_a_bad_one(ns
     assert broken.returncode == 1, broken.stderr
     assert f"{listed}:1:1: error:" in broken.stderr and "nothing changed" in broken.stderr
     assert "203.0.113.9" in table(ns)
+
+
+ZONED = {"version": 1, "firewall": {
+    "external": {"interface": "eth0", "addresses": ["198.51.100.10"]},
+    "internal": [{"name": "lan", "interface": "eth1", "networks": ["10.1.0.0/24"]},
+                 {"name": "dmz", "interface": "eth2", "networks": ["10.2.0.0/24"]}],
+    "management": {"ssh": ["lan"]}}}
+
+
+@pytest.mark.parametrize("connection, said", [
+    ("10.1.0.9 50000 10.1.0.254 22", None),                 # an admin in the LAN, by zone name
+    ("10.2.0.9 50000 10.2.0.254 22", "no rule lets in 10.2.0.9"),      # the DMZ is not the LAN
+    ("192.0.2.5 50000 198.51.100.10 22", "no rule lets in 192.0.2.5"),
+], ids=["lan", "dmz", "outside"])
+def test_the_guard_knows_zones(connection, said):
+    refusal = deploy.ssh_guard(api.compile_data(ZONED).or_raise(), connection)
+    assert refusal is None if said is None else said in refusal, refusal
