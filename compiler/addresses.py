@@ -127,6 +127,34 @@ def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
     return all(covers(outer, interval) for interval in inner)
 
 
+def intersect(one: tuple[Interval, ...], other: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    """The addresses in both of two merged interval lists. For each interval
+    of the shorter list, a bisection finds the run of the longer one it
+    overlaps, taken as a slice with its ends clipped: a zone's few networks
+    against a set of tens of thousands of hosts costs a few bisections."""
+    if len(one) < len(other):
+        one, other = other, one
+    found: list[Interval] = []
+    for low, high in other:
+        start = bisect.bisect_left(one, low, key=_high)     # the first that ends at or after low
+        stop = bisect.bisect_right(one, high, key=_low)     # past the last that starts by high
+        if start >= stop:
+            continue
+        run = list(one[start:stop])
+        run[0] = (max(run[0][0], low), run[0][1])
+        run[-1] = (run[-1][0], min(run[-1][1], high))
+        found += run
+    return tuple(found)
+
+
+def _low(interval: Interval) -> int:
+    return interval[0]
+
+
+def _high(interval: Interval) -> int:
+    return interval[1]
+
+
 def subtract(intervals, removed) -> tuple[Interval, ...]:
     """The parts of `intervals` outside every interval of `removed`."""
     return difference(merge(intervals), merge(removed))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .addresses import Address, Interval, covers, interval_texts, merge
+from .addresses import Address, Interval, covers, interval_texts, intersect, merge
 from .diagnostics import Position
 from .vocab import SSH, VERSIONS, PortRange
 
@@ -41,11 +41,7 @@ class Addresses:
         return tuple(text for i in self.family(family) for text in interval_texts(version, i))
 
     def intersection(self, other: "Addresses") -> "Addresses":
-        def both(family: str) -> list[Interval]:
-            return [(max(low, first), min(high, last))
-                    for low, high in self.family(family) for first, last in other.family(family)
-                    if max(low, first) <= min(high, last)]
-        return Addresses.of(both("ip"), both("ip6"))
+        return Addresses(intersect(self.v4, other.v4), intersect(self.v6, other.v6))
 
 
 def family_of(address: Address) -> str:

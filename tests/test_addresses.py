@@ -96,6 +96,19 @@ def test_subtract_leaves_exactly_the_addresses_outside(kept, holes):
     assert parts == merge(parts)
 
 
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=12),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(0, 20)), max_size=12))
+def test_intersect_keeps_exactly_the_addresses_in_both(one, other):
+    """A zone's networks against a rule's sources (zone to zone, hairpin)."""
+    from mailpubc.addresses import intersect
+    a = merge((start, start + length) for start, length in one)
+    b = merge((start, start + length) for start, length in other)
+    both = intersect(a, b)
+    expanded = [{x for first, last in side for x in range(first, last + 1)} for side in (a, b)]
+    assert {x for first, last in both for x in range(first, last + 1)} == expanded[0] & expanded[1]
+    assert both == merge(both) == intersect(b, a)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("192.0.2.1", ("192.0.2.1", None)),
     ("192.0.2.1:25", ("192.0.2.1", "25")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Optional
 
-from ..addresses import merge, subtract
+from ..addresses import intersect, subtract
 from ..model import AddressRef, Firewall, Outbound, Policy, Schedule, family_of
 from ..schedule import utc_windows
 from ..vocab import FAMILIES
@@ -80,9 +80,8 @@ def _within(ref: AddressRef, whole: Optional[AddressMatch], intervals) -> Option
     if whole is None:
         return None
     mine = ref.addresses.family(whole.family)
-    kept = tuple(merge([(max(low, first), min(high, last)) for low, high in mine
-                        for first, last in intervals if max(low, first) <= min(high, last)]))
-    if kept == tuple(mine):
+    kept = intersect(mine, tuple(intervals))
+    if kept == mine:
         return whole
     return AddressMatch(whole.family, whole.field, kept) if kept else None
 

@@ -168,9 +168,9 @@ def _outbound_inside(policy: Policy, problems: Collector) -> None:
         targets = rule.destinations
         if not rule.sources.addresses or targets.any or not targets.addresses:
             continue
-        own = Addresses.of(*([i for zone in firewall.zones
-                              for i in zone.networks.family(family)
-                              if zone.networks.intersection(rule.sources.addresses)]
+        zones = [zone.networks for zone in firewall.zones
+                 if zone.networks.intersection(rule.sources.addresses)]
+        own = Addresses.of(*([i for networks in zones for i in networks.family(family)]
                              for family in FAMILIES))
         if all(own.contains(family, interval)
                for family in FAMILIES for interval in targets.addresses.family(family)):
