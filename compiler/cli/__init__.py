@@ -8,7 +8,8 @@ compiler only when its command runs.
     mailpubc confirm [--netns NS]
     mailpubc diff [--netns NS] [--format text|json] POLICY
     mailpubc reapply [--netns NS]
-    mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] POLICY --from ADDR --to ADDR:PORT[/PROTO]
+    mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] [--user NAME|UID]
+                     POLICY --from ADDR --to ADDR:PORT[/PROTO]
     mailpubc stats [--netns NS] [--format text|json] POLICY
     mailpubc table [--format text|markdown|json] POLICY
     mailpubc graph [-o FILE] [--format svg|dot|json] POLICY
