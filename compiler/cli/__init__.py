@@ -16,6 +16,7 @@ compiler only when its command runs.
     mailpubc dns-check [--nameserver IP[:PORT]] [--timeout SECONDS] [--format text|json] POLICY
     mailpubc install-unit [--prefix DIR]
     mailpubc boot-load
+    mailpubc --man
 
 POLICY `-` is standard input. Exit status (`diagnostics.ExitCode`): 0 done;
 1 the policy is invalid (each problem on stderr as FILE:LINE:COL: error:
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Compile a mail-publishing policy into an nftables ruleset. "
                     "`mailpubc POLICY` is `mailpubc compile POLICY`.")
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
+    parser.add_argument("--man", action=_Manual, nargs=0,
+                        help="print the manual page mailpubc(1) and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in (compile, inspect, deploy, units):
         group.add(commands)
@@ -66,9 +69,18 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Manual(argparse.Action):
+    """--man: the page written from this very parser (`manpage`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .manpage import render
+        sys.stdout.write(render(parser))
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version", "--man"):
         argv.insert(0, "compile")    # `mailpubc POLICY` compiles
     parser = _parser()
     args = parser.parse_args(argv)
