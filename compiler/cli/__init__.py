@@ -16,6 +16,7 @@ compiler only when its command runs.
     mailpubc dns-check [--nameserver IP[:PORT]] [--timeout SECONDS] [--format text|json] POLICY
     mailpubc install-unit [--prefix DIR]
     mailpubc boot-load
+    mailpubc integration fail2ban [--netns NS] [-o FILE] POLICY
     mailpubc --man
 
 POLICY `-` is standard input. Exit status (`diagnostics.ExitCode`): 0 done;
@@ -33,12 +34,12 @@ import os
 import sys
 
 from ..diagnostics import ExitCode, UsageError
-from . import compile, deploy, inspect, units
+from . import compile, deploy, inspect, integrations, units
 from .common import Exit, InternalError
 
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
             "rollback-watch", "install-unit", "boot-load", "stats", "table", "graph",
-            "dns-check")
+            "dns-check", "integration")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--man", action=_Manual, nargs=0,
                         help="print the manual page mailpubc(1) and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (compile, inspect, deploy, units):
+    for group in (compile, inspect, deploy, units, integrations):
         group.add(commands)
     return parser
 
