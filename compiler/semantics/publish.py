@@ -3,8 +3,10 @@ a translation per port, who may connect, routed servers, hairpin."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..diagnostics import Collector, line_of
-from ..model import Addresses, Policy, Service, family_of
+from ..model import Addresses, Policy, Publish, Service, family_of
 from ..vocab import FAMILIES, FAMILY_NAMES, PortRange
 
 
@@ -12,23 +14,41 @@ from ..vocab import FAMILIES, FAMILY_NAMES, PortRange
 def publish_conflicts(policy: Policy, problems: Collector) -> None:
     """One external address, protocol and port can be published by one rule
     only. Services of one rule that share a port are merged (the plan lists
-    each port of a rule once), so only other rules count."""
-    claimed = []   # (external address, port range, rule)
+    each port of a rule once), so only other rules count. Claims are kept by
+    address and protocol, single ports hashed, so a thousand publications
+    cost a thousand lookups, not a million comparisons; a conflict names the
+    earliest claim it meets, as a pairwise scan would."""
+    singles: dict[tuple, dict[int, tuple[int, Publish]]] = {}     # port -> (order, rule)
+    ranges: dict[tuple, list[tuple[int, PortRange, Publish]]] = {}
+    order = 0
     for rule in policy.publish:
         if rule.external_address is None:
             continue
         for service in rule.services:
             for port in service.ports:
-                for address, other_port, other_rule in claimed:
-                    if (other_rule is not rule and address == rule.external_address
-                            and port.overlaps(other_port)):
-                        problems.error(rule.position,
-                                       f"publish rule {rule.name!r} claims {address} {port} "
-                                       f"({service.name}), already published by rule "
-                                       f"{other_rule.name!r} ({line_of(other_rule.position)}); "
-                                       "an external address and port can be published only once")
-                        break
-                claimed.append((rule.external_address, port, rule))
+                key = (rule.external_address, port.protocol)
+                earlier = _claims(singles.get(key, {}), ranges.get(key, []), port, rule)
+                if earlier is not None:
+                    problems.error(rule.position,
+                                   f"publish rule {rule.name!r} claims {rule.external_address} "
+                                   f"{port} ({service.name}), already published by rule "
+                                   f"{earlier.name!r} ({line_of(earlier.position)}); "
+                                   "an external address and port can be published only once")
+                if port.low == port.high:
+                    singles.setdefault(key, {}).setdefault(port.low, (order, rule))
+                else:
+                    ranges.setdefault(key, []).append((order, port, rule))
+                order += 1
+
+
+def _claims(singles: dict, ranges: list, port: PortRange, rule: Publish) -> Optional[Publish]:
+    """The earliest other rule whose claim overlaps `port`, or None."""
+    found = [(order, other) for order, claimed, other in ranges
+             if other is not rule and port.overlaps(claimed)]
+    numbers = ([port.low] if port.low == port.high
+               else [n for n in singles if port.low <= n <= port.high])
+    found += [singles[n] for n in numbers if n in singles and singles[n][1] is not rule]
+    return min(found, key=lambda claim: claim[0])[1] if found else None
 
 
 def routed(policy: Policy, problems: Collector) -> None:
