@@ -29,7 +29,7 @@ def test_every_command_and_option_is_on_the_page():
     documented = re.findall(r"^\.SS (.+)$", page, re.M)
     assert documented == ["compile", "check", "explain", "stats", "table", "graph", "dns\\-check",
                           "apply", "confirm", "diff", "reapply", "install\\-unit", "boot\\-load",
-                          "integration"]
+                          "integration", "audit"]
     for option in ("\\-\\-confirm SECONDS", "\\-\\-user NAME|UID", "\\-\\-no\\-nft\\-check",
                    "\\-\\-nameserver IP[:PORT]"):
         assert f".B {option}" in page

@@ -17,6 +17,7 @@ compiler only when its command runs.
     mailpubc install-unit [--prefix DIR]
     mailpubc boot-load
     mailpubc integration fail2ban [--netns NS] [-o FILE] POLICY
+    mailpubc audit [--postfix DIR] [--dovecot FILE] [--netns NS] [--format text|json] POLICY
     mailpubc --man
 
 POLICY `-` is standard input. Exit status (`diagnostics.ExitCode`): 0 done;
@@ -39,7 +40,7 @@ from .common import Exit, InternalError
 
 COMMANDS = ("compile", "check", "explain", "apply", "confirm", "diff", "reapply",
             "rollback-watch", "install-unit", "boot-load", "stats", "table", "graph",
-            "dns-check", "integration")
+            "dns-check", "integration", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:

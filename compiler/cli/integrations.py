@@ -1,11 +1,13 @@
 """`mailpubc integration fail2ban`: the configuration of a tool that feeds
-the policy's run-time sets (`mailpubc.integration`)."""
+the policy's run-time sets (`mailpubc.integration`); and `mailpubc audit`,
+the policy against the mail servers' configuration (`mailpubc.audit`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from ..diagnostics import ExitCode
+from ..diagnostics import ExitCode, UsageError
 from .common import Exit, compiled_or_exit, emit, netns_name, say
 
 
@@ -27,6 +29,22 @@ def add(commands) -> None:
     fail2ban.add_argument("-o", "--output", metavar="FILE",
                           help="write the action file to FILE (atomically) instead of stdout")
     fail2ban.set_defaults(run=fail2ban_action)
+    audit = commands.add_parser(
+        "audit", help="check the policy against Postfix's and Dovecot's configuration",
+        description="Each published mail port against the listeners of Postfix (postconf -c "
+                    "DIR) and Dovecot (doveconf -c FILE), or the sockets listening on the "
+                    "firewall for its own publications; listeners no publication names; a "
+                    "hairpin SNAT address inside mynetworks; postscreen and rate limits "
+                    "under hairpin SNAT; IPv6 published to an IPv4-only Postfix. Lines ok, "
+                    "warning or error. Exit 0 no error, 1 some error, 2 usage or an "
+                    "unreadable configuration.")
+    audit.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
+    audit.add_argument("--postfix", metavar="DIR", help="Postfix's configuration folder")
+    audit.add_argument("--dovecot", metavar="FILE", help="Dovecot's dovecot.conf")
+    audit.add_argument("--netns", metavar="NS", type=netns_name,
+                       help="read the listening sockets in this network namespace")
+    audit.add_argument("--format", choices=("text", "json"), default="text")
+    audit.set_defaults(run=audit_mail)
 
 
 def fail2ban_action(args: argparse.Namespace) -> int:
@@ -39,3 +57,19 @@ def fail2ban_action(args: argparse.Namespace) -> int:
         raise Exit(ExitCode.INVALID) from exc
     emit(text, args.output)
     return ExitCode.OK
+
+
+def audit_mail(args: argparse.Namespace) -> int:
+    from .. import audit
+    result = compiled_or_exit(args.policy, invalid=ExitCode.USAGE)
+    try:
+        findings = audit.run(result.policy, args.postfix, args.dovecot, args.netns)
+    except audit.AuditError as exc:
+        raise UsageError(str(exc)) from exc
+    errors = sum(f.level == "error" for f in findings)
+    if args.format == "json":
+        print(json.dumps({"errors": errors, "findings": [f.as_json() for f in findings]},
+                         indent=2))
+    else:
+        print("\n".join(map(str, findings)) if findings else "nothing to check")
+    return ExitCode.INVALID if errors else ExitCode.OK
