@@ -5,11 +5,11 @@ destinations a rule names), the firewall (its external interface with its
 addresses, the firewall host, each zone's interface), then each zone as a
 cluster holding its networks and servers. Publications, hairpin, outbound
 rules and management SSH and ping are edges along the interfaces they use,
-each labelled with its rule; a dual-stack publication is one publication
-with a path per family. Node names are generated (`zone0`, `srv1`); user
-text appears only in labels, which are HTML-like labels built from
-`html.escape`d pieces, so no name or address can change the DOT structure
-or the SVG.
+each labelled with its rule; a dual-stack publication is one publication:
+one edge naming each family's external address (or "routed"). Node names
+are generated (`zone0`, `srv1`); user text appears only in labels, which
+are HTML-like labels built from `html.escape`d pieces, so no name or
+address can change the DOT structure or the SVG.
 """
 
 from __future__ import annotations
@@ -127,13 +127,19 @@ def build(policy: Policy) -> graphviz.Digraph:
     return drawing.graph
 
 
+def _by_name(policy: Policy) -> dict[str, list[Publish]]:
+    """The publications, each with its families' parts together."""
+    parts: dict[str, list[Publish]] = {}
+    for rule in policy.publish:
+        parts.setdefault(rule.name, []).append(rule)
+    return parts
+
+
 def _servers(drawing: _Drawing) -> None:
     """One node per published server (a dual-stack one: both addresses), in its zone."""
-    by_name: dict[str, list[Publish]] = {}
-    for rule in drawing.policy.publish:
-        if rule.server is not None:
-            by_name.setdefault(rule.name, []).append(rule)
-    for parts in by_name.values():
+    for parts in _by_name(drawing.policy).values():
+        if parts[0].server is None:
+            continue
         addresses = Addresses.of(*([(int(p.server),) * 2 for p in parts if p.family == f]
                                    for f in FAMILIES))
         key = tuple(_texts(addresses))
@@ -148,30 +154,34 @@ def _server_node(drawing: _Drawing, rule: Publish) -> str:
 
 
 def _publications(drawing: _Drawing) -> None:
-    """Each publication from the Internet through the external interface to
-    the zone's interface and its server (or the firewall host), a path per
-    family; hairpin from each admitted zone's networks to the external side."""
-    fw = drawing.firewall
-    for rule in drawing.policy.publish:
-        dual = sum(1 for other in drawing.policy.publish if other.name == rule.name) > 1
-        how = ("routed " if rule.external_address is None else "") + (
-            FAMILY_NAMES[rule.family] if dual else "")
-        lines = [_service_names(rule)] + ([f"({how.strip()})"] if how.strip() else [])
-        drawing.link("internet", "ext")
-        if rule.server is None:
-            drawing.rule_edge("ext", "host", f"publish {rule.name}", *lines)
+    """Each publication, its families in one edge, from the Internet through
+    the external interface to its zone's interface and server (or the
+    firewall host); hairpin from each admitted zone to the external side."""
+    drawing.link("internet", "ext")
+    for name, parts in _by_name(drawing.policy).items():
+        first = parts[0]
+        ways = [f"via {p.external_address}" if p.external_address is not None
+                else f"routed ({FAMILY_NAMES[p.family]})" for p in parts]
+        if first.server is None:
+            drawing.rule_edge("ext", "host", f"publish {name}", _service_names(first), *ways)
             continue
-        interface, _ = drawing.zone_nodes[rule.zone]
-        drawing.rule_edge("ext", interface, f"publish {rule.name}", *lines)
-        drawing.link(interface, _server_node(drawing, rule))
-        if rule.external_address is None:
-            continue
-        for zone in fw.zones:
-            if zone.name in rule.hairpin:
-                zone_interface, networks = drawing.zone_nodes[zone.name]
-                drawing.link(networks, zone_interface)
-                drawing.rule_edge(zone_interface, "ext", f"hairpin {rule.name}",
-                                  FAMILY_NAMES[rule.family], style="dashed")
+        interface, _ = drawing.zone_nodes[first.zone]
+        drawing.rule_edge("ext", interface, f"publish {name}", _service_names(first), *ways)
+        for part in parts:
+            drawing.link(interface, _server_node(drawing, part))
+        _hairpin(drawing, name, [p for p in parts if p.external_address is not None])
+
+
+def _hairpin(drawing: _Drawing, name: str, parts: list[Publish]) -> None:
+    """From each zone a publication admits to its external addresses, one
+    edge a zone whatever the families."""
+    families = ", ".join(FAMILY_NAMES[p.family] for p in parts)
+    for zone in drawing.firewall.zones:
+        if parts and zone.name in parts[0].hairpin:
+            zone_interface, networks = drawing.zone_nodes[zone.name]
+            drawing.link(networks, zone_interface)
+            drawing.rule_edge(zone_interface, "ext", f"hairpin {name}", families,
+                              style="dashed")
 
 
 def _outbound(drawing: _Drawing) -> None:

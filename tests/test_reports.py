@@ -164,8 +164,28 @@ def test_graph_puts_each_server_in_its_zone_and_draws_hairpin_per_zone():
     assert "10.2.0.25" not in inside["lan"] and "10.1.0.0/24" in inside["lan"]
     labels = [texts_of(e) for e in edges if "label" in e]
     assert sum("hairpin mx" in label for label in labels) == 2       # lan and dmz
-    assert sum("publish mx" in label for label in labels) == 2       # IPv4 and routed IPv6
+    publish = [label.split() for label in labels if "publish mx" in label]
+    assert publish == [["publish", "mx", "smtp,", "submission,", "imaps",
+                        "via", "198.51.100.10", "routed", "(IPv6)"]]    # one edge, both families
     assert [texts_of(n) for n in nodes.values()].count(" Internet ") == 1
+
+
+def test_graph_draws_a_dual_stack_publication_once_and_its_hairpin_once_a_zone(tmp_path):
+    """Both families through external addresses: still one edge, one hairpin a zone."""
+    policy = (ROOT / "golden" / "zones" / "policy.yaml").read_text()
+    policy = policy.replace("external_address: [198.51.100.10]",
+                            'external_address: [198.51.100.10, "2001:db8:100::10"]')
+    dual = tmp_path / "policy.yaml"
+    dual.write_text(policy.replace('      routed: ["2001:db8:5::/64"]\n', ""))
+    nodes, edges, clusters = graph_json(dual)
+    labels = [texts_of(e).split() for e in edges if "label" in e]
+    assert [label for label in labels if label[:2] == ["publish", "mx"]] == [
+        ["publish", "mx", "smtp,", "submission,", "imaps",
+         "via", "198.51.100.10", "via", "2001:db8:100::10"]]
+    hairpin = [(nodes[e["head"]], label) for e, label in zip(
+        [e for e in edges if "label" in e], labels) if label[:2] == ["hairpin", "mx"]]
+    assert sorted((texts_of(node).split()[1], label[2:]) for node, label in hairpin) == [
+        ("(dmz)", ["IPv4,", "IPv6"]), ("(lan)", ["IPv4,", "IPv6"])]
 
 
 def test_graph_draws_the_outside_once_and_management():
