@@ -19,7 +19,7 @@ from typing import Optional
 
 import graphviz
 
-from .model import Addresses, Outbound, Policy, Publish, Zone
+from .model import Addresses, AddressRef, Outbound, Policy, Publish, Zone
 from .vocab import FAMILIES, FAMILY_NAMES
 
 MAX_LISTED = 6     # addresses shown per node; the rest are counted
@@ -194,21 +194,35 @@ def _outbound(drawing: _Drawing) -> None:
                                           if rule.schedule else [])
         if rule.user is not None:
             lines.append(f"user {rule.user}")
-        for way in _sources(drawing, rule):
+        for way in _entries(drawing, rule.sources):
             for head in _destinations(drawing, rule, way):
                 drawing.rule_edge(way, head, title, *lines, style="dashed")
 
 
-def _sources(drawing: _Drawing, rule: Outbound) -> list[str]:
-    """Where each source part's connections start a rule's edge: its zone's
-    interface (the part's node joined to it), or the firewall host."""
-    found = ["host"] if rule.sources.localhost else []
+def _outside(fw, addresses: Addresses) -> Addresses:
+    """The part of `addresses` in no internal network."""
+    return Addresses.of(*([i for i in addresses.family(f)
+                           if not fw.internal_networks.contains(f, i)] for f in FAMILIES))
+
+
+def _entries(drawing: _Drawing, sources: AddressRef) -> list[str]:
+    """Where connections from `sources` meet the firewall: the host for its
+    own, each zone's interface for that zone's part, the external interface
+    for the outside; each part's node joined to its interface."""
+    found = ["host"] if sources.localhost else []
+    if sources.any:
+        drawing.link("internet", "ext")
+        return found + ["ext"]
     for zone in drawing.firewall.zones:
-        mine = zone.networks.intersection(rule.sources.addresses)
+        mine = zone.networks.intersection(sources.addresses)
         if mine:
             interface = drawing.zone_nodes[zone.name][0]
             drawing.link(drawing.place(mine, "from"), interface)
             found.append(interface)
+    outside = _outside(drawing.firewall, sources.addresses)
+    if outside:
+        drawing.link(drawing.place(outside, "from"), "ext")
+        found.append("ext")
     return found
 
 
@@ -230,8 +244,7 @@ def _destinations(drawing: _Drawing, rule: Outbound, way: str) -> list[str]:
             heads.append(interface)
         elif part:      # the sources' own zone: drawn, though it never crosses the firewall
             heads.append(drawing.place(part, "to"))
-    outside = Addresses.of(*([i for i in to.addresses.family(f)
-                              if not fw.internal_networks.contains(f, i)] for f in FAMILIES))
+    outside = _outside(fw, to.addresses)
     if outside:
         drawing.link("ext", drawing.place(outside, "to"))
         heads.append("ext")
@@ -239,14 +252,13 @@ def _destinations(drawing: _Drawing, rule: Outbound, way: str) -> list[str]:
 
 
 def _management(drawing: _Drawing) -> None:
-    """Who may reach the firewall's own SSH and ping, into the host."""
+    """Who may reach the firewall's own SSH and ping: into the host through
+    the interfaces they come in by."""
     fw = drawing.firewall
     for ref, title in ((fw.ssh_sources, f"management ssh (tcp/{fw.ssh_port})"),
                        (fw.ping_sources, "management ping")):
-        if ref is None:
-            continue
-        source = "internet" if ref.any else drawing.place(ref.addresses, "from")
-        drawing.rule_edge(source, "host", title, style="dotted")
+        for way in _entries(drawing, ref) if ref is not None else []:
+            drawing.rule_edge(way, "host", title, style="dotted")
 
 
 def _firewall(drawing: _Drawing) -> None:

@@ -188,13 +188,38 @@ def test_graph_draws_a_dual_stack_publication_once_and_its_hairpin_once_a_zone(t
         ("(dmz)", ["IPv4,", "IPv6"]), ("(lan)", ["IPv4,", "IPv6"])]
 
 
-def test_graph_draws_the_outside_once_and_management():
+def rule_edges(nodes: dict, edges: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Each labelled edge's rule (its first two words) -> its ends' titles."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for edge in (e for e in edges if "label" in e):
+        rule = " ".join(texts_of(edge).split()[:2])
+        ends = [texts_of(nodes[edge[end]]).split("  ")[0].strip() for end in ("tail", "head")]
+        found.setdefault(rule, []).append(tuple(ends))
+    return found
+
+
+def test_graph_draws_the_outside_once_and_management_through_the_external_interface():
     nodes, edges, _ = graph_json(EXAMPLE)
     internet = [g for g, n in nodes.items() if "Internet" in texts_of(n)]
     assert len(internet) == 1
-    labels = [texts_of(e) for e in edges if "label" in e]
-    assert any("management ssh" in label for label in labels)
-    assert sum("outbound dns-out" in label for label in labels) == 1
+    to_internet = [e for e in edges if internet[0] in (e["tail"], e["head"])]
+    assert len(to_internet) == 1                      # outbound to any: one way out, not two
+    rules = rule_edges(nodes, edges)
+    assert rules["outbound dns-out"] == [("eth0 (external)", "eth1 (internal)")]
+    assert rules["management ssh"] == [("eth0 (external)", "firewall host")]
+    admins = next(g for g, n in nodes.items() if "192.0.2.0/28" in texts_of(n))
+    ext = next(g for g, n in nodes.items() if "eth0 (external)" in texts_of(n))
+    assert any({e["tail"], e["head"]} == {admins, ext} for e in edges)
+
+
+def test_graph_draws_management_from_a_zone_through_its_interface(tmp_path):
+    policy = (ROOT / "golden" / "zones" / "policy.yaml").read_text()
+    managed = tmp_path / "policy.yaml"
+    managed.write_text(policy.replace(
+        "\naddress_sets:", "  management: {ssh: [lan], ping: any}\n\naddress_sets:"))
+    rules = rule_edges(*graph_json(managed)[:2])
+    assert rules["management ssh"] == [("eth1 (lan)", "firewall host")]
+    assert rules["management ping"] == [("eth0 (external)", "firewall host")]
 
 
 def test_graph_as_json_and_dot_name_every_rule():
