@@ -174,13 +174,13 @@ def _publications(drawing: _Drawing) -> None:
 
 def _hairpin(drawing: _Drawing, name: str, parts: list[Publish]) -> None:
     """From each zone a publication admits to its external addresses, one
-    edge a zone whatever the families."""
-    families = ", ".join(FAMILY_NAMES[p.family] for p in parts)
+    edge a zone naming them all."""
+    addresses = [f"to {p.external_address}" for p in parts]
     for zone in drawing.firewall.zones:
         if parts and zone.name in parts[0].hairpin:
             zone_interface, networks = drawing.zone_nodes[zone.name]
             drawing.link(networks, zone_interface)
-            drawing.rule_edge(zone_interface, "ext", f"hairpin {name}", families,
+            drawing.rule_edge(zone_interface, "ext", f"hairpin {name}", *addresses,
                               style="dashed")
 
 

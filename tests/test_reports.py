@@ -185,7 +185,8 @@ def test_graph_draws_a_dual_stack_publication_once_and_its_hairpin_once_a_zone(t
     hairpin = [(nodes[e["head"]], label) for e, label in zip(
         [e for e in edges if "label" in e], labels) if label[:2] == ["hairpin", "mx"]]
     assert sorted((texts_of(node).split()[1], label[2:]) for node, label in hairpin) == [
-        ("(dmz)", ["IPv4,", "IPv6"]), ("(lan)", ["IPv4,", "IPv6"])]
+        ("(dmz)", ["to", "198.51.100.10", "to", "2001:db8:100::10"]),
+        ("(lan)", ["to", "198.51.100.10", "to", "2001:db8:100::10"])]
 
 
 def rule_edges(nodes: dict, edges: list[dict]) -> dict[str, list[tuple[str, str]]]:
