@@ -32,6 +32,14 @@ class LiveElement:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveCount:
+    """A named counter's packets and bytes, as listed."""
+    name: str
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Listing:
     """The entries of `nft -j list ruleset` (its "nftables" list)."""
     entries: tuple
@@ -62,6 +70,14 @@ class Listing:
         """The named counters of `table`, by name."""
         return {e["counter"]["name"]: e["counter"] for e in self.owned([table])
                 if "counter" in e}
+
+    def counts(self, table: str, names: Iterable[str]) -> tuple[LiveCount, ...]:
+        """The counts of those named counters of `table` that have counted
+        something, in the order of `names`."""
+        live = self.counters(table)
+        return tuple(LiveCount(name, live[name]["packets"], live[name]["bytes"])
+                     for name in names if name in live
+                     and (live[name]["packets"] or live[name]["bytes"]))
 
     def elements(self, table: str, set_name: str) -> tuple[LiveElement, ...]:
         """The elements set `set_name` of `table` holds, with their timeouts."""

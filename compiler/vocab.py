@@ -15,6 +15,9 @@ VERSIONS = {"ip": 4, "ip6": 6}
 FAMILY_NAMES = {"ip": "IPv4", "ip6": "IPv6"}
 SET_TYPES = {"ip": "ipv4_addr", "ip6": "ipv6_addr"}
 SET_SUFFIX = {"ip": "_v4", "ip6": "_v6"}
+# a counter's family (its name's last part, the metrics' label): nft's
+# `meta nfproto` names; any: a rule that matches both families
+FAMILY_LABELS = {"ip": "ipv4", "ip6": "ipv6", None: "any"}
 
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # policy order, Monday first
 # nft numbers days from Sunday (0) and lists them by these names
@@ -52,6 +55,7 @@ class PortRange:
 ECHO_PROTOCOL = "echo"
 ECHO = PortRange(ECHO_PROTOCOL, 0, 0)
 ICMP_PROTOCOLS = {"ip": "icmp", "ip6": "icmpv6"}
+ICMP_FAMILIES = {protocol: family for family, protocol in ICMP_PROTOCOLS.items()}
 ECHO_REQUEST = "echo-request"             # the type's name in both ICMP and ICMPv6
 
 BUILTIN_SERVICES: dict[str, tuple[PortRange, ...]] = {

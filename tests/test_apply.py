@@ -125,8 +125,10 @@ def test_diff_prints_the_changed_rule(ns, tmp_path):
     changed = run_mailpubc("diff", "--netns", ns.name, policy(tmp_path, "changed", "[smtp, smtps]"))
     assert changed.returncode == 1, changed.stderr
     added = [line for line in changed.stdout.splitlines() if line.startswith("+\t")]
-    assert added == ['+\t\tip daddr 198.51.100.10 tcp dport 465 counter name "publish_mail" accept '
-                     'comment "mailpub publish mail smtps"']
+    # the new counter's declaration, wherever difflib aligns its lines, and the rule
+    assert sorted(added) == sorted(["+\tcounter publish_mail.smtps.ipv4 {", "+\t\tpackets 0 bytes 0", "+\t}",
+                     '+\t\tip daddr 198.51.100.10 tcp dport 465 counter name '
+                     '"publish_mail.smtps.ipv4" accept comment "mailpub publish mail smtps"'])
 
 
 @pytest.mark.parametrize("before", ["no table", "older policy"])

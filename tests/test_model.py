@@ -71,7 +71,7 @@ def test_a_long_chain_of_nested_sets_resolves_without_recursion(tmp_path):
     text = POLICY.replace("address_sets:\n  relays: [10.1.0.25, 10.1.0.26]\n",
                           chain_of_sets(5000)).replace("from: relays", "from: s0")
     compiled = compile_text(tmp_path, text)
-    assert 'ip saddr @s0_v4 tcp dport 25 counter name "outbound_out" accept' in compiled.text
+    assert 'ip saddr @s0_v4 tcp dport 25 counter name "outbound_out.smtp.ipv4" accept' in compiled.text
     assert compiled.policy.address_sets[0].addresses.v4 == ((0x0A010019, 0x0A010019),)
 
 
@@ -95,7 +95,7 @@ def test_a_rule_emitted_in_one_family_defines_only_that_familys_set(tmp_path):
                           ).replace("from: relays,", "from: relays, to: smarthost,")
     compiled = compile_text(tmp_path, text)
     assert [s.name for s in compiled.ruleset.sets] == ["relays_v4", "smarthost_v4"]
-    assert 'ip saddr @relays_v4 ip daddr @smarthost_v4 tcp dport 25 counter name "outbound_out" accept' in compiled.text
+    assert 'ip saddr @relays_v4 ip daddr @smarthost_v4 tcp dport 25 counter name "outbound_out.smtp.ipv4" accept' in compiled.text
     assert "ip6" not in compiled.text.split("chain forward")[1].split("chain output")[0]
 
 

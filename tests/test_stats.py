@@ -76,11 +76,16 @@ def test_counts_the_connections_on_their_rule_only(counted):
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["table"] == "mailpub"
-    rules = {(r["kind"], r["rule"]): r for r in report["rules"]}
-    assert set(rules) == {("publish", "exchange"), ("publish", "firewall-mail"),
-                          ("outbound", "smtp-out"), ("outbound", "dns-out"),
-                          ("management", "ssh")}
-    mail = rules.pop(("publish", "firewall-mail"))
+    rules = {(r["kind"], r["rule"], r["service"], r["family"]): r for r in report["rules"]}
+    assert set(rules) == {("publish", "exchange", service, "ipv4") for service in
+                          ("smtp", "submission", "imap", "imaps", "pop3", "pop3s")} | {
+                          ("publish", "firewall-mail", service, "ipv4")
+                          for service in ("smtp", "smtps", "imaps", "pop3s")} | {
+                          ("outbound", "smtp-out", "smtp", "ipv4"),
+                          ("outbound", "dns-out", "dns", "ipv4"),
+                          ("management", "ssh", None, "ipv4"), ("management", "ssh", None, "ipv6")}
+    mail = rules.pop(("publish", "firewall-mail", "smtp", "ipv4"))
+    assert mail["counter"] == "publish_firewall-mail.smtp.ipv4"
     assert mail["packets"] == CONNECTIONS
     assert mail["bytes"] >= CONNECTIONS * 40        # an IPv4 and a TCP header each, at least
     assert re.fullmatch(r"examples/seed\.yaml:\d+:\d+", mail["position"])
@@ -108,6 +113,7 @@ def test_a_table_from_another_policy_is_noted(counted, tmp_path):
     assert report["matches_policy"] is False
     mail = next(r for r in report["rules"] if r["rule"] == "firewall-mail")
     assert mail["packets"] == CONNECTIONS           # the live table's counter, same name
+    assert mail["service"] == "smtp"
 
 
 def test_readme_shows_real_output(counted):
@@ -128,8 +134,11 @@ def test_a_table_without_the_counters_gives_no_counts(namespaces):
     run = stats("--netns", fw.name, "--format", "json")
     assert run.returncode == 0, run.stderr
     rules = json.loads(run.stdout)["rules"]
-    assert len(rules) == 5
+    assert len(rules) == len(api.compile_path(str(ROOT / EXAMPLE)).ruleset.counters) == 14
     assert all(r["packets"] is None and r["bytes"] is None for r in rules)
+    metrics = stats("--netns", fw.name, "--format", "prometheus")
+    assert metrics.returncode == 0, metrics.stderr
+    assert "mailpubc_accepted" in metrics.stdout and "_total{" not in metrics.stdout
     run = stats("--netns", fw.name)
     assert "note: publish firewall-mail: table inet mailpub has no counter" in run.stdout
 

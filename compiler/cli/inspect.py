@@ -37,11 +37,16 @@ def add(commands) -> None:
     stats = commands.add_parser(
         "stats", help="live packet and byte counts per policy rule",
         description="Read the counters of POLICY's live table: packets and bytes accepted "
-                    "by each policy rule. Exit 2 if the table is not loaded.")
+                    "by each policy rule, per service and family. Exit 2 if the table is "
+                    "not loaded.")
     stats.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
     stats.add_argument("--netns", metavar="NS", type=netns_name,
                        help="read the table in this network namespace")
-    stats.add_argument("--format", choices=("text", "json"), default="text")
+    stats.add_argument("--format", choices=("text", "json", "prometheus"), default="text",
+                       help="prometheus: the text exposition format, for node-exporter's "
+                            "textfile collector")
+    stats.add_argument("-o", "--output", metavar="FILE",
+                       help="write to FILE (atomically, mode 0644) instead of stdout")
     stats.set_defaults(run=live_counts)
     _add_reports(commands)
 
@@ -130,9 +135,12 @@ def live_counts(args: argparse.Namespace) -> int:
     if not matches:
         say(f"note: {stats.mismatch(table, result.source)}")
     if args.format == "json":
-        print(json.dumps(stats.to_json(table, found, matches), indent=1))
+        text = json.dumps(stats.to_json(table, found, matches), indent=1) + "\n"
+    elif args.format == "prometheus":
+        text = stats.prometheus(table, found)
     else:
-        sys.stdout.write(stats.text(table, found))
+        text = stats.text(table, found)
+    emit(text, args.output)
     return ExitCode.OK
 
 

@@ -26,7 +26,7 @@ from typing import Optional, TextIO
 
 from .. import boot, nft
 from ..diagnostics import ExitCode
-from ..generate import safe_name
+from ..generate import counter_name_ok, safe_name
 from ..generate.text import transaction_text
 from ..listing import Listing
 from ..state import State
@@ -74,11 +74,15 @@ def arm(state: State, netns: Optional[str], seconds: float, listing: Listing,
     A rollback carries back the elements of the new plan's run-time sets
     (`carried`) that a saved table has as timeout sets (`add element ...
     timeout` fails on any other); a meter never, though it too lists as a
-    timeout set."""
+    timeout set. It records each counter of a saved table with its count, in
+    the listing's order (those with names the text generator can print)."""
     token = uuid.uuid4().hex
     previous = {name: {"text": (nft.list_text(f"table {TABLE_FAMILY} {safe_name(name)}", netns)
                                 if listing.has_table(name) else None),
-                       "carried": [n for n in carried if n in listing.timeout_sets(name)]}
+                       "carried": [n for n in carried if n in listing.timeout_sets(name)],
+                       "counters": {counter: [body["packets"], body["bytes"]]
+                                    for counter, body in listing.counters(name).items()
+                                    if counter_name_ok(counter)}}
                 for name in tables}
     pending = {"token": token, "boot": _boot_id(), "deadline": time.monotonic() + seconds,
                "table": tables[0], "previous": previous, "applied": text, "fallback": fallback,

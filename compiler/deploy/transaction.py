@@ -1,7 +1,12 @@
 """What one nft transaction of apply or of a rollback does, as data: the
 steps in order (a ruleset loaded, a table deleted, a run-time set given the
-elements it held), decided here from the plan and the live listing, and
-printed by the text generator (`generate.text.transaction_text`).
+elements it held, counters given the counts they had), decided here from the
+plan and the live listing, and printed by the text generator
+(`generate.text.transaction_text`).
+
+Counters are carried by declaring them with their counts: nft sets a
+counter's count only when it creates the counter, and a later declaration
+of the same counter in the same transaction changes nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, Union
 
-from ..listing import LiveElement, Listing
+from ..listing import LiveCount, LiveElement, Listing
 from ..plan import Ruleset
 
 
@@ -18,6 +23,28 @@ class Load:
     """A ruleset's nft text, as compiled or as nft listed it."""
     text: str
     kind = "load"
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """The compiled ruleset printed anew, its counters declared with `counts`."""
+    ruleset: Ruleset
+    counts: tuple[LiveCount, ...]
+    kind = "compiled"
+
+    @property
+    def counted(self) -> dict[str, LiveCount]:
+        return {count.name: count for count in self.counts}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The counters of `table` declared with `counts`, in the order a saved
+    listing that declares them too has them, before it is loaded (after the
+    table's delete): nft lists counters in the order they were made."""
+    table: str
+    counts: tuple[LiveCount, ...]
+    kind = "counts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +63,7 @@ class Carry:
     kind = "carry"
 
 
-Step = Union[Load, Delete, Carry]
+Step = Union[Load, Compiled, Counts, Delete, Carry]
 
 
 def carried_sets(ruleset: Ruleset) -> list[str]:
@@ -68,13 +95,16 @@ def carried(listing: Listing, source: str, target: str, names: Iterable[str]) ->
 
 
 def applying(text: str, ruleset: Ruleset, listing: Listing, old: Optional[str]) -> list[Step]:
-    """The compiled ruleset, the deletion of the renamed-away table `old`, and
-    the run-time elements of the live table (or of `old`)."""
+    """The compiled ruleset with the counts of the live table (or of `old`)
+    in its counters of the same names, the deletion of the renamed-away
+    table `old`, and the run-time elements of the live table (or of `old`).
+    Nothing counted yet: the compiled text as it is."""
     table = ruleset.table
-    steps: list[Step] = [Load(text)]
+    source = table if listing.has_table(table) else old
+    counts = listing.counts(source, ruleset.counters) if source else ()
+    steps: list[Step] = [Compiled(ruleset, counts) if counts else Load(text)]
     if old:
         steps.append(Delete(old))
-    source = table if listing.has_table(table) else old
     if source:
         steps += carried(listing, source, table, carried_sets(ruleset))
     return steps
@@ -82,14 +112,24 @@ def applying(text: str, ruleset: Ruleset, listing: Listing, old: Optional[str]) 
 
 def restoring(pending: dict, listing: Listing) -> list[Step]:
     """The steps that bring back the state recorded in `pending`: each
-    recorded table deleted and its saved listing loaded again, with the
-    run-time elements the new table holds now in the sets `confirm.arm`
-    chose (its operators' sets, never its meters)."""
+    recorded table deleted and its saved listing loaded again, with what the
+    new table holds now in the counters of the same names and in the sets
+    `confirm.arm` chose (its operators' sets, never its meters)."""
     previous = pending["previous"]
     steps: list[Step] = [Delete(name) for name in sorted(previous)]
     for name in sorted(previous):
         saved = previous[name]
         if saved["text"] is not None:
+            counts = _counts_back(listing, pending["table"], saved.get("counters", {}))
+            steps += [Counts(name, counts)] if counts else []
             steps.append(Load(saved["text"]))
             steps += carried(listing, pending["table"], name, saved["carried"])
     return steps
+
+
+def _counts_back(listing: Listing, table: str, saved: dict) -> tuple[LiveCount, ...]:
+    """Each counter `saved` (a saved table's, in its order), with the count
+    the counter of the same name in `table` has now, or else the saved one."""
+    live = listing.counters(table)
+    return tuple(LiveCount(name, live[name]["packets"], live[name]["bytes"]) if name in live
+                 else LiveCount(name, *count) for name, count in saved.items())

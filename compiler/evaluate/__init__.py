@@ -29,9 +29,9 @@ from typing import Iterable, Optional
 from ..addresses import Address
 from ..model import family_of
 from ..plan import Chain, Origin, Rule, Ruleset
-from ..vocab import PRIORITIES
+from ..vocab import ECHO_REQUEST, ICMP_PROTOCOLS, PRIORITIES
 from .kinds import STATEMENTS, handler, predicate
-from .packet import (ECHO_REQUEST, ICMP, LOOPBACK_SOURCE, STOP, Packet, Step, UnjudgedKind,
+from .packet import (LOOPBACK_SOURCE, STOP, Packet, Step, UnjudgedKind,
                      endpoint, loopback)
 
 __all__ = ["Decision", "Evaluator", "Packet", "Step", "UnjudgedKind", "endpoint", "evaluate"]
@@ -111,7 +111,7 @@ class Evaluator:
         side, iif = self.side(family, source)
         saddr = None if source is None else int(source)
         walk = _Walk(self, Packet(family, saddr, int(destination),
-                                  ICMP[family] if protocol == "icmp" else protocol, port,
+                                  ICMP_PROTOCOLS[family] if protocol == "icmp" else protocol, port,
                                   ECHO_REQUEST if protocol == "icmp" else None, iif, None,
                                   at.astimezone(timezone.utc), saddr, int(destination), port,
                                   uid if source is None else None))

@@ -11,8 +11,6 @@ from ..addresses import int_text
 from ..plan import Origin
 from ..vocab import VERSIONS
 
-ICMP = {"ip": "icmp", "ip6": "icmpv6"}      # ping's protocol (meta l4proto) per family
-ECHO_REQUEST = "echo-request"               # the type of a ping in both ICMP and ICMPv6
 HOP_LIMIT = 64                              # a host's new connection; neighbour discovery uses 255
 STOP = "stop"                               # a statement that ends its rule (a limit not hit)
 LOOPBACK = {"ip": (0x7F000000, 0x7FFFFFFF), "ip6": (1, 1)}     # 127.0.0.0/8, ::1

@@ -20,6 +20,7 @@ from ..vocab import VERSIONS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _STRING = re.compile(r"[A-Za-z0-9 _.:/@+,=-]{0,127}")
+_COUNTER = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,127}")     # nft's identifiers, dots and slashes too
 
 
 class UnsafeText(ValueError):
@@ -30,6 +31,18 @@ def safe_name(value: str) -> str:
     """An identifier nft reads bare (table and set names)."""
     if not _NAME.fullmatch(value) or value in nft_keywords():
         raise UnsafeText(f"not a safe nft name: {value!r}")
+    return value
+
+
+def counter_name_ok(value: str) -> bool:
+    """A counter's name (`Origin.counter_name`), which nft reads bare: an
+    identifier that may hold dots and slashes (`publish_x.tcp/2525.ipv4`)."""
+    return bool(_COUNTER.fullmatch(value))
+
+
+def safe_counter_name(value: str) -> str:
+    if not counter_name_ok(value):
+        raise UnsafeText(f"not a safe nft counter name: {value!r}")
     return value
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from ..addresses import BITS, int_text, interval_blocks
 from ..plan import Chain, NftSet, Rule, Ruleset
 from ..vocab import NFT_DAY_NAMES, PRIORITIES, SET_TYPES, VERSIONS
-from . import comment, host_text, log_prefix, prefix_mask, safe_name, safe_string
+from . import (comment, host_text, log_prefix, prefix_mask, safe_counter_name, safe_name,
+               safe_string)
 
 FAMILY = "inet"
 
@@ -25,7 +26,8 @@ def generate(ruleset: Ruleset) -> dict:
         {"add": {"table": dict(table)}},
     ]
     commands += [{"add": {"counter": {"family": FAMILY, "table": ruleset.table,
-                                      "name": safe_name(name)}}} for name in ruleset.counters]
+                                      "name": safe_counter_name(name)}}}
+                 for name in ruleset.counters]
     commands += [{"add": {"set": _set(ruleset.table, s)}} for s in ruleset.sets]
     # every chain before any rule, so a jump may name a chain added after it
     commands += [{"add": {"chain": _chain(ruleset.table, chain)}} for chain in ruleset.chains]
@@ -206,7 +208,7 @@ def _limit(s) -> dict:
 
 
 def _counter(s) -> dict:
-    return {"counter": safe_name(s.name)}
+    return {"counter": safe_counter_name(s.name)}
 
 
 def _log(s) -> dict:

@@ -14,7 +14,7 @@ from ..datafiles import cache_folder, template_environment
 from ..plan import Define, Ruleset
 from ..vocab import NFT_DAY_NAMES, SET_TYPES
 from . import (address_texts, comment, element_lines, host_text, log_prefix, prefix_mask,
-               safe_name, safe_string)
+               safe_counter_name, safe_name, safe_string)
 
 
 def _quoted(value: str) -> str:
@@ -74,7 +74,7 @@ def environment(cache: str | None) -> jinja2.Environment:
     """The templates' environment, compiled templates kept in `cache`."""
     env = template_environment(trim_blocks=True, lstrip_blocks=True,
                                bytecode_cache=CompiledTemplates(cache))
-    env.filters.update(nft_name=safe_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
+    env.filters.update(nft_name=safe_name, nft_counter=safe_counter_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        element_lines=_element_lines, live_element=_live_element,
                        host=lambda value, family: host_text(family, value),

@@ -17,6 +17,7 @@ from ..addresses import Address, Interval
 from ..diagnostics import Position
 from ..model import Zone
 from ..schedule import ZoneNote
+from ..vocab import FAMILY_LABELS
 
 KINDS: dict[str, type] = {}     # kind -> its Match or Statement class
 
@@ -78,11 +79,12 @@ class Origin:
             return ("policy", self.name, "reject")
         return (self.kind, self.name) + ((self.service,) if self.service else ())
 
-    @property
-    def counter_name(self) -> str:
-        """The named counter of a policy rule's accepts: `KIND_NAME` (kinds and
-        names are identifiers, and names are unique within a kind)."""
-        return f"{self.kind}_{self.name}"
+    def counter_name(self, family: Optional[str]) -> str:
+        """The named counter of a rule's accepts of one service and family:
+        publish_exchange.smtp.ipv4, management_ssh.ipv6 (no service), `any`
+        for both families. Names and services hold no dot: no clashes."""
+        parts = (f"{self.kind}_{self.name}", self.service, FAMILY_LABELS[family])
+        return ".".join(part for part in parts if part)
 
 
 # -- matches ----------------------------------------------------------------------
@@ -260,10 +262,12 @@ class Log(Statement):
 
 @dataclass(frozen=True, slots=True)
 class CounterRef(Statement):
-    """`counter name "publish_exchange"`: the named counter of a policy rule."""
+    """`counter name "publish_exchange.smtp.ipv4"`: the named counter of one
+    service of a policy rule in one family (`Origin.counter_name`)."""
 
     kind: ClassVar[str] = "counter"
     name: str
+    family: Optional[str] = None    # "ip", "ip6"; None: the rule matches both
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +395,6 @@ class Ruleset:
     sets: tuple[NftSet, ...]
     chains: tuple[Chain, ...]
     zone: Optional[ZoneNote] = None     # the schedules' zone and offset, when a rule has one
-    counters: tuple[str, ...] = ()      # named counters, one per policy rule with an accept
+    counters: tuple[str, ...] = ()      # named counters, a policy rule's per service and family
     defines: tuple[Define, ...] = ()    # each after the defines it includes
     layout: Optional[Layout] = field(default=None, compare=False)   # None: the lockdown's

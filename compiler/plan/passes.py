@@ -6,13 +6,15 @@ publication pairs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 from ..model import Policy
-from ..vocab import FAMILIES, SET_SUFFIX
+from ..vocab import FAMILIES, ICMP_FAMILIES, SET_SUFFIX
 from . import dispatch
 from .chains import Draft
 from .fixed import ACCEPT, DROP, REJECT_OTHERS
-from .ir import AddressMatch, CounterRef, Log, Origin, RateLimit, Rule
+from .ir import (AddressMatch, CounterRef, HopLimitMatch, IcmpTypeMatch, Log, Origin, RateLimit,
+                 Rule, UnmeteredMatch)
 from .limits import DEFAULT_BURST, guarded as limits_guarded
 
 COUNTED = ("publish", "outbound", "management")     # origins with a named counter
@@ -76,13 +78,26 @@ def drop_logged(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...
 
 
 def counted(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...]:
-    """Each accept of a policy rule counts in the rule's named counter
-    (`Origin.counter_name`), for `mailpubc stats`."""
+    """Each accept of a policy rule counts in the named counter of its
+    service and family (`Origin.counter_name`), for `mailpubc stats`."""
     return tuple(draft.with_rules(
-        Rule(rule.origin, rule.matches, (CounterRef(rule.origin.counter_name),)
+        Rule(rule.origin, rule.matches,
+             (CounterRef(rule.origin.counter_name(_family(rule)), _family(rule)),)
              + rule.statements)
         if rule.origin.kind in COUNTED and ACCEPT in rule.statements else rule
         for rule in draft.rules) if draft.filters else draft for draft in drafts)
+
+
+def _family(rule: Rule) -> Optional[str]:
+    """The one family a rule's matches confine it to; None: both."""
+    for match in rule.matches:
+        if isinstance(match, (AddressMatch, UnmeteredMatch)):
+            return match.family
+        if isinstance(match, IcmpTypeMatch):
+            return ICMP_FAMILIES[match.protocol]
+        if isinstance(match, HopLimitMatch):
+            return "ip6"
+    return None
 
 
 def dispatched(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...]:
