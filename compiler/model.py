@@ -202,6 +202,15 @@ class Zone:
 
 
 @dataclass(frozen=True, slots=True)
+class DynamicBlock:
+    """One entry of firewall.dynamic_block: run-time sets NAME_v4 and NAME_v6,
+    filled by `feeder` (`vocab.FEEDERS`: the set's flags follow from it)."""
+    name: str
+    feeder: str = "operator"
+    position: Optional[Position] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Firewall:
     table: str
     external_interface: str
@@ -214,8 +223,7 @@ class Firewall:
     ssh_sources: Optional[AddressRef]
     timezone: Optional[str] = None       # IANA name of the schedules' zone; None: the compiling host's
     block: Optional[AddressRef] = None   # firewall.block: sources dropped before every accept
-    dynamic_block: Optional[str] = None  # firewall.dynamic_block: run-time sets NAME_v4/_v6
-    dynamic_block_position: Optional[Position] = field(default=None, compare=False)
+    dynamic_blocks: tuple[DynamicBlock, ...] = ()   # firewall.dynamic_block, in policy order
     log: LogSettings = LogSettings()
     routed_networks: Addresses = Addresses()     # every zone's routed networks together
     ssh_port: int = SSH.low

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import uuid
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -77,7 +76,6 @@ from mailpubc.schedule import schedule_zone
 from mailpubc.vocab import (ECHO, ECHO_PROTOCOL, ECHO_REQUEST, ICMP_PROTOCOLS, PortRange,
                             ICMP_ERRORS, ICMPV6_ERRORS, MLD, MLD_REPORTS, NEIGHBOUR_DISCOVERY,
                             NFT_DAY_NAMES)
-from e2e.netns import Namespace
 
 FILTER_CHAINS = ("input", "forward", "output")
 BASE_CHAINS = {"prerouting": "nat", "input": "filter", "forward": "filter",
@@ -97,17 +95,15 @@ WEEK_MINUTES = 7 * DAY_MINUTES
 
 
 def load(text: str, json: bool = False) -> dict:
-    """Load the ruleset (libnftables JSON when `json`) in a fresh namespace;
-    nft's JSON listing of it.
+    """Load the ruleset (libnftables JSON when `json`) in a fresh, unnamed
+    network namespace (`nft.scratch`); nft's JSON listing of it.
 
     mailpubc.nft runs nft in UTC: nft turns `meta hour` into UTC on loading
     and back on listing, and nft 1.0.6 lists hours wrongly west of UTC."""
-    namespace = Namespace(f"fc-{uuid.uuid4().hex[:8]}")
-    try:
-        nft.load(text, json=json, netns=namespace.name)
-        return nft.list_ruleset(netns=namespace.name)
-    finally:
-        namespace.delete()
+    def loaded() -> dict:
+        nft.load(text, json=json)
+        return nft.list_ruleset()
+    return nft.scratch(loaded)
 
 
 # -- nft's JSON, made comparable ---------------------------------------------------
@@ -257,9 +253,10 @@ class Allowance:
         schedule, read minute by minute in local time."""
         if self.schedule is None:
             return True
+        times = _time_matches(rule)
         return all(_local_minute_allowed(self.schedule, (minute + self.offset) % WEEK_MINUTES)
                    for minute in range(WEEK_MINUTES)
-                   if _time_admits(rule, minute * 60) or _time_admits(rule, minute * 60 + 59))
+                   if _time_admits(times, minute * 60) or _time_admits(times, minute * 60 + 59))
 
 
 def _echo_families(rule: Rule) -> list[str]:
@@ -269,19 +266,27 @@ def _echo_families(rule: Rule) -> list[str]:
             if key == f"{protocol} type" and op == "==" and _items(value) == [ECHO_REQUEST]]
 
 
-def _time_admits(rule: Rule, second: int) -> bool:
-    """Whether the rule's time matches admit `second` of the UTC week (Sunday 00:00 = 0)."""
-    day, time = divmod(second, DAY_MINUTES * 60)
+def _time_matches(rule: Rule) -> list[tuple]:
+    """The rule's `meta day` and `meta hour` matches, read once: (positive,
+    days, None) or (positive, None, (first, last)) in seconds of the day."""
+    found = []
     for key, op, value in rule.matches:
+        positive = op in ("==", "in")
         if key == "day":
-            inside = day in {LISTED_DAYS[name] for name in _items(value)}
+            found.append((positive, {LISTED_DAYS[name] for name in _items(value)}, None))
         elif key == "hour":
             bounds = value["range"] if isinstance(value, dict) else [value, value]
-            first, last = (_listed_seconds(text) for text in bounds)
-            inside = first <= time <= last
-        else:
-            continue
-        if inside != (op in ("==", "in")):
+            found.append((positive, None, tuple(_listed_seconds(text) for text in bounds)))
+    return found
+
+
+def _time_admits(times: list[tuple], second: int) -> bool:
+    """Whether time matches (`_time_matches`) admit `second` of the UTC week
+    (Sunday 00:00 = 0)."""
+    day, time = divmod(second, DAY_MINUTES * 60)
+    for positive, days, hours in times:
+        inside = day in days if days is not None else hours[0] <= time <= hours[1]
+        if inside != positive:
             return False
     return True
 
@@ -439,9 +444,9 @@ def _block_problems(rules: list[Rule], policy: Policy, sets: dict) -> list[str]:
                 continue
             missing = [family for family, blocked in wanted.items()
                        if blocked and not _within(list(blocked), covered[family])]
-            if fw.dynamic_block:
-                missing += [name for name in (fw.dynamic_block + "_v4", fw.dynamic_block + "_v6")
-                            if name not in dynamic]
+            missing += [name for block in fw.dynamic_blocks
+                        for name in (block.name + "_v4", block.name + "_v6")
+                        if name not in dynamic]
             if missing:
                 problems.append(f"accept before blocked sources are dropped "
                                 f"({', '.join(missing)}): {rule}")

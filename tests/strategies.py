@@ -45,6 +45,7 @@ INTERFACE = r"[A-Za-z0-9_.@+,=-]{1,15}"
 VERDICTS = policy_schema()["$defs"]["verdict"]["enum"]
 ZONE_NAMES = ("zone1", "zone2")     # the list form's zones, which address sets may not be named
 RESERVED = {"localhost", "any", "always", *ZONE_NAMES} | set(BUILTIN_SERVICES)
+FEEDERS = tuple(sorted(plan.DYNAMIC_FLAGS))     # who fills a dynamic_block
 SECOND_ZONE = [ipaddress.ip_network("10.254.1.0/24"), ipaddress.ip_network("fd00:fe::/64")]
 # Words nft uses elsewhere (libnftables' token strings) that it still takes as
 # a table name: the edge of compiler/nft_keywords.txt.
@@ -284,9 +285,14 @@ def _blocks(draw, sets: dict) -> dict:
                 pool = draw(st.sampled_from([anywhere_v4, anywhere_v6]))
                 entries.append(draw(_entry_in(draw(pool)))[0])
         found["block"] = entries[0] if len(entries) == 1 and draw(st.booleans()) else entries
+    dynamic = names.filter(lambda n: n not in RESERVED and n not in sets)
     if draw(st.integers(0, 2)) == 0:
-        found["dynamic_block"] = draw(names.filter(lambda n: n not in RESERVED
-                                                   and n not in sets))
+        found["dynamic_block"] = draw(dynamic)
+    elif draw(st.integers(0, 3)) == 0:     # the list form: names and {name, feeder}
+        found["dynamic_block"] = [
+            draw(st.sampled_from([name, {"name": name},
+                                  {"name": name, "feeder": draw(st.sampled_from(FEEDERS))}]))
+            for name in draw(st.lists(dynamic, min_size=1, max_size=3, unique=True))]
     return found
 
 

@@ -12,41 +12,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from banlab import CLIENT, POLICY, PUBLISHED, build, elements, mailpubc, reachable
 from cli import run_mailpubc
 from mailpubc import nft
 
 pytestmark = pytest.mark.usefixtures("namespaces_work")
 
-POLICY = """\
-version: 1
-firewall:
-  external:
-    interface: eth0
-    addresses: [198.51.100.10, 198.51.100.11, "2001:db8:100::10", "2001:db8:100::11"]
-  internal: {interface: eth1, networks: [10.1.0.0/24, "fd00:1::/64"]}
-  dynamic_block: banned
-publish:
-  - {name: own4, server: localhost, external_address: 198.51.100.10, services: [smtp]}
-  - {name: own6, server: localhost, external_address: "2001:db8:100::10", services: [smtp]}
-  - {name: mx4, server: 10.1.0.25, external_address: 198.51.100.11, services: [smtp]}
-  - {name: mx6, server: "fd00:1::25", external_address: "2001:db8:100::11", services: [smtp]}
-outbound:
-  - {name: mx-out, from: [10.1.0.25, "fd00:1::25"], services: [smtp, dns]}
-"""
-CLIENT = {4: "192.0.2.100", 6: "2001:db8:2::100"}
-PUBLISHED = {4: ["198.51.100.10", "198.51.100.11"], 6: ["2001:db8:100::10", "2001:db8:100::11"]}
-SMTPD = ("import asyncio; from aiosmtpd.smtp import SMTP; from aiosmtpd.handlers import Sink; "
-         "loop = asyncio.new_event_loop(); loop.run_until_complete(loop.create_server("
-         "lambda: SMTP(Sink()), host=None, port=25)); loop.run_forever()")
-SMTP_CLIENT = ("import smtplib, sys; s = smtplib.SMTP(sys.argv[1], 25, timeout=3); "
-               "print(s.ehlo()[0]); s.quit()")
 FILTERS = Path("/etc/fail2ban/filter.d")
 JAIL = """\
 [DEFAULT]
@@ -66,59 +43,9 @@ action = mailpubc
 
 @pytest.fixture(scope="module")
 def lab(module_namespaces, tmp_path_factory):
-    """The firewall (policy applied), a client outside and a mail server
-    behind it, SMTP servers on the firewall and the server."""
     if shutil.which("fail2ban-server") is None:
         pytest.skip("needs Debian's fail2ban")
-    pytest.importorskip("aiosmtpd", reason="needs aiosmtpd (pip install -e .[test])")
-    folder = tmp_path_factory.mktemp("fail2ban")
-    firewall, client, server = (module_namespaces(n) for n in ("fw", "client", "mx"))
-    _wire(firewall, client, server)
-    for namespace in (firewall, server):
-        smtpd = namespace.spawn(sys.executable, "-c", SMTPD, log=str(folder / "smtpd.log"))
-        namespace.wait_listening({("tcp", 25)}, [smtpd])
-    policy = folder / "policy.yaml"
-    policy.write_text(POLICY)
-    state = folder / "state"
-    assert _mailpubc(state, "apply", "--netns", firewall.name, policy).returncode == 0
-    return firewall, client, policy, state, folder
-
-
-def _wire(firewall, client, server) -> None:
-    firewall.sysctl("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
-    for ifname, peer, mine, theirs in (
-            ("eth0", client, ["192.0.2.1/24", "2001:db8:2::1/64"],
-             ["192.0.2.100/24", "2001:db8:2::100/64"]),
-            ("eth1", server, ["10.1.0.1/24", "fd00:1::1/64"], ["10.1.0.25/24", "fd00:1::25/64"])):
-        firewall.ip("link", "add", ifname, "type", "veth", "peer", "name", "eth0",
-                    "netns", peer.name)
-        for address in mine:
-            firewall.ip("addr", "add", address, "dev", ifname, "nodad")
-        for address in theirs:
-            peer.ip("addr", "add", address, "dev", "eth0", "nodad")
-        peer.ip("link", "set", "eth0", "up")
-        firewall.ip("link", "set", ifname, "up")
-        gateway = mine[0].split("/")[0], mine[1].split("/")[0]
-        peer.ip("route", "add", "default", "via", gateway[0])
-        peer.ip("-6", "route", "add", "default", "via", gateway[1])
-    for address in ("198.51.100.10", "198.51.100.11", "2001:db8:100::10", "2001:db8:100::11"):
-        firewall.ip("addr", "add", address, "dev", "eth0", "nodad")
-
-
-def _mailpubc(state: Path, *args, **kwargs) -> subprocess.CompletedProcess:
-    env = {"MAILPUBC_STATE_DIR": str(state), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    return run_mailpubc(*args, env=env, stdin=subprocess.DEVNULL, **kwargs)
-
-
-def _reaches(client, address: str) -> bool:
-    run = subprocess.run(client.argv(sys.executable, "-c", SMTP_CLIENT, address),
-                         capture_output=True, text=True, timeout=20)
-    return run.returncode == 0 and run.stdout.strip() == "250"
-
-
-def _reachable(client) -> dict[str, bool]:
-    return {address: _reaches(client, address) for family in (4, 6)
-            for address in PUBLISHED[family]}
+    return build(module_namespaces, tmp_path_factory.mktemp("fail2ban"))
 
 
 class Fail2ban:
@@ -172,39 +99,32 @@ class Fail2ban:
             time.sleep(0.2)
 
 
-def _elements(firewall, family: int) -> str:
-    listed = nft.list_ruleset(netns=firewall.name)
-    sets = [item["set"] for item in listed["nftables"] if "set" in item
-            and item["set"]["name"] == f"banned_v{family}"]
-    return str(sets[0].get("elem", [])) if sets else "no such set"
-
-
 def test_fail2ban_bans_into_the_policy_sets_and_the_ban_holds(lab):
     firewall, client, policy, state, folder = lab
-    assert all(_reachable(client).values())
+    assert all(reachable(client).values())
     action = run_mailpubc("integration", "fail2ban", "--netns", firewall.name, policy)
     assert action.returncode == 0, action.stderr
     fail2ban = Fail2ban(folder, action.stdout)
     try:
         for family in (4, 6):
             fail2ban.failed_logins(CLIENT[family])
-            fail2ban._until(lambda: CLIENT[family] in _elements(firewall, family),
+            fail2ban._until(lambda: CLIENT[family] in elements(firewall, family),
                             f"the IPv{family} ban in banned_v{family}")
-        assert "timeout" in _elements(firewall, 4)      # the ticket's ban time, 600 s
-        assert _reachable(client) == dict.fromkeys(PUBLISHED[4] + PUBLISHED[6], False)
+        assert "timeout" in elements(firewall, 4)      # the ticket's ban time, 600 s
+        assert reachable(client) == dict.fromkeys(PUBLISHED[4] + PUBLISHED[6], False)
         # the ban outlives an apply and a rollback (apply carries the elements)
-        assert _mailpubc(state, "apply", "--netns", firewall.name, policy).returncode == 0
-        assert CLIENT[4] in _elements(firewall, 4) and CLIENT[6] in _elements(firewall, 6)
-        rolled = _mailpubc(state, "apply", "--netns", firewall.name, "--confirm", "1", policy)
+        assert mailpubc(state, "apply", "--netns", firewall.name, policy).returncode == 0
+        assert CLIENT[4] in elements(firewall, 4) and CLIENT[6] in elements(firewall, 6)
+        rolled = mailpubc(state, "apply", "--netns", firewall.name, "--confirm", "1", policy)
         assert rolled.returncode == 4, rolled.stderr
-        assert CLIENT[4] in _elements(firewall, 4) and CLIENT[6] in _elements(firewall, 6)
-        assert not any(_reachable(client).values())
+        assert CLIENT[4] in elements(firewall, 4) and CLIENT[6] in elements(firewall, 6)
+        assert not any(reachable(client).values())
         # unbanned, the client is back
         for family in (4, 6):
             unban = fail2ban.client("set", "postfix-sasl", "unbanip", CLIENT[family])
             assert unban.returncode == 0, unban.stderr
-        assert CLIENT[4] not in _elements(firewall, 4)
-        assert all(_reachable(client).values())
+        assert CLIENT[4] not in elements(firewall, 4)
+        assert all(reachable(client).values())
         # banning an address inside a banned network is no error; unbanning it neither
         firewall.run("nft", "add", "element", "inet", "mailpub", "banned_v4",
                      "{ 192.0.2.0/24 }")
@@ -217,12 +137,12 @@ def test_fail2ban_bans_into_the_policy_sets_and_the_ban_holds(lab):
     listed = nft.list_ruleset(netns=firewall.name)
     names = {item["set"]["name"] for item in listed["nftables"] if "set" in item}
     assert {"banned_v4", "banned_v6"} <= names          # stopping left table and sets
-    assert "192.0.2.0/24" in _elements(firewall, 4) or "'192.0.2.0'" in _elements(firewall, 4)
+    assert "192.0.2.0/24" in elements(firewall, 4) or "'192.0.2.0'" in elements(firewall, 4)
 
 
 def test_a_policy_without_dynamic_sets_has_no_action(tmp_path):
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.replace("  dynamic_block: banned\n", ""))
+    policy.write_text(POLICY.replace("  dynamic_block: [banned, {name: crowdsec, feeder: crowdsec}]\n", ""))
     run = run_mailpubc("integration", "fail2ban", policy)
     assert run.returncode == 1 and run.stdout == ""
     assert "no firewall.dynamic_block" in run.stderr

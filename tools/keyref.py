@@ -105,8 +105,11 @@ def type_of(node: dict, schema: dict) -> str:
         values = [str(value) for value in node["enum"]]
         return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
     choices = node.get("oneOf", []) + node.get("anyOf", [])
-    if "then" in node and "else" in node and node.get("if") == {"type": "array"}:
-        choices = [node["else"], node["then"]]
+    if "then" in node and "else" in node:      # if/then/else: the plain form first
+        plain_first = {"array": [node["else"], node["then"]], "string": [node["then"], node["else"]]}
+        if "type" not in node:
+            plain_first["object"] = [node["else"], node["then"]]
+        choices = plain_first.get(node.get("if", {}).get("type"), choices)
     if choices:
         return " or ".join(type_of(choice, schema) for choice in choices)
     types = node.get("type", [])

@@ -10,15 +10,17 @@ compiler only when its command runs.
     mailpubc reapply [--netns NS]
     mailpubc explain [--format text|json] [--at "YYYY-MM-DD HH:MM"] [--user NAME|UID]
                      POLICY --from ADDR --to ADDR:PORT[/PROTO]
-    mailpubc stats [--netns NS] [--format text|json] POLICY
+    mailpubc stats [--netns NS] [--format text|json|prometheus] [-o FILE] POLICY
     mailpubc table [--format text|markdown|json] POLICY
     mailpubc graph [-o FILE] [--format svg|dot|json] POLICY
     mailpubc dns-check [--nameserver IP[:PORT]] [--timeout SECONDS] [--format text|json] POLICY
     mailpubc install-unit [--prefix DIR]
     mailpubc boot-load
-    mailpubc integration fail2ban [--netns NS] [-o FILE] POLICY
+    mailpubc integration fail2ban [--netns NS] [--set NAME] [-o FILE] POLICY
+    mailpubc integration crowdsec [--set NAME] [--api-url URL] [-o FILE] POLICY
     mailpubc audit [--postfix DIR] [--dovecot FILE] [--netns NS] [--format text|json] POLICY
     mailpubc --man
+    mailpubc --bash-completion
 
 POLICY `-` is standard input. Exit status (`diagnostics.ExitCode`): 0 done;
 1 the policy is invalid (each problem on stderr as FILE:LINE:COL: error:
@@ -49,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Compile a mail-publishing policy into an nftables ruleset. "
                     "`mailpubc POLICY` is `mailpubc compile POLICY`.")
     parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
-    parser.add_argument("--man", action=_Manual, nargs=0,
+    parser.add_argument("--man", action=_Written, nargs=0, const="manpage",
                         help="print the manual page mailpubc(1) and exit")
+    parser.add_argument("--bash-completion", action=_Written, nargs=0, const="completion",
+                        help="print the bash completion script and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in (compile, inspect, deploy, units, integrations):
         group.add(commands)
@@ -71,18 +75,20 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-class _Manual(argparse.Action):
-    """--man: the page written from this very parser (`manpage`)."""
+class _Written(argparse.Action):
+    """--man and --bash-completion: written from this very parser by the
+    module named in `const` (`manpage`, `completion`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .manpage import render
-        sys.stdout.write(render(parser))
+        from importlib import import_module
+        sys.stdout.write(import_module(f".{self.const}", __package__).render(parser))
         parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version", "--man"):
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version", "--man",
+                                                           "--bash-completion"):
         argv.insert(0, "compile")    # `mailpubc POLICY` compiles
     parser = _parser()
     args = parser.parse_args(argv)

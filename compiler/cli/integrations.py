@@ -1,11 +1,12 @@
-"""`mailpubc integration fail2ban`: the configuration of a tool that feeds
-the policy's run-time sets (`mailpubc.integration`); and `mailpubc audit`,
+"""`mailpubc integration fail2ban|crowdsec`: the configuration of a tool that
+feeds the policy's run-time sets (`mailpubc.integration`); and `mailpubc audit`,
 the policy against the mail servers' configuration (`mailpubc.audit`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from ..diagnostics import ExitCode, UsageError
 from .common import Exit, compiled_or_exit, emit, netns_name, say
@@ -26,9 +27,30 @@ def add(commands) -> None:
     fail2ban.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
     fail2ban.add_argument("--netns", metavar="NS", type=netns_name,
                           help="run nft in this network namespace")
+    fail2ban.add_argument("--set", metavar="NAME", dest="chosen",
+                          help="the dynamic_block to ban into, when several are fed by "
+                               "operators")
     fail2ban.add_argument("-o", "--output", metavar="FILE",
                           help="write the action file to FILE (atomically) instead of stdout")
-    fail2ban.set_defaults(run=fail2ban_action)
+    fail2ban.set_defaults(run=integration_file)
+    crowdsec = tools.add_parser(
+        "crowdsec", help="the CrowdSec firewall bouncer's configuration",
+        description="The configuration of CrowdSec's firewall bouncer in set-only mode, "
+                    "writing into NAME_v4 and NAME_v6 of the dynamic_block fed by crowdsec "
+                    "(firewall.dynamic_block: [{name: NAME, feeder: crowdsec}]); the API key "
+                    "stays in the bouncer's .yaml.local.")
+    crowdsec.add_argument("policy", metavar="POLICY", help="the policy file (YAML), - for stdin")
+    crowdsec.add_argument("--set", metavar="NAME", dest="chosen",
+                          help="the dynamic_block to write into, when several are fed by crowdsec")
+    crowdsec.add_argument("--api-url", metavar="URL", type=api_url,
+                          help="CrowdSec's local API (default http://127.0.0.1:8080/)")
+    crowdsec.add_argument("-o", "--output", metavar="FILE",
+                          help="write the configuration to FILE (atomically) instead of stdout")
+    crowdsec.set_defaults(run=integration_file)
+    _add_audit(commands)
+
+
+def _add_audit(commands) -> None:
     audit = commands.add_parser(
         "audit", help="check the policy against Postfix's and Dovecot's configuration",
         description="Each published mail port against the listeners of Postfix (postconf -c "
@@ -47,11 +69,22 @@ def add(commands) -> None:
     audit.set_defaults(run=audit_mail)
 
 
-def fail2ban_action(args: argparse.Namespace) -> int:
+def api_url(text: str) -> str:
+    """An http(s) URL with nothing a configuration line could break on."""
+    if not re.fullmatch(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+", text):
+        raise argparse.ArgumentTypeError(f"not an http or https URL: {text!r}")
+    return text
+
+
+def integration_file(args: argparse.Namespace) -> int:
     from .. import integration
     result = compiled_or_exit(args.policy)
     try:
-        text = integration.fail2ban_action(result.policy, args.netns)
+        if args.tool == "fail2ban":
+            text = integration.fail2ban_action(result.policy, args.netns, args.chosen)
+        else:
+            text = integration.crowdsec_bouncer(result.policy, args.chosen,
+                                                args.api_url or integration.DEFAULT_API_URL)
     except integration.NoDynamicSets as exc:
         say(f"error: {exc}")
         raise Exit(ExitCode.INVALID) from exc

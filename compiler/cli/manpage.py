@@ -24,22 +24,28 @@ def render(parser: argparse.ArgumentParser) -> str:
     """The whole page; deterministic (no date), so the installed copy can be compared."""
     lines = ['.TH MAILPUBC 1 "" "mailpubc" "User Commands"', ".SH NAME",
              f"mailpubc \\- {SUMMARY}", ".SH SYNOPSIS"]
-    commands = _commands(parser)
-    for name, command in commands:
+    listed = commands(parser)
+    for name, command in listed:
         lines += [".nf", _text(_usage(command)), ".fi"]
     lines += [".SH DESCRIPTION", _text(parser.description or ""), ".SH COMMANDS"]
-    for name, command in commands:
+    for name, command in listed:
         lines += [f".SS {_text(name)}", _text(command.description or "")]
         lines += _options(command)
     lines += [".SH EXIT STATUS", _text(EXIT_STATUS), ".SH SEE ALSO", SEE_ALSO]
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
-    """The documented subcommands, in the parser's order (internal ones have no help)."""
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+def commands(parser: argparse.ArgumentParser,
+             prefix: str = "") -> list[tuple[str, argparse.ArgumentParser]]:
+    """The documented subcommands, in the parser's order (internal ones have no
+    help), each followed by its own (`integration fail2ban`)."""
+    action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                  None)
+    if action is None:
+        return []
     documented = {choice.dest for choice in action._choices_actions}
-    return [(name, sub) for name, sub in action.choices.items() if name in documented]
+    return [found for name, sub in action.choices.items() if name in documented
+            for found in [(prefix + name, sub), *commands(sub, f"{prefix}{name} ")]]
 
 
 def _usage(command: argparse.ArgumentParser) -> str:

@@ -42,17 +42,16 @@ def blocked(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...]:
 def block_matches(policy: Policy) -> list[tuple[Origin, AddressMatch]]:
     """One set lookup per family for firewall.block (the named set itself
     when it is one set, else `_block_v4`/`_v6`, a name no address set can
-    take), and one per family for the run-time sets of dynamic_block."""
+    take), and one per family for the run-time sets of each dynamic_block."""
     fw, found = policy.firewall, []
     if fw.block is not None:
         origin = Origin("block", "firewall.block", position=fw.block.position)
         stem = "_block" if fw.block.set_name is None else fw.block.set_name
         found += [(origin, AddressMatch(family, "saddr", set_name=stem + SET_SUFFIX[family]))
                   for family in FAMILIES if fw.block.addresses.family(family)]
-    if fw.dynamic_block is not None:
-        origin = Origin("block", "firewall.dynamic_block", position=fw.dynamic_block_position)
-        found += [(origin, AddressMatch(family, "saddr",
-                                        set_name=fw.dynamic_block + SET_SUFFIX[family]))
+    for dynamic in fw.dynamic_blocks:
+        origin = Origin("block", "firewall.dynamic_block", position=dynamic.position)
+        found += [(origin, AddressMatch(family, "saddr", set_name=dynamic.name + SET_SUFFIX[family]))
                   for family in FAMILIES]
     return found
 

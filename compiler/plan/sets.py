@@ -20,7 +20,11 @@ from ..model import Policy
 from ..vocab import FAMILIES, SET_SUFFIX
 from .ir import AddressMatch, Chain, CountMeter, Define, Elements, NftSet, RateMeter
 
-DYNAMIC_FLAGS = ("interval", "timeout")     # dynamic_block's sets: operators add, for a while
+# dynamic_block's sets, by feeder: operators (fail2ban, nft by hand) add
+# addresses and networks for a while; CrowdSec's firewall bouncer writes
+# single addresses with no interval end, which an interval set would take as
+# ADDRESS-255.255.255.255 (docs/integrations.md, CrowdSec)
+DYNAMIC_FLAGS = {"operator": ("interval", "timeout"), "crowdsec": ("timeout",)}
 METER_SIZE = 65535                          # sources a meter tracks at once
 METER_TIMEOUT_MAX = 7 * 24 * 3600           # seconds: a source idle for a week starts afresh
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
@@ -62,9 +66,9 @@ def _catalogue(policy: Policy) -> tuple[dict[str, NftSet], dict[str, str]]:
         if fw.block is not None and fw.block.set_name is None:
             name = "_block" + SET_SUFFIX[family]
             sets[name] = NftSet(name, family, fw.block.addresses.family(family))
-        if fw.dynamic_block is not None:
-            name = fw.dynamic_block + SET_SUFFIX[family]
-            sets[name] = NftSet(name, family, (), DYNAMIC_FLAGS)
+        for dynamic in fw.dynamic_blocks:
+            name = dynamic.name + SET_SUFFIX[family]
+            sets[name] = NftSet(name, family, (), DYNAMIC_FLAGS[dynamic.feeder])
             origins.pop(name, None)
     return sets, origins
 

@@ -17,10 +17,10 @@ from typing import Optional
 
 from .. import lists
 from ..datafiles import nft_keywords
-from ..diagnostics import Collector, Position
+from ..diagnostics import Collector, Position, line_of
 from ..loader import Document, Path
-from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, Firewall, Limit, LogSettings,
-                     Outbound, Policy, Rate, Schedule, Service, Zone)
+from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, DynamicBlock, Firewall,
+                     Limit, LogSettings, Outbound, Policy, Rate, Schedule, Service, Zone)
 from ..vocab import SSH
 from .addresses import ANY, LOCALHOST, AddressResolving
 from .publish import PublishResolving
@@ -125,16 +125,31 @@ class _Resolver(AddressResolving, ServiceResolving, PublishResolving, ZoneResolv
         found = {}
         if "block" in spec:
             found["block"] = self._addresses(("firewall", "block"), spec["block"])
-        name = spec.get("dynamic_block")
-        if name is not None:
-            path = ("firewall", "dynamic_block")
-            if name in (LOCALHOST, ANY):
-                self.error(path, f"{name!r} is a reserved word and cannot name a dynamic_block")
-            elif name in (self.data.get("address_sets") or {}):
-                self.error(path, f"dynamic_block {name!r} is already the name of an address "
-                                 "set (they share one namespace): choose another")
-            found.update(dynamic_block=name, dynamic_block_position=self.at(path))
+        if spec.get("dynamic_block") is not None:
+            found["dynamic_blocks"] = self._dynamic_blocks(spec["dynamic_block"])
         return found
+
+    def _dynamic_blocks(self, value) -> tuple[DynamicBlock, ...]:
+        """firewall.dynamic_block: a NAME, or a list of NAMEs and {name, feeder}."""
+        top = ("firewall", "dynamic_block")
+        entries = [(top, value)] if isinstance(value, str) else [
+            (top + (i,), entry) for i, entry in enumerate(value)]
+        found: dict[str, DynamicBlock] = {}
+        for path, entry in entries:
+            spec = {"name": entry} if isinstance(entry, str) else entry
+            at = path + (("name",) if isinstance(entry, dict) else ())
+            name = spec["name"]
+            if name in (LOCALHOST, ANY):
+                self.error(at, f"{name!r} is a reserved word and cannot name a dynamic_block")
+            elif name in (self.data.get("address_sets") or {}):
+                self.error(at, f"dynamic_block {name!r} is already the name of an address "
+                               "set (they share one namespace): choose another")
+            elif name in found:
+                self.error(at, f"dynamic_block {name!r} is listed twice (first at "
+                               f"{line_of(found[name].position)})")
+            else:
+                found[name] = DynamicBlock(name, spec.get("feeder", "operator"), self.at(path))
+        return tuple(found.values())
 
     def _external_addresses(self) -> tuple:
         found = []
