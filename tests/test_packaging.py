@@ -20,10 +20,10 @@ def test_wheel_holds_mailpubc_whole_and_nothing_else(checkout_copy, tmp_path):
     wheel, = tmp_path.glob("mailpubc-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
-    data = {t for t in tops if t.endswith(".data")}       # the manual page, share/man/man1
+    data = {t for t in tops if t.endswith(".data")}       # the manual page and the completion
     assert {t for t in tops if not t.endswith(".dist-info")} - data == {"mailpubc"}
-    assert [n.split("/", 2)[2] for n in names if n.split("/")[0] in data] == [
-        "share/man/man1/mailpubc.1"]
+    assert sorted(n.split("/", 2)[2] for n in names if n.split("/")[0] in data) == [
+        "share/bash-completion/completions/mailpubc", "share/man/man1/mailpubc.1"]
     sources = {p.relative_to(ROOT / "compiler").as_posix()
                for p in (ROOT / "compiler").rglob("*.py")}
     for expected in ([f"mailpubc/{s}" for s in sources]
