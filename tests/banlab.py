@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,12 @@ def mailpubc(state: Path, *args, **kwargs) -> subprocess.CompletedProcess:
     """The command, with its state folder in the lab's."""
     env = {"MAILPUBC_STATE_DIR": str(state), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     return run_mailpubc(*args, env=env, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def until(test, what: str, seconds: float = 30) -> None:
+    """Wait for `test()` to hold, failing after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not test():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds}s for: {what}")
+        time.sleep(0.2)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from banlab import CLIENT, POLICY, PUBLISHED, build, elements, mailpubc, reachable
+from banlab import CLIENT, POLICY, PUBLISHED, build, elements, mailpubc, reachable, until
 from cli import run_mailpubc
 
 pytestmark = pytest.mark.usefixtures("namespaces_work")
@@ -105,14 +104,6 @@ class CrowdSec:
 
     def log(self) -> str:
         return "\n".join(path.read_text() for path in sorted(self.folder.glob("*.log")))
-
-
-def until(test, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not test():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds}s for: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

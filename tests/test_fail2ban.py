@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from banlab import CLIENT, POLICY, PUBLISHED, build, elements, mailpubc, reachable
+from banlab import CLIENT, POLICY, PUBLISHED, build, elements, mailpubc, reachable, until
 from cli import run_mailpubc
 from mailpubc import nft
 
@@ -68,7 +67,7 @@ class Fail2ban:
         self.server = subprocess.Popen(
             ["fail2ban-server", "-f", "-x", "-c", str(self.conf), "-s", str(self.socket),
              "-p", str(self.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._until(lambda: self.client("ping").returncode == 0, "fail2ban answers")
+        until(lambda: self.client("ping").returncode == 0, "fail2ban answers")
 
     def client(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["fail2ban-client", "-c", str(self.conf), "-s", str(self.socket),
@@ -90,14 +89,6 @@ class Fail2ban:
             if self.server.poll() is None:
                 self.server.kill()
 
-    @staticmethod
-    def _until(test, what: str, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while not test():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"waited {seconds}s for: {what}")
-            time.sleep(0.2)
-
 
 def test_fail2ban_bans_into_the_policy_sets_and_the_ban_holds(lab):
     firewall, client, policy, state, folder = lab
@@ -108,7 +99,7 @@ def test_fail2ban_bans_into_the_policy_sets_and_the_ban_holds(lab):
     try:
         for family in (4, 6):
             fail2ban.failed_logins(CLIENT[family])
-            fail2ban._until(lambda: CLIENT[family] in elements(firewall, family),
+            until(lambda: CLIENT[family] in elements(firewall, family),
                             f"the IPv{family} ban in banned_v{family}")
         assert "timeout" in elements(firewall, 4)      # the ticket's ban time, 600 s
         assert reachable(client) == dict.fromkeys(PUBLISHED[4] + PUBLISHED[6], False)
@@ -129,7 +120,7 @@ def test_fail2ban_bans_into_the_policy_sets_and_the_ban_holds(lab):
         firewall.run("nft", "add", "element", "inet", "mailpub", "banned_v4",
                      "{ 192.0.2.0/24 }")
         fail2ban.failed_logins(CLIENT[4])
-        fail2ban._until(lambda: CLIENT[4] in fail2ban.client(
+        until(lambda: CLIENT[4] in fail2ban.client(
             "status", "postfix-sasl").stdout, "the ban of an address already covered")
         assert "ERROR" not in (folder / "fail2ban.log").read_text()
     finally:
