@@ -3,6 +3,7 @@
 
     python3 bench/run.py                       # N = 1000, 20000, 100000; 5 runs each
     python3 bench/run.py --sizes 200 --runs 1  # what CI runs: it must not rot
+    python3 bench/run.py --overlap             # rules that overlap and shadow each other
 
 For each N it writes a policy of N random internal hosts (a fifth of them
 IPv6) in G nested address sets, used by R outbound rules (each to its own
@@ -70,11 +71,12 @@ def groups(n: int, sets: int, seed: int) -> list[list[str]]:
 
 
 def destination(rule: int, version: int) -> str:
-    """Each rule its own destination, so that no rule shadows another."""
+    """Each rule its own destination, so that no rule shadows another
+    (`--overlap`: none, every rule to any destination)."""
     return f"203.0.113.{rule + 1}" if version == 4 else f"2001:db8:3::{rule + 1:x}"
 
 
-def mailpubc_policy(dealt: list[list[str]], rules: int) -> str:
+def mailpubc_policy(dealt: list[list[str]], rules: int, overlap: bool = False) -> str:
     lines = ["version: 1", "firewall:", "  external:", "    interface: eth0",
              '    addresses: [198.51.100.10, "2001:db8:100::10"]',
              "  internal:", "    interface: eth1", '    networks: [10.0.0.0/8, "fd00::/8"]',
@@ -86,12 +88,13 @@ def mailpubc_policy(dealt: list[list[str]], rules: int) -> str:
     lines.append("outbound:")
     for r in range(rules):
         name, _, _ = SERVICES[(r + r // len(dealt)) % len(SERVICES)]
-        lines += [f"  - name: rule{r}", f"    from: set{r % len(dealt)}",
-                  f"    services: [{name}]", f'    to: [{destination(r, 4)}, "{destination(r, 6)}"]']
+        lines += [f"  - name: rule{r}", f"    from: set{r % len(dealt)}", f"    services: [{name}]"]
+        if not overlap:
+            lines.append(f'    to: [{destination(r, 4)}, "{destination(r, 6)}"]')
     return "\n".join(lines) + "\n"
 
 
-def aerleon_inputs(dealt: list[list[str]], rules: int, folder: Path) -> Path:
+def aerleon_inputs(dealt: list[list[str]], rules: int, folder: Path, overlap: bool = False) -> Path:
     """The same filter for Aerleon: definitions (networks, services) and a
     policy of R terms on the forward hook, both families."""
     definitions = folder / "def"
@@ -114,9 +117,9 @@ def aerleon_inputs(dealt: list[list[str]], rules: int, folder: Path) -> Path:
     terms = []
     for r in range(rules):
         name, protocol, _ = SERVICES[(r + r // len(dealt)) % len(SERVICES)]
-        terms += [f"      - name: rule{r}", f"        source-address: SET{r % len(dealt)}",
-                  f"        destination-address: DEST{r}",
-                  f"        destination-port: {name.upper()}", f"        protocol: {protocol}",
+        terms += [f"      - name: rule{r}", f"        source-address: SET{r % len(dealt)}"]
+        terms += [] if overlap else [f"        destination-address: DEST{r}"]
+        terms += [f"        destination-port: {name.upper()}", f"        protocol: {protocol}",
                   "        action: accept"]
     policy = ["filters:", "  - header:", "      targets:", "        nftables: mixed FORWARD",
               "    terms:"] + terms
@@ -175,7 +178,7 @@ def median(figures: list[Figures]) -> Figures:
 def measure(n: int, args, work: Path, aclgen: Path | None) -> dict[str, Figures]:
     dealt = groups(n, args.sets, seed=n)
     policy = work / f"policy-{n}.yaml"
-    policy.write_text(mailpubc_policy(dealt, args.rules))
+    policy.write_text(mailpubc_policy(dealt, args.rules, args.overlap))
     mailpubc = [sys.executable, "-m", "mailpubc"]
     tools = {
         "floor (PyYAML C load)": ([sys.executable, "-c",
@@ -188,7 +191,7 @@ def measure(n: int, args, work: Path, aclgen: Path | None) -> dict[str, Figures]
     if aclgen is not None:
         folder = work / f"aerleon-{n}"
         folder.mkdir()
-        pol = aerleon_inputs(dealt, args.rules, folder)
+        pol = aerleon_inputs(dealt, args.rules, folder, args.overlap)
         tools["Aerleon aclgen"] = ([str(aclgen), "--policy_file", str(pol),
                                     "--definitions_directory", str(folder / "def"),
                                     "--output_directory", str(folder / "out"),
@@ -242,6 +245,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sets", type=int, default=5, help="nested address sets (G)")
     parser.add_argument("--rules", type=int, default=20, help="outbound rules (R)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="rule i from set i mod G to any destination: later rules overlap "
+                             "(and shadow) earlier ones, as real policies do")
     parser.add_argument("--aerleon-venv", type=Path, default=ROOT / "bench" / ".aerleon-venv")
     parser.add_argument("--no-aerleon", action="store_true")
     parser.add_argument("--aerleon-max", type=int, default=20000,
@@ -252,7 +258,8 @@ def main() -> int:
     aclgen = None if args.no_aerleon else aerleon_venv(args.aerleon_venv)
     sizes = args.sizes
     print(f"# mailpubc benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
-          f"{args.runs} alternating runs, medians; G={args.sets}, R={args.rules}\n")
+          f"{args.runs} alternating runs, medians; G={args.sets}, R={args.rules}"
+          + (", overlapping rules" if args.overlap else "") + "\n")
     walls = {}
     with tempfile.TemporaryDirectory(prefix="mailpubc-bench-") as tmp:
         for n in sizes:

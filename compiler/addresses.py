@@ -123,8 +123,20 @@ def covers(intervals: tuple[Interval, ...], interval: Interval) -> bool:
 
 
 def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
-    """Does `outer` (sorted and merged) hold every interval of `inner`?"""
-    return all(covers(outer, interval) for interval in inner)
+    """Does `outer` (sorted and merged) hold every interval of `inner`? An
+    interval that `outer` has as it is (a host in both, most often) is found
+    by hashing; only the rest are looked for by bisection, each from where
+    the one before it was found (issue #22: nested sets of tens of
+    thousands of hosts compared again and again)."""
+    if len(inner) > 8:
+        present = set(outer)
+        inner = [interval for interval in inner if interval not in present]
+    index = 0
+    for first, last in inner:
+        index = bisect.bisect_right(outer, (first, float("inf")), index) - 1
+        if index < 0 or outer[index][1] < last:
+            return False
+    return True
 
 
 def intersect(one: tuple[Interval, ...], other: tuple[Interval, ...]) -> tuple[Interval, ...]:

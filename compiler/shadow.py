@@ -24,7 +24,7 @@ POLICY_KINDS = ("publish", "outbound", "management")
 
 def check(ruleset: Ruleset) -> list[Diagnostic]:
     problems = Collector()
-    sets = {nft_set.name: nft_set.intervals for nft_set in ruleset.sets}
+    sets = _Sets({nft_set.name: nft_set.intervals for nft_set in ruleset.sets})
     shadowing: dict[tuple[str, str], set[str]] = {}
     unshadowed: set[tuple[str, str]] = set()
     first_rule: dict[tuple[str, str], Rule] = {}
@@ -71,7 +71,7 @@ def _decides(rule: Rule) -> bool:
     return "decides" in roles and all(role != "conditional" for role in roles)
 
 
-def _covers(earlier: Rule, later: Rule, sets: dict) -> bool:
+def _covers(earlier: Rule, later: Rule, sets: "_Sets") -> bool:
     """Everything `later` matches, `earlier` matches too: each of earlier's
     matches is implied by some match of later's."""
     return all(any(_implies(mine, theirs, sets) for mine in later.matches)
@@ -85,45 +85,60 @@ def _addresses_last(match: Match) -> tuple[bool, bool]:
     return is_address, is_address and match.set_name is not None
 
 
-def _intervals(match: AddressMatch, sets: dict) -> tuple:
-    return sets.get(match.set_name, ()) if match.set_name else match.intervals
+class _Sets:
+    """The ruleset's named sets, and which addresses hold which: the rules of
+    a chain compare the same few sets over and over (each later rule against
+    every earlier one), so each pair is worked out once (issue #22)."""
+
+    def __init__(self, named: dict[str, tuple]):
+        self.named = named
+        self.held: dict[tuple, bool] = {}
+
+    def within(self, narrow: AddressMatch, wide: AddressMatch) -> bool:
+        key = (narrow.set_name or narrow.intervals, wide.set_name or wide.intervals)
+        if key not in self.held:
+            self.held[key] = within(self._intervals(narrow), self._intervals(wide))
+        return self.held[key]
+
+    def _intervals(self, match: AddressMatch) -> tuple:
+        return self.named.get(match.set_name, ()) if match.set_name else match.intervals
 
 
-def _address(narrow: AddressMatch, wide: AddressMatch, sets: dict) -> bool:
+def _address(narrow: AddressMatch, wide: AddressMatch, sets: _Sets) -> bool:
     if (narrow.family, narrow.field, narrow.original) != (wide.family, wide.field, wide.original):
         return False
     if narrow.negated or wide.negated:      # only the same match is surely as wide
         return narrow == wide
     return ((narrow.set_name is not None and narrow.set_name == wide.set_name)
-            or within(_intervals(narrow, sets), _intervals(wide, sets)))
+            or sets.within(narrow, wide))
 
 
-def _port(narrow: PortMatch, wide: PortMatch, sets: dict) -> bool:
+def _port(narrow: PortMatch, wide: PortMatch, sets: "_Sets") -> bool:
     return ((narrow.protocol, narrow.original) == (wide.protocol, wide.original)
             and wide.low <= narrow.low and narrow.high <= wide.high)
 
 
-def _icmp(narrow: IcmpTypeMatch, wide: IcmpTypeMatch, sets: dict) -> bool:
+def _icmp(narrow: IcmpTypeMatch, wide: IcmpTypeMatch, sets: "_Sets") -> bool:
     return narrow.protocol == wide.protocol and set(narrow.types) <= set(wide.types)
 
 
-def _conntrack(narrow: ConntrackMatch, wide: ConntrackMatch, sets: dict) -> bool:
+def _conntrack(narrow: ConntrackMatch, wide: ConntrackMatch, sets: "_Sets") -> bool:
     return set(narrow.states) <= set(wide.states)
 
 
-def _day(narrow: DayMatch, wide: DayMatch, sets: dict) -> bool:
+def _day(narrow: DayMatch, wide: DayMatch, sets: "_Sets") -> bool:
     return set(narrow.days) <= set(wide.days)
 
 
-def _hour(narrow: HourMatch, wide: HourMatch, sets: dict) -> bool:
+def _hour(narrow: HourMatch, wide: HourMatch, sets: "_Sets") -> bool:
     return wide.first <= narrow.first and narrow.last <= wide.last
 
 
-def _equal(narrow: Match, wide: Match, sets: dict) -> bool:
+def _equal(narrow: Match, wide: Match, sets: "_Sets") -> bool:
     return narrow == wide
 
 
-def _never(narrow: Match, wide: Match, sets: dict) -> bool:
+def _never(narrow: Match, wide: Match, sets: "_Sets") -> bool:
     """A match shadowing cannot reason about: it never counts as covering."""
     return False
 
@@ -146,6 +161,6 @@ STATEMENT_ROLES: dict[str, str] = {
 }
 
 
-def _implies(narrow: Match, wide: Match, sets: dict) -> bool:
+def _implies(narrow: Match, wide: Match, sets: "_Sets") -> bool:
     """Does matching `narrow` guarantee matching `wide`?"""
     return type(narrow) is type(wide) and MATCH_IMPLIES[wide.kind](narrow, wide, sets)
