@@ -75,21 +75,22 @@ def load(ruleset: str, *, json: bool = False, netns: Optional[str] = None,
         _expect(in_netns(netns, lambda: _run(["-f", path], json=json, methods=methods)))
 
 
-def list_ruleset(netns: Optional[str] = None,
-                 methods: tuple[str, ...] = METHODS) -> dict:
-    """`nft -j list ruleset`, parsed."""
+def list_ruleset(netns: Optional[str] = None, methods: tuple[str, ...] = METHODS,
+                 terse: bool = False) -> dict:
+    """`nft -j list ruleset`, parsed; `terse` (`nft -t`): no set's elements,
+    which is most of a listing with a block list of 200,000 networks."""
     return jsonlib.loads(_expect(in_netns(
-        netns, lambda: _run(["list", "ruleset"], json=True, methods=methods))))
+        netns, lambda: _run(["list", "ruleset"], json=True, methods=methods, terse=terse))))
 
 
 def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
-               methods: tuple[str, ...] = METHODS) -> Optional[dict]:
+               methods: tuple[str, ...] = METHODS, terse: bool = False) -> Optional[dict]:
     """The ruleset listing cut down to one table and what it holds (as `nft -j
     list table` shows it); None when there is no such table. Cut from the
     whole listing rather than asked for, so a missing table is told apart from
     any other refusal without reading nft's error text."""
     from .listing import Listing       # ipaddress: not for the commands that only check
-    listing = Listing.of(list_ruleset(netns, methods))
+    listing = Listing.of(list_ruleset(netns, methods, terse))
     ours = list(listing.owned([table], family))
     if not any("table" in e for e in ours):
         return None
@@ -152,13 +153,13 @@ def _expect(outcome: tuple[CheckResult, str]) -> str:
 
 
 def _run(words: list[str], *, json: bool, check: bool = False,
-         methods: tuple[str, ...]) -> tuple[CheckResult, str]:
-    """Run `nft [-j] [-c] WORDS...` with the first method that can; its result and output."""
+         methods: tuple[str, ...], terse: bool = False) -> tuple[CheckResult, str]:
+    """Run `nft [-j] [-c] [-t] WORDS...` with the first method that can; its result and output."""
     reasons = []
     with _utc():
         for method in methods:
             run = _libnftables if method == "libnftables" else _binary
-            result, output = run(words, json, check)
+            result, output = run(words, json, check, terse)
             if result.ran:
                 return result, output
             reasons.append(result.message)
@@ -204,7 +205,8 @@ def _import_binding():
     return module
 
 
-def _libnftables(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
+def _libnftables(words: list[str], json: bool, check: bool,
+                 terse: bool = False) -> tuple[CheckResult, str]:
     binding = _import_binding()
     if binding is None:
         return CheckResult(False, False, "libnftables",
@@ -216,6 +218,7 @@ def _libnftables(words: list[str], json: bool, check: bool) -> tuple[CheckResult
                            f"libnftables cannot be loaded: {exc}"), ""
     nft.set_dry_run(check)
     nft.set_json_output(json)   # also what makes libnftables read JSON input
+    nft.set_terse_output(terse)
     if words[0] == "-f":
         rc, output, errors = nft.cmd_from_file(words[1])
     else:
@@ -234,12 +237,14 @@ def binary() -> Optional[str]:
     return shutil.which("nft") or next((p for p in SBIN_PATHS if os.access(p, os.X_OK)), None)
 
 
-def _binary(words: list[str], json: bool, check: bool) -> tuple[CheckResult, str]:
+def _binary(words: list[str], json: bool, check: bool,
+            terse: bool = False) -> tuple[CheckResult, str]:
     import subprocess   # late: the libnftables path, the usual one, needs no child process
     nft = binary()
     if nft is None:
         return CheckResult(False, False, "nft", "the nft binary is not installed"), ""
-    command = [nft, *(["-j"] if json else []), *(["-c"] if check else []), *words]
+    command = [nft, *(["-j"] if json else []), *(["-c"] if check else []),
+               *(["-t"] if terse else []), *words]
     label = "nft -c" if check else "nft"
     attempts = [(label, command)]
     unshare = shutil.which("unshare")

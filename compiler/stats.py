@@ -49,7 +49,7 @@ class Count:
 def counts(ruleset: Ruleset, netns: Optional[str] = None) -> list[Count]:
     """One Count per counter the plan declares, in the order the rules come
     in the policy; TableMissing when the table is not loaded."""
-    listing = nft.list_table(ruleset.table, netns=netns)
+    listing = nft.list_table(ruleset.table, netns=netns, terse=True)   # no set's elements
     if listing is None:
         raise TableMissing(f"table inet {ruleset.table} is not loaded"
                            + (f" in network namespace {netns}" if netns else "")

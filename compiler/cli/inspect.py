@@ -128,7 +128,7 @@ def live_counts(args: argparse.Namespace) -> int:
     table = result.ruleset.table
     try:
         found = stats.counts(result.ruleset, args.netns)
-        matches = deploy.live_matches(result, args.netns)
+        matches = deploy.rules_match(result, args.netns)
     except (stats.TableMissing, nft.NftError) as exc:
         say(str(exc))
         return ExitCode.USAGE

@@ -1,14 +1,16 @@
 """`diff`: what `apply` would change, as nft lists both sides; and whether
-the live table is what a policy compiles to (reapply, stats)."""
+the live table is what a policy compiles to (reapply), or has its rules
+(stats)."""
 
 from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from .. import nft
+from ..generate.text import generate
 from ..listing import Listing
 from ..state import State
 from .transaction import changing_sets
@@ -99,3 +101,21 @@ def live_matches(result: Result, netns: Optional[str] = None) -> bool:
     table = result.or_raise().ruleset.table
     before, after = _compared(result, Listing.of(nft.list_ruleset(netns)), [table])
     return before == after
+
+
+def rules_match(result: Result, netns: Optional[str] = None) -> bool:
+    """Whether the live table has the policy's chains, rules, sets and
+    counters, whatever the sets hold: what `stats` needs to know (a counter
+    counts the same rule), without listing or loading a block list's
+    hundreds of thousands of elements (nft's terse listing, and the plan
+    written with its sets empty)."""
+    ruleset = result.or_raise().ruleset
+    empty = replace(ruleset, defines=(), sets=tuple(
+        replace(nft_set, intervals=(), written=None) for nft_set in ruleset.sets))
+
+    def candidate() -> Listing:
+        nft.load(generate(empty))
+        return Listing.of(nft.list_ruleset(terse=True))
+    live = Listing.of(nft.list_ruleset(netns, terse=True))
+    return (normalise(live, [ruleset.table], ()) ==
+            normalise(nft.scratch(candidate), [ruleset.table], ()))

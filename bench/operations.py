@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Benchmark: what an operator runs every day, at block-list scale; print figures.
+
+    sudo .venv/bin/python bench/operations.py [B]     (default: 200000)
+
+In a network namespace of its own (removed afterwards) and a temporary state
+folder: a policy whose `firewall.block` is a list file of B random networks
+(bench/block_list.py's), applied, then 50,000 elements with timeouts added
+to its `dynamic_block` set. Then, each as the command line runs it (a
+process of its own: wall time and peak RSS), `apply` (the same policy
+again, the elements carried), `diff`, `stats`; and for reference, `nft -f`
+of the compiled ruleset followed by the elements (the work apply cannot
+avoid) and one `nft -j list table` (what diff and stats read at most).
+"""
+
+import ipaddress
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sizes
+from block_list import POLICY, make_list
+
+ELEMENTS = 50_000
+
+
+def timed(argv: list[str], stdin: str | None = None) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if stdin:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) not in (0, 1):     # diff exits 1 when it differs
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read()[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def elements() -> str:
+    base = int(ipaddress.ip_address("100.64.0.0"))
+    listed = ", ".join(f"{ipaddress.ip_address(base + 2 * i)} timeout 1h"
+                       for i in range(ELEMENTS))
+    return f"add element inet mailpub banned_v4 {{ {listed} }}\n"
+
+
+def main(counts: list[int]) -> None:
+    mailpubc = [sys.executable, "-m", "mailpubc"]
+    for b in counts:
+        netns = f"mp-{os.getpid()}-ops"
+        with tempfile.TemporaryDirectory(prefix="mailpubc-ops-") as folder:
+            os.environ["MAILPUBC_STATE_DIR"] = str(Path(folder, "state"))
+            Path(folder, "drop.txt").write_text(make_list(b, random.Random(b)))
+            policy = Path(folder, "policy.yaml")
+            policy.write_text(POLICY)
+            compiled = Path(folder, "rules.nft")
+            subprocess.run(mailpubc + ["-o", str(compiled), str(policy)], check=True)
+            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=15)
+            nft = ["ip", "netns", "exec", netns, "nft"]
+            try:
+                figures = {"nft -f ruleset + elements": timed(
+                    nft + ["-f", "-"], compiled.read_text() + elements())}
+                subprocess.run(nft + ["flush", "ruleset"], check=True)
+                subprocess.run(mailpubc + ["apply", "--netns", netns, str(policy)], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(nft + ["-f", "-"], input=elements(), text=True, check=True)
+                figures["nft -j list table"] = timed(nft + ["-j", "list", "table", "inet",
+                                                          "mailpub"])
+                for command in ("apply", "diff", "stats"):
+                    figures[f"mailpubc {command}"] = timed(
+                        mailpubc + [command, "--netns", netns, str(policy)])
+            finally:
+                subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=15)
+        print(f"### {b:,} networks in the list file, {ELEMENTS:,} run-time elements\n")
+        print("| operation | wall s | peak RSS MB |\n| --- | ---: | ---: |")
+        for name, (wall, rss) in figures.items():
+            print(f"| {name} | {wall:.2f} | {rss:.0f} |")
+        reference, listing = figures["nft -f ruleset + elements"][0], figures["nft -j list table"][0]
+        print(f"\n- apply: {figures['mailpubc apply'][0] / reference:.2f}× nft -f; "
+              f"diff: {figures['mailpubc diff'][0] / listing:.2f}× one listing; "
+              f"stats: {figures['mailpubc stats'][0] / listing:.2f}× one listing\n")
+
+
+if __name__ == "__main__":
+    main(sizes.from_command_line(__doc__, [200_000], metavar="B"))
