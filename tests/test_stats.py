@@ -116,6 +116,22 @@ def test_a_table_from_another_policy_is_noted(counted, tmp_path):
     assert mail["service"] == "smtp"
 
 
+def test_other_elements_in_the_same_rules_are_no_mismatch(counted):
+    """stats asks whether a counter counts the same rule: a set holding other
+    elements (a list file refreshed, say) changes no rule, so no note; the
+    elements are never listed (`deploy.rules_match`)."""
+    counted.run("nft", "add", "element", "inet", "mailpub", "admins_v4", "{ 203.0.113.99 }")
+    try:
+        run = stats("--netns", counted.name, "--format", "json")
+        assert (run.returncode, run.stderr) == (0, "")
+        assert json.loads(run.stdout)["matches_policy"] is True
+        diff = run_mailpubc("diff", "--netns", counted.name, EXAMPLE, cwd=ROOT)
+        assert diff.returncode == 1 and "203.0.113.99" in diff.stdout    # diff sees elements
+    finally:
+        counted.run("nft", "delete", "element", "inet", "mailpub", "admins_v4",
+                    "{ 203.0.113.99 }")
+
+
 def test_readme_shows_real_output(counted):
     run = stats("--netns", counted.name)
     assert run.returncode == 0, run.stderr
