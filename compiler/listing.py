@@ -54,6 +54,14 @@ class Listing:
         return (entry for entry in self.entries
                 if "metainfo" not in entry and owner(entry) in wanted)
 
+    def with_sets(self, whole: Iterable[dict]) -> Listing:
+        """This listing (a terse one, without elements) with these sets as
+        listed whole: `nft -j list set` bodies, in place of their terse entries."""
+        listed = {(s["family"], s["table"], s["name"]): s for s in whole}
+        return Listing(tuple(
+            {"set": listed.get((e["set"]["family"], e["set"]["table"], e["set"]["name"]),
+                               e["set"])} if "set" in e else e for e in self.entries))
+
     def has_table(self, table: str, family: str = TABLE_FAMILY) -> bool:
         return any("table" in entry for entry in self.owned([table], family))
 

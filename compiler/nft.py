@@ -83,6 +83,14 @@ def list_ruleset(netns: Optional[str] = None, methods: tuple[str, ...] = METHODS
         netns, lambda: _run(["list", "ruleset"], json=True, methods=methods, terse=terse))))
 
 
+def list_set(family: str, table: str, name: str, netns: Optional[str] = None,
+             methods: tuple[str, ...] = METHODS) -> dict:
+    """`nft -j list set FAMILY TABLE NAME`: the set's listed body, elements included."""
+    listed = jsonlib.loads(_expect(in_netns(netns, lambda: _run(
+        ["list", "set", family, table, name], json=True, methods=methods))))
+    return next(entry["set"] for entry in listed["nftables"] if "set" in entry)
+
+
 def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
                methods: tuple[str, ...] = METHODS, terse: bool = False) -> Optional[dict]:
     """The ruleset listing cut down to one table and what it holds (as `nft -j

@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, Union
 
+from .. import nft
 from ..listing import LiveCount, LiveElement, Listing
 from ..plan import Ruleset
+from ..vocab import TABLE_FAMILY
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,17 @@ def changing_sets(ruleset: Ruleset) -> set[str]:
     """The sets of the plan whose elements change by themselves: the
     operators' run-time sets and the meters."""
     return {s.name for s in ruleset.sets if {"timeout", "dynamic"} & set(s.flags)}
+
+
+def live(netns: Optional[str], carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
+    """The ruleset as nft lists it tersely, set elements left out (a block
+    list's hundreds of thousands are most of a listing, and a load never
+    carries them), but for the sets named in `carried` ((table, names)
+    pairs): the run-time sets whose elements a load carries over."""
+    listing = Listing.of(nft.list_ruleset(netns, terse=True))
+    return listing.with_sets(nft.list_set(TABLE_FAMILY, table, name, netns)
+                             for table, names in carried
+                             for name in set(names) & set(listing.sets(table)))
 
 
 def carried(listing: Listing, source: str, target: str, names: Iterable[str]) -> list[Carry]:
