@@ -44,9 +44,11 @@ def dispatched(chain: Chain, threshold: int = DISPATCH_THRESHOLD) -> tuple[Chain
     first = next(i for i, key in enumerate(keys) if key is not None)
     rules = chain.rules[:first] + tuple(dispatch) + tuple(
         rule for rule, key in zip(chain.rules[first:], keys[first:]) if key is None)
-    pairs = tuple(Chain(target, None, tuple(rule for rule, key_ in zip(chain.rules, keys)
-                                            if key_ == key))
-                  for key, target in targets.items())
+    grouped: dict[tuple, list[Rule]] = {key: [] for key in targets}
+    for rule, key in zip(chain.rules, keys):
+        if key is not None:
+            grouped[key].append(rule)       # one pass: a pair's rules, in their order
+    pairs = tuple(Chain(target, None, tuple(grouped[key])) for key, target in targets.items())
     return pairs + (Chain(chain.name, chain.hook, rules),)
 
 

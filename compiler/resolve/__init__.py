@@ -152,14 +152,14 @@ class _Resolver(AddressResolving, ServiceResolving, PublishResolving, ZoneResolv
         return tuple(found.values())
 
     def _external_addresses(self) -> tuple:
-        found = []
+        found: dict = {}        # a dict keeps the order and finds a repeat by hashing
         for i, text in enumerate(self.data["firewall"]["external"]["addresses"]):
             address = self._address(("firewall", "external", "addresses", i), text)
             if address in found:
                 self.error(("firewall", "external", "addresses", i),
                            f"external address {text} is listed twice")
             else:
-                found.append(address)
+                found[address] = None
         return tuple(found)
 
     def _outbound(self, index: int, spec: dict) -> Outbound:

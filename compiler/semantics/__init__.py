@@ -52,10 +52,11 @@ def _unique_rule_names(policy: Policy, problems: Collector) -> None:
 def _published_addresses(policy: Policy, problems: Collector) -> None:
     firewall = policy.firewall
     listed = ", ".join(str(a) for a in firewall.external_addresses)
+    external = set(firewall.external_addresses)
     for rule in policy.publish:
         if rule.external_address is None:
             continue
-        if rule.external_address not in firewall.external_addresses:
+        if rule.external_address not in external:
             problems.error(rule.external_position,
                            f"external address {rule.external_address} is not one of the "
                            f"firewall's external addresses ({listed})")
