@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from .. import nft
@@ -19,12 +20,26 @@ if TYPE_CHECKING:
     from ..api import Result
 
 
-@dataclass(frozen=True, slots=True)
 class Difference:
-    same: bool
-    before: str                         # readable listings of the live tables and of the policy
-    after: str
-    text: str                           # unified diff of the two, "" when same
+    """Whether the live tables are the policy's, the unified diff of their
+    readable listings ("" when same), and those listings (`before`, `after`).
+    The listings of an unchanged table are written only when asked: nft
+    prints them after a load into a scratch namespace, which at block-list
+    scale costs as much as the comparison itself."""
+
+    def __init__(self, same: bool, before: list, after: list, source: str, where: str):
+        self.same, self._entries = same, (before, after)
+        self.text = "" if same else "".join(difflib.unified_diff(
+            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
+            fromfile=where, tofile=source))
+
+    @cached_property
+    def before(self) -> str:
+        return self.after if self.same else _readable(self._entries[0])
+
+    @cached_property
+    def after(self) -> str:
+        return _readable(self._entries[1])
 
 
 def normalise(listing: Listing, tables: Iterable[str], changing: Iterable[str]) -> list:
@@ -36,7 +51,9 @@ def normalise(listing: Listing, tables: Iterable[str], changing: Iterable[str]) 
     kept = []
     for entry in listing.owned(tables):
         (kind, value), = entry.items()
-        value = _zero_counters({k: v for k, v in value.items() if k != "handle"})
+        value = {k: v for k, v in value.items() if k != "handle"}
+        if kind == "rule":      # anonymous counters live in rules only: sets are left unwalked
+            value = _zero_counters(value)
         if kind == "set" and value["name"] in changing:
             value.pop("elem", None)
         if kind == "counter":
@@ -73,15 +90,8 @@ def diff(result: Result, netns: Optional[str] = None) -> Difference:
     recorded = (State.of(netns).read("state") or {}).get("table")
     tables = {table} | ({recorded} if recorded and live.has_table(recorded) else set())
     before, after = _compared(result, live, tables)
-    after_text = _readable(after)
-    if before == after:
-        return Difference(True, after_text, after_text, "")
-    before_text = _readable(before)
     where = f"live (netns {netns})" if netns else "live"
-    text = "".join(difflib.unified_diff(before_text.splitlines(keepends=True),
-                                        after_text.splitlines(keepends=True),
-                                        fromfile=where, tofile=result.source))
-    return Difference(False, before_text, after_text, text)
+    return Difference(before == after, before, after, result.source, where)
 
 
 def _compared(result: Result, live: Listing, tables: Iterable[str]) -> tuple[list, list]:
