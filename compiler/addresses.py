@@ -122,14 +122,16 @@ def covers(intervals: tuple[Interval, ...], interval: Interval) -> bool:
     return index >= 0 and intervals[index][1] >= last
 
 
-def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...]) -> bool:
+def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...],
+           present: Optional[frozenset] = None) -> bool:
     """Does `outer` (sorted and merged) hold every interval of `inner`? An
     interval that `outer` has as it is (a host in both, most often) is found
     by hashing; only the rest are looked for by bisection, each from where
     the one before it was found (issue #22: nested sets of tens of
-    thousands of hosts compared again and again)."""
+    thousands of hosts compared again and again). `present`: `outer` as a
+    set, for a caller that asks about the same outer set often."""
     if len(inner) > 8:
-        present = set(outer)
+        present = frozenset(outer) if present is None else present
         inner = [interval for interval in inner if interval not in present]
     index = 0
     for first, last in inner:

@@ -93,11 +93,16 @@ class _Sets:
     def __init__(self, named: dict[str, tuple]):
         self.named = named
         self.held: dict[tuple, bool] = {}
+        self.hashed: dict[str, frozenset] = {}      # a named set's intervals, for `within`
 
     def within(self, narrow: AddressMatch, wide: AddressMatch) -> bool:
         key = (narrow.set_name or narrow.intervals, wide.set_name or wide.intervals)
         if key not in self.held:
-            self.held[key] = within(self._intervals(narrow), self._intervals(wide))
+            outer = self._intervals(wide)
+            if wide.set_name and wide.set_name not in self.hashed:
+                self.hashed[wide.set_name] = frozenset(outer)
+            self.held[key] = within(self._intervals(narrow), outer,
+                                    self.hashed.get(wide.set_name))
         return self.held[key]
 
     def _intervals(self, match: AddressMatch) -> tuple:

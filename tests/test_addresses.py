@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mailpubc.addresses import (BITS, interval_texts, intervals_texts, merge, parse_int,
-                                split_endpoint, subtract)
+                                split_endpoint, subtract, within)
 
 
 @st.composite
@@ -125,3 +125,21 @@ def test_split_endpoint(text, expected):
 def test_split_endpoint_refuses_a_bracket_not_closed_or_followed_by_other_than_a_port(text):
     with pytest.raises(ValueError):
         split_endpoint(text)
+
+
+small_intervals = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 30)).map(
+    lambda start_length: (start_length[0], start_length[0] + start_length[1])), max_size=30)
+
+
+@given(small_intervals, small_intervals, st.booleans())
+def test_within_is_containment_of_every_address(inner, outer, hashed):
+    """within() hashes the intervals the outer set has as they are and bisects
+    the rest (more than 8 of them; `present` given or not): it answers as an
+    address-by-address check does."""
+    inner, outer = merge(inner), merge(outer)
+    addresses = {a for low, high in outer for a in range(low, high + 1)}
+    wanted = all(a in addresses for low, high in inner for a in range(low, high + 1))
+    assert within(inner, outer, frozenset(outer) if hashed else None) == wanted
+    # the same intervals unmerged on the inside (hosts listed one by one)
+    split = tuple((a, a) for low, high in inner for a in range(low, high + 1))
+    assert within(split, outer) == wanted
