@@ -6,7 +6,8 @@ plan and the live listing, and printed by the text generator
 
 Counters are carried by declaring them with their counts: nft sets a
 counter's count only when it creates the counter, and a later declaration
-of the same counter in the same transaction changes nothing.
+of the same counter in the same transaction changes nothing. `live` reads
+the listing these steps are decided from.
 """
 
 from __future__ import annotations
@@ -143,6 +144,6 @@ def restoring(pending: dict, listing: Listing) -> list[Step]:
 def _counts_back(listing: Listing, table: str, saved: dict) -> tuple[LiveCount, ...]:
     """Each counter `saved` (a saved table's, in its order), with the count
     the counter of the same name in `table` has now, or else the saved one."""
-    live = listing.counters(table)
-    return tuple(LiveCount(name, live[name]["packets"], live[name]["bytes"]) if name in live
+    now = listing.counters(table)
+    return tuple(LiveCount(name, now[name]["packets"], now[name]["bytes"]) if name in now
                  else LiveCount(name, *count) for name, count in saved.items())
