@@ -8,14 +8,14 @@ import shlex
 from typing import Optional
 
 from .datafiles import template_environment
-from .model import DynamicBlock, Policy
+from .model import OPERATOR, DynamicBlock, Policy
 from .vocab import SET_SUFFIX, TABLE_FAMILY
 
 ACTION_NAME = "mailpubc"
 
 
 DEFAULT_API_URL = "http://127.0.0.1:8080/"     # CrowdSec's local API, as Debian installs it
-HINT = {"operator": "`dynamic_block: NAME` under firewall",
+HINT = {OPERATOR: "`dynamic_block: NAME` under firewall",
         "crowdsec": "`dynamic_block: [{name: NAME, feeder: crowdsec}]` under firewall"}
 
 
@@ -28,7 +28,7 @@ def fail2ban_action(policy: Policy, netns: Optional[str] = None,
                     chosen: Optional[str] = None) -> str:
     """The action file for fail2ban's action.d/; `netns`: run nft in that
     network namespace (a firewall in a namespace, as the tests have it)."""
-    block = fed(policy, "operator", chosen)
+    block = fed(policy, OPERATOR, chosen)
     nft = ["nft"] if netns is None else ["ip", "netns", "exec", netns, "nft"]
     return _render("fail2ban.conf.j2", policy, block, name=ACTION_NAME, nft=shlex.join(nft),
                    table=f"{TABLE_FAMILY} {shlex.quote(policy.firewall.table)}",

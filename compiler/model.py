@@ -201,12 +201,15 @@ class Zone:
         return self.networks.contains(family_of(address), (int(address), int(address)))
 
 
+OPERATOR = "operator"    # a dynamic_block's feeder unless the policy names another
+
+
 @dataclass(frozen=True, slots=True)
 class DynamicBlock:
     """One entry of firewall.dynamic_block: run-time sets NAME_v4 and NAME_v6,
-    filled by `feeder` (`vocab.FEEDERS`: the set's flags follow from it)."""
+    filled by `feeder` (the sets' flags follow from it: `plan.DYNAMIC_FLAGS`)."""
     name: str
-    feeder: str = "operator"
+    feeder: str = OPERATOR
     position: Optional[Position] = field(default=None, compare=False)
 
 

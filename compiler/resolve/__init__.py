@@ -19,8 +19,8 @@ from .. import lists
 from ..datafiles import nft_keywords
 from ..diagnostics import Collector, Position, line_of
 from ..loader import Document, Path
-from ..model import (DROP_LOG_RATE, AddressRef, Addresses, AddressSet, DynamicBlock, Firewall,
-                     Limit, LogSettings, Outbound, Policy, Rate, Schedule, Service, Zone)
+from ..model import (DROP_LOG_RATE, OPERATOR, AddressRef, Addresses, AddressSet, DynamicBlock,
+                     Firewall, Limit, LogSettings, Outbound, Policy, Rate, Schedule, Service, Zone)
 from ..vocab import SSH
 from .addresses import ANY, LOCALHOST, AddressResolving
 from .publish import PublishResolving
@@ -148,7 +148,7 @@ class _Resolver(AddressResolving, ServiceResolving, PublishResolving, ZoneResolv
                 self.error(at, f"dynamic_block {name!r} is listed twice (first at "
                                f"{line_of(found[name].position)})")
             else:
-                found[name] = DynamicBlock(name, spec.get("feeder", "operator"), self.at(path))
+                found[name] = DynamicBlock(name, spec.get("feeder", OPERATOR), self.at(path))
         return tuple(found.values())
 
     def _external_addresses(self) -> tuple:
