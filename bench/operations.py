@@ -8,7 +8,9 @@ folder: a policy whose `firewall.block` is a list file of B random networks
 (bench/block_list.py's), applied, then 50,000 elements with timeouts added
 to its `dynamic_block` set. Then, each as the command line runs it (a
 process of its own: wall time and peak RSS), `apply` (the same policy
-again, the elements carried), `diff`, `stats`; and for reference, `nft -f`
+again, the elements carried), `diff`, `stats`, the rollback of an `apply
+--confirm` (the rollback alone timed; the RSS is its whole process's); and
+for reference, `nft -f`
 of the compiled ruleset followed by the elements (the work apply cannot
 avoid) and one `nft -j list table` (what diff and stats read at most).
 """
@@ -26,10 +28,22 @@ import sizes
 from block_list import POLICY, make_list
 
 ELEMENTS = 50_000
+# an unconfirmed apply, then its rollback alone timed (in the process that
+# armed it, as the watcher would run it at the deadline)
+ROLLBACK = """
+import sys, time
+from mailpubc import api, deploy
+result = api.compile_path(sys.argv[2])
+token = deploy.apply(result, netns=sys.argv[1], confirm=600).token
+start = time.perf_counter()
+deploy.rollback(sys.argv[1], token)
+print(time.perf_counter() - start, file=sys.stderr)
+"""
 
 
 def timed(argv: list[str], stdin: str | None = None) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of one process."""
+    """Wall time and peak RSS (MB) of one process; the time it prints last
+    on standard error instead, when it prints one (the rollback)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -39,7 +53,12 @@ def timed(argv: list[str], stdin: str | None = None) -> tuple[float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) not in (0, 1):     # diff exits 1 when it differs
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    wall, said = time.perf_counter() - start, proc.stderr.read().split()
+    try:
+        wall = float(said[-1])
+    except (IndexError, ValueError):
+        pass
+    return wall, usage.ru_maxrss / 1024
 
 
 def elements() -> str:
@@ -74,6 +93,8 @@ def main(counts: list[int]) -> None:
                 for command in ("apply", "diff", "stats"):
                     figures[f"mailpubc {command}"] = timed(
                         mailpubc + [command, "--netns", netns, str(policy)])
+                figures["rollback of apply --confirm"] = timed(
+                    [sys.executable, "-c", ROLLBACK, netns, str(policy)])
             finally:
                 subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=15)
         print(f"### {b:,} networks in the list file, {ELEMENTS:,} run-time elements\n")
@@ -81,7 +102,8 @@ def main(counts: list[int]) -> None:
         for name, (wall, rss) in figures.items():
             print(f"| {name} | {wall:.2f} | {rss:.0f} |")
         reference, listing = figures["nft -f ruleset + elements"][0], figures["nft -j list table"][0]
-        print(f"\n- apply: {figures['mailpubc apply'][0] / reference:.2f}× nft -f; "
+        print(f"\n- apply: {figures['mailpubc apply'][0] / reference:.2f}× nft -f; rollback: "
+              f"{figures['rollback of apply --confirm'][0] / reference:.2f}× nft -f; "
               f"diff: {figures['mailpubc diff'][0] / listing:.2f}× one listing; "
               f"stats: {figures['mailpubc stats'][0] / listing:.2f}× one listing\n")
 

@@ -5,15 +5,18 @@ entries out of the whole ruleset is written in one place (`owner`).
 
 from __future__ import annotations
 
-import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Union
 
 from .vocab import TABLE_FAMILY
 
-Value = Union[ipaddress.IPv4Address, ipaddress.IPv6Address,
-              ipaddress.IPv4Network, ipaddress.IPv6Network,
-              tuple]                    # (low, high): an address range
+# A listed element as nft printed it: an address, ADDRESS/LENGTH, or (low,
+# high) for a range; each address checked to hold only an address's
+# characters, since it goes back into nft text (`generate.text`). Not
+# parsed further: a rollback carries tens of thousands (issue #22).
+Value = Union[str, tuple]
+_ADDRESS = re.compile(r"[0-9A-Fa-f.:]{2,45}")
 
 
 def owner(entry: dict) -> tuple:
@@ -99,15 +102,21 @@ class Listing:
                 and entry["chain"].get("policy") == "drop")
 
 
+def _address(text: str) -> str:
+    if not _ADDRESS.fullmatch(text):
+        raise ValueError(f"nft listed an element that is no address: {text!r}")
+    return text
+
+
 def _element(element, set_timeout: Optional[int]) -> LiveElement:
     inner = element.get("elem", {}) if isinstance(element, dict) else {}
     value = inner.get("val", element)
     if isinstance(value, str):
-        parsed = ipaddress.ip_address(value)
+        parsed = _address(value)
     elif "prefix" in value:
-        parsed = ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+        parsed = f"{_address(value['prefix']['addr'])}/{int(value['prefix']['len'])}"
     else:
-        parsed = tuple(map(ipaddress.ip_address, value["range"]))
+        parsed = tuple(map(_address, value["range"]))
     expires = inner.get("expires")
     if expires is None:
         return LiveElement(parsed)

@@ -97,7 +97,7 @@ def list_table(table: str, family: str = "inet", netns: Optional[str] = None,
     list table` shows it); None when there is no such table. Cut from the
     whole listing rather than asked for, so a missing table is told apart from
     any other refusal without reading nft's error text."""
-    from .listing import Listing       # ipaddress: not for the commands that only check
+    from .listing import Listing       # late: the commands that only check need no listing
     listing = Listing.of(list_ruleset(netns, methods, terse))
     ours = list(listing.owned([table], family))
     if not any("table" in e for e in ours):
