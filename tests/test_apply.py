@@ -769,3 +769,23 @@ ZONED = {"version": 1, "firewall": {
 def test_the_guard_knows_zones(connection, said):
     refusal = deploy.ssh_guard(api.compile_data(ZONED).or_raise(), connection)
     assert refusal is None if said is None else said in refusal, refusal
+
+
+def test_listed_elements_go_back_as_nft_printed_them_and_nothing_else():
+    """A run-time set's elements are carried as nft listed them (an address,
+    a network, a range, with their timeouts); a value that is no address
+    text never reaches a transaction."""
+    def listing(*elements):
+        return Listing(({"set": {"family": "inet", "table": "mailpub", "name": "banned_v4",
+                                 "flags": ["interval", "timeout"], "elem": list(elements)}},))
+    carried = listing(
+        {"elem": {"val": "192.0.2.7", "timeout": 3600, "expires": 3000}},
+        {"elem": {"val": {"prefix": {"addr": "198.51.100.0", "len": 24}}}},
+        {"elem": {"val": {"range": ["203.0.113.1", "203.0.113.9"]}, "timeout": 60,
+                  "expires": 59}}).elements("mailpub", "banned_v4")
+    assert [(e.value, e.timeout, e.expires) for e in carried] == [
+        ("192.0.2.7", 3600, 3000), ("198.51.100.0/24", None, None),
+        (("203.0.113.1", "203.0.113.9"), 60, 59)]
+    for hostile in ("192.0.2.7 } ; flush ruleset ; {", {"prefix": {"addr": "::", "len": "1 }"}}):
+        with pytest.raises(ValueError):
+            listing({"elem": {"val": hostile}}).elements("mailpub", "banned_v4")
