@@ -8,7 +8,7 @@ import shlex
 from typing import Optional
 
 from .datafiles import template_environment
-from .model import OPERATOR, DynamicBlock, Policy
+from .model import CROWDSEC, OPERATOR, DynamicBlock, Policy
 from .vocab import SET_SUFFIX, TABLE_FAMILY
 
 ACTION_NAME = "mailpubc"
@@ -16,7 +16,7 @@ ACTION_NAME = "mailpubc"
 
 DEFAULT_API_URL = "http://127.0.0.1:8080/"     # CrowdSec's local API, as Debian installs it
 HINT = {OPERATOR: "`dynamic_block: NAME` under firewall",
-        "crowdsec": "`dynamic_block: [{name: NAME, feeder: crowdsec}]` under firewall"}
+        CROWDSEC: "`dynamic_block: [{name: NAME, feeder: crowdsec}]` under firewall"}
 
 
 class NoDynamicSets(Exception):
@@ -40,7 +40,7 @@ def crowdsec_bouncer(policy: Policy, chosen: Optional[str] = None,
                      api_url: str = DEFAULT_API_URL) -> str:
     """The firewall bouncer's configuration: set-only, into the sets of the
     dynamic_block fed by crowdsec."""
-    block = fed(policy, "crowdsec", chosen)
+    block = fed(policy, CROWDSEC, chosen)
     return _render("crowdsec-firewall-bouncer.yaml.j2", policy, block, api_url=api_url,
                    table=f"{TABLE_FAMILY} {policy.firewall.table}",
                    table_name=policy.firewall.table,

@@ -201,7 +201,9 @@ class Zone:
         return self.networks.contains(family_of(address), (int(address), int(address)))
 
 
-OPERATOR = "operator"    # a dynamic_block's feeder unless the policy names another
+# a dynamic_block's feeders: operators (fail2ban, nft by hand), the default,
+# and CrowdSec's firewall bouncer
+OPERATOR, CROWDSEC = "operator", "crowdsec"
 
 
 @dataclass(frozen=True, slots=True)

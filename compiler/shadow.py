@@ -71,7 +71,7 @@ def _decides(rule: Rule) -> bool:
     return "decides" in roles and all(role != "conditional" for role in roles)
 
 
-def _covers(earlier: Rule, later: Rule, sets: "_Sets") -> bool:
+def _covers(earlier: Rule, later: Rule, sets: _Sets) -> bool:
     """Everything `later` matches, `earlier` matches too: each of earlier's
     matches is implied by some match of later's."""
     return all(any(_implies(mine, theirs, sets) for mine in later.matches)
@@ -118,32 +118,32 @@ def _address(narrow: AddressMatch, wide: AddressMatch, sets: _Sets) -> bool:
             or sets.within(narrow, wide))
 
 
-def _port(narrow: PortMatch, wide: PortMatch, sets: "_Sets") -> bool:
+def _port(narrow: PortMatch, wide: PortMatch, sets: _Sets) -> bool:
     return ((narrow.protocol, narrow.original) == (wide.protocol, wide.original)
             and wide.low <= narrow.low and narrow.high <= wide.high)
 
 
-def _icmp(narrow: IcmpTypeMatch, wide: IcmpTypeMatch, sets: "_Sets") -> bool:
+def _icmp(narrow: IcmpTypeMatch, wide: IcmpTypeMatch, sets: _Sets) -> bool:
     return narrow.protocol == wide.protocol and set(narrow.types) <= set(wide.types)
 
 
-def _conntrack(narrow: ConntrackMatch, wide: ConntrackMatch, sets: "_Sets") -> bool:
+def _conntrack(narrow: ConntrackMatch, wide: ConntrackMatch, sets: _Sets) -> bool:
     return set(narrow.states) <= set(wide.states)
 
 
-def _day(narrow: DayMatch, wide: DayMatch, sets: "_Sets") -> bool:
+def _day(narrow: DayMatch, wide: DayMatch, sets: _Sets) -> bool:
     return set(narrow.days) <= set(wide.days)
 
 
-def _hour(narrow: HourMatch, wide: HourMatch, sets: "_Sets") -> bool:
+def _hour(narrow: HourMatch, wide: HourMatch, sets: _Sets) -> bool:
     return wide.first <= narrow.first and narrow.last <= wide.last
 
 
-def _equal(narrow: Match, wide: Match, sets: "_Sets") -> bool:
+def _equal(narrow: Match, wide: Match, sets: _Sets) -> bool:
     return narrow == wide
 
 
-def _never(narrow: Match, wide: Match, sets: "_Sets") -> bool:
+def _never(narrow: Match, wide: Match, sets: _Sets) -> bool:
     """A match shadowing cannot reason about: it never counts as covering."""
     return False
 
@@ -166,6 +166,6 @@ STATEMENT_ROLES: dict[str, str] = {
 }
 
 
-def _implies(narrow: Match, wide: Match, sets: "_Sets") -> bool:
+def _implies(narrow: Match, wide: Match, sets: _Sets) -> bool:
     """Does matching `narrow` guarantee matching `wide`?"""
     return type(narrow) is type(wide) and MATCH_IMPLIES[wide.kind](narrow, wide, sets)

@@ -41,7 +41,7 @@ from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confi
                       finish, outcome_of, pending_of, rollback, watch)
 from .diff import Difference, diff, live_matches, normalise, rules_match
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
-from .transaction import applying, carried_sets, changing_sets, live
+from .transaction import applying, carried_sets, changing_sets, live, with_carried
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -69,10 +69,10 @@ def apply(result: Result, *, netns: Optional[str] = None, confirm: Optional[floa
     try:
         with state.lock():
             _refuse_unless_clear(state, result, netns, force, environ)
-            listing = Listing.of(nft.list_ruleset(netns, terse=True))
+            listing = live(netns)
             old = _renamed_from(state, listing, ruleset.table)
-            listing = live(netns, [(name, carried_sets(ruleset))
-                                   for name in [ruleset.table] + ([old] if old else [])])
+            listing = with_carried(listing, netns, [(name, carried_sets(ruleset)) for name
+                                                    in [ruleset.table] + ([old] if old else [])])
             warnings = tuple(foreign_drop_chains(listing, ruleset.table, [old] if old else [])
                              + bridges.warnings(result.policy.firewall, netns))
             text = transaction_text(applying(result.text, ruleset, listing, old))

@@ -6,8 +6,8 @@ plan and the live listing, and printed by the text generator
 
 Counters are carried by declaring them with their counts: nft sets a
 counter's count only when it creates the counter, and a later declaration
-of the same counter in the same transaction changes nothing. `live` reads
-the listing these steps are decided from.
+of the same counter in the same transaction changes nothing. `live` and
+`with_carried` read the listing these steps are decided from.
 """
 
 from __future__ import annotations
@@ -87,12 +87,17 @@ def changing_sets(ruleset: Ruleset) -> set[str]:
     return {s.name for s in ruleset.sets if {"timeout", "dynamic"} & set(s.flags)}
 
 
-def live(netns: Optional[str], carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
-    """The ruleset as nft lists it tersely, set elements left out (a block
+def live(netns: Optional[str]) -> Listing:
+    """The ruleset as nft lists it tersely, set elements left out: a block
     list's hundreds of thousands are most of a listing, and a load never
-    carries them), but for the sets named in `carried` ((table, names)
-    pairs): the run-time sets whose elements a load carries over."""
-    listing = Listing.of(nft.list_ruleset(netns, terse=True))
+    carries them (`with_carried` adds those it does)."""
+    return Listing.of(nft.list_ruleset(netns, terse=True))
+
+
+def with_carried(listing: Listing, netns: Optional[str],
+                 carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
+    """A terse `listing` with the sets named in `carried` ((table, names)
+    pairs) listed whole: the run-time sets whose elements a load carries."""
     return listing.with_sets(nft.list_set(TABLE_FAMILY, table, name, netns)
                              for table, names in carried
                              for name in set(names) & set(listing.sets(table)))

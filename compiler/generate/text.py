@@ -83,7 +83,8 @@ def environment(cache: str | None) -> jinja2.Environment:
     """The templates' environment, compiled templates kept in `cache`."""
     env = template_environment(trim_blocks=True, lstrip_blocks=True,
                                bytecode_cache=CompiledTemplates(cache))
-    env.filters.update(nft_name=safe_name, nft_counter=safe_counter_name, nft_string=_quoted, comment=comment, log_prefix=log_prefix,
+    env.filters.update(nft_name=safe_name, nft_counter=safe_counter_name, nft_string=_quoted,
+                       comment=comment, log_prefix=log_prefix,
                        addresses=lambda match: address_texts(match.family, match.intervals),
                        element_lines=_element_lines, live_element=_live_element,
                        host=lambda value, family: host_text(family, value),

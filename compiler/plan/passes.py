@@ -80,11 +80,14 @@ def counted(drafts: tuple[Draft, ...], context: Context) -> tuple[Draft, ...]:
     """Each accept of a policy rule counts in the named counter of its
     service and family (`Origin.counter_name`), for `mailpubc stats`."""
     return tuple(draft.with_rules(
-        Rule(rule.origin, rule.matches,
-             (CounterRef(rule.origin.counter_name(_family(rule)), _family(rule)),)
-             + rule.statements)
-        if rule.origin.kind in COUNTED and ACCEPT in rule.statements else rule
+        _counting(rule) if rule.origin.kind in COUNTED and ACCEPT in rule.statements else rule
         for rule in draft.rules) if draft.filters else draft for draft in drafts)
+
+
+def _counting(rule: Rule) -> Rule:
+    family = _family(rule)
+    return Rule(rule.origin, rule.matches,
+                (CounterRef(rule.origin.counter_name(family), family),) + rule.statements)
 
 
 def _family(rule: Rule) -> Optional[str]:

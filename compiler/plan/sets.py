@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Iterator, Optional
 
 from ..addresses import Interval, difference, merge
-from ..model import OPERATOR, Policy
+from ..model import CROWDSEC, OPERATOR, Policy
 from ..vocab import FAMILIES, SET_SUFFIX
 from .ir import AddressMatch, Chain, CountMeter, Define, Elements, NftSet, RateMeter
 
@@ -24,7 +24,7 @@ from .ir import AddressMatch, Chain, CountMeter, Define, Elements, NftSet, RateM
 # addresses and networks for a while; CrowdSec's firewall bouncer writes
 # single addresses with no interval end, which an interval set would take as
 # ADDRESS-255.255.255.255 (docs/integrations.md, CrowdSec)
-DYNAMIC_FLAGS = {OPERATOR: ("interval", "timeout"), "crowdsec": ("timeout",)}
+DYNAMIC_FLAGS = {OPERATOR: ("interval", "timeout"), CROWDSEC: ("timeout",)}
 METER_SIZE = 65535                          # sources a meter tracks at once
 METER_TIMEOUT_MAX = 7 * 24 * 3600           # seconds: a source idle for a week starts afresh
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
