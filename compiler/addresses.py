@@ -130,14 +130,15 @@ def within(inner: tuple[Interval, ...], outer: tuple[Interval, ...],
     the one before it was found (issue #22: nested sets of tens of
     thousands of hosts compared again and again). `present`: `outer` as a
     set, for a caller that asks about the same outer set often."""
-    if len(inner) > 8:
-        present = frozenset(outer) if present is None else present
-        inner = [interval for interval in inner if interval not in present]
+    if len(inner) > 8 and present is None:
+        present = frozenset(outer)
     index = 0
-    for first, last in inner:
-        index = bisect.bisect_right(outer, (first, float("inf")), index) - 1
-        if index < 0 or outer[index][1] < last:
-            return False
+    for interval in inner:
+        if present is not None and interval in present:
+            continue
+        index = bisect.bisect_right(outer, (interval[0], float("inf")), index) - 1
+        if index < 0 or outer[index][1] < interval[1]:
+            return False        # the first one missing ends the search
     return True
 
 

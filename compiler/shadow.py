@@ -24,7 +24,7 @@ POLICY_KINDS = ("publish", "outbound", "management")
 
 def check(ruleset: Ruleset) -> list[Diagnostic]:
     problems = Collector()
-    sets = _Sets({nft_set.name: nft_set.intervals for nft_set in ruleset.sets})
+    sets = _Sets(ruleset)
     shadowing: dict[tuple[str, str], set[str]] = {}
     unshadowed: set[tuple[str, str]] = set()
     first_rule: dict[tuple[str, str], Rule] = {}
@@ -88,25 +88,47 @@ def _addresses_last(match: Match) -> tuple[bool, bool]:
 class _Sets:
     """The ruleset's named sets, and which addresses hold which: the rules of
     a chain compare the same few sets over and over (each later rule against
-    every earlier one), so each pair is worked out once (issue #22)."""
+    every earlier one), so each pair is worked out once (issue #22). A set
+    written as defines another set includes (nested address sets) is held
+    by it without looking at an address."""
 
-    def __init__(self, named: dict[str, tuple]):
-        self.named = named
+    def __init__(self, ruleset: Ruleset):
+        self.named = {nft_set.name: nft_set for nft_set in ruleset.sets}
+        self.reached = _defines_reached(ruleset)
         self.held: dict[tuple, bool] = {}
         self.hashed: dict[str, frozenset] = {}      # a named set's intervals, for `within`
 
     def within(self, narrow: AddressMatch, wide: AddressMatch) -> bool:
         key = (narrow.set_name or narrow.intervals, wide.set_name or wide.intervals)
         if key not in self.held:
-            outer = self._intervals(wide)
-            if wide.set_name and wide.set_name not in self.hashed:
-                self.hashed[wide.set_name] = frozenset(outer)
-            self.held[key] = within(self._intervals(narrow), outer,
-                                    self.hashed.get(wide.set_name))
+            self.held[key] = self._included(narrow, wide) or self._compared(narrow, wide)
         return self.held[key]
 
+    def _included(self, narrow: AddressMatch, wide: AddressMatch) -> bool:
+        """`narrow` is written as defines `wide` includes, and no address of its own."""
+        written = self.named[narrow.set_name].written if narrow.set_name else None
+        return (written is not None and not written.own and wide.set_name is not None
+                and set(written.includes) <= self.reached.get(wide.set_name, set()))
+
+    def _compared(self, narrow: AddressMatch, wide: AddressMatch) -> bool:
+        outer = self._intervals(wide)
+        if wide.set_name and wide.set_name not in self.hashed:
+            self.hashed[wide.set_name] = frozenset(outer)
+        return within(self._intervals(narrow), outer, self.hashed.get(wide.set_name))
+
     def _intervals(self, match: AddressMatch) -> tuple:
-        return self.named.get(match.set_name, ()) if match.set_name else match.intervals
+        return self.named[match.set_name].intervals if match.set_name else match.intervals
+
+
+def _defines_reached(ruleset: Ruleset) -> dict[str, set[str]]:
+    """Each named set's defines, with those they include in turn (each define
+    comes after those it includes, so one pass closes them)."""
+    closed: dict[str, set[str]] = {}
+    for define in ruleset.defines:
+        closed[define.name] = {define.name}.union(
+            *(closed[name] for name in define.elements.includes))
+    return {nft_set.name: set().union(*(closed[name] for name in nft_set.written.includes))
+            for nft_set in ruleset.sets if nft_set.written is not None}
 
 
 def _address(narrow: AddressMatch, wide: AddressMatch, sets: _Sets) -> bool:
