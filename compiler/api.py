@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from . import loader, plan, resolve, schema, semantics, shadow
+from . import collector, loader, plan, resolve, schema, semantics, shadow
 from .diagnostics import Diagnostic, PolicyError
 from .model import Policy
 
@@ -89,10 +89,11 @@ def compile_path(path: str) -> Result:
     """Compile one policy file; `-` reads standard input."""
     if path == "-":
         return compile_bytes(sys.stdin.buffer.read(loader.MAX_FILE_BYTES + 1), STDIN)
-    try:
-        return _compile(loader.load(path))
-    except PolicyError as exc:
-        return Result(path, tuple(exc.diagnostics))
+    with collector.paused():
+        try:
+            return _compile(loader.load(path))
+        except PolicyError as exc:
+            return Result(path, tuple(exc.diagnostics))
 
 
 def compile_text(text: str, name: str = STDIN) -> Result:
@@ -101,10 +102,11 @@ def compile_text(text: str, name: str = STDIN) -> Result:
 
 
 def compile_bytes(raw: bytes, name: str) -> Result:
-    try:
-        return _compile(loader.parse(name, raw))
-    except PolicyError as exc:
-        return Result(name, tuple(exc.diagnostics))
+    with collector.paused():
+        try:
+            return _compile(loader.parse(name, raw))
+        except PolicyError as exc:
+            return Result(name, tuple(exc.diagnostics))
 
 
 def compile_data(data: Any, name: str = "<data>") -> Result:

@@ -36,6 +36,7 @@ import argparse
 import os
 import sys
 
+from .. import collector
 from ..diagnostics import ExitCode, UsageError
 from . import compile, deploy, inspect, integrations, units
 from .common import Exit, InternalError
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return ExitCode.USAGE
     try:
-        return int(args.run(args))
+        with collector.paused():
+            return int(args.run(args))
     except Exit as exc:
         return exc.status
     except UsageError as exc:

@@ -97,8 +97,10 @@ def environment(cache: str | None) -> jinja2.Environment:
 _ENV = environment(cache_folder("templates"))
 
 
+@functools.cache
 def printers() -> dict:
-    """The rule template's macro for each plan kind (its `print` table)."""
+    """The rule template's macro for each plan kind (its `print` table),
+    looked up once: Jinja2 checks the template file at every lookup."""
     return _ENV.get_template("rule.nft.j2").module.print
 
 

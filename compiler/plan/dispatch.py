@@ -73,9 +73,13 @@ def _dispatch_key(rule: Rule, original: bool) -> Optional[tuple[str, int, str, i
     None when the rule is no publication or matches a range or ping."""
     if rule.origin.kind not in ("publish", "hairpin"):
         return None
-    address = next((m for m in rule.matches if isinstance(m, AddressMatch)
-                    and m.field == "daddr" and m.original == original), None)
-    port = next((m for m in rule.matches if isinstance(m, PortMatch) and not m.original), None)
+    address = port = None
+    for match in rule.matches:      # one pass: every rule of the chain is asked
+        if address is None and type(match) is AddressMatch and match.field == "daddr" \
+                and match.original == original:
+            address = match
+        elif port is None and type(match) is PortMatch and not match.original:
+            port = match
     if address is None or port is None or address.set_name or port.low != port.high \
             or len(address.intervals) != 1 or len(set(address.intervals[0])) != 1:
         return None

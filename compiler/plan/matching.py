@@ -3,6 +3,7 @@ by publish, outbound and management."""
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator, Optional
 
 from ..addresses import Address, subtract
@@ -22,7 +23,10 @@ def address_match(ref: AddressRef, family: str, field_: str) -> Optional[Address
     return AddressMatch(family, field_, intervals)
 
 
+@functools.lru_cache(maxsize=4096)
 def single(address: Address, field_: str, original: bool = False) -> AddressMatch:
+    """One address as a match, kept: each service of a publication matches
+    the same addresses (issue #22: thousands of publications)."""
     value = int(address)
     return AddressMatch(family_of(address), field_, ((value, value),), original=original)
 
@@ -53,8 +57,11 @@ def ports(services: tuple[Service, ...]) -> Iterator[tuple[Service, PortRange]]:
     for service in services:
         for port in service.ports:
             taken = covered[port.protocol]
-            for low, high in subtract([(port.low, port.high)], taken):
-                yield service, PortRange(port.protocol, low, high)
+            if not any(low <= port.high and port.low <= high for low, high in taken):
+                yield service, port         # the common case: nothing earlier covers it
+            else:
+                for low, high in subtract([(port.low, port.high)], taken):
+                    yield service, PortRange(port.protocol, low, high)
             taken.append((port.low, port.high))
 
 
