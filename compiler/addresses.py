@@ -229,13 +229,15 @@ def interval_blocks(version: int, interval: Interval) -> list[tuple[int, int]]:
 
 
 def intervals_texts(version: int, intervals) -> list[str]:
-    """Many intervals' texts in order, as `interval_texts` writes them; single
-    IPv4 hosts, most of a large set, take a shortcut."""
+    """Many intervals' texts in order, as `interval_texts` writes them; an
+    IPv4 host or network, most of a large set (a block list), takes a shortcut."""
     texts: list[str] = []
     append, extend, ntop = texts.append, texts.extend, socket.inet_ntop
     for low, high in intervals:
-        if low == high and version == 4:
-            append(ntop(socket.AF_INET, low.to_bytes(4, "big")))
+        size = high - low + 1
+        if version == 4 and size & (size - 1) == 0 and low & (size - 1) == 0:
+            text = ntop(socket.AF_INET, low.to_bytes(4, "big"))     # one network, or a host
+            append(text if size == 1 else f"{text}/{33 - size.bit_length()}")
         else:
             extend(interval_texts(version, (low, high)))
     return texts
@@ -280,8 +282,9 @@ def mapped_message(text: str, ipv4: str) -> str:
 
 def parse_entry(text: str) -> tuple[int, Interval]:
     """One address, network or range as (version, interval); EntryError
-    (saying why) for anything else."""
-    parsed = parse_int(text)
+    (saying why) for anything else. A network is not tried as an address
+    first: a block list holds hundreds of thousands."""
+    parsed = None if "/" in text else parse_int(text)
     if parsed is not None:
         ipv4 = mapped_ipv4(*parsed)
         if ipv4 is not None:

@@ -32,11 +32,17 @@ def test_interval_texts_is_the_exact_cidr_cover(drawn):
 
 @given(st.sampled_from([4, 6]).flatmap(lambda version: st.tuples(
     st.just(version), st.lists(st.tuples(st.integers(0, (1 << BITS[version]) - 1),
-                                         st.integers(0, 3)), max_size=20))))
+                                         st.integers(0, 3), st.integers(0, BITS[version])),
+                               max_size=20))))
 def test_intervals_texts_writes_each_interval_as_interval_texts_does(drawn):
-    version, pairs = drawn
+    """Short spans anywhere, and whole networks of any size (a block list's)."""
+    version, drawn_spans = drawn
     top = (1 << BITS[version]) - 1
-    spans = [(first, min(top, first + extra)) for first, extra in pairs]
+    spans = []
+    for first, extra, network_bits in drawn_spans:
+        spans.append((first, min(top, first + extra)))
+        base = first & ~((1 << network_bits) - 1)
+        spans.append((base, base + (1 << network_bits) - 1))
     assert intervals_texts(version, spans) == [
         text for first, last in spans for text in reference_texts(version, first, last)]
 
