@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Union
 
+from .addresses import BITS, Interval, host_mask, merge, parse_int
 from .vocab import TABLE_FAMILY
 
 # A listed element as nft printed it: an address, ADDRESS/LENGTH, or (low,
@@ -95,6 +96,21 @@ class Listing:
         body = self.sets(table)[set_name]
         return tuple(_element(element, body.get("timeout")) for element in body.get("elem", ()))
 
+    def addresses(self, table: str, set_name: str) -> Optional[tuple[Interval, ...]]:
+        """The addresses a listed set holds, merged as the plan holds a set's
+        (`NftSet.intervals`), however nft prints them (it lists an interval
+        set merged, written as hosts, networks or ranges); None when an
+        element is no address."""
+        found = []
+        for element in self.sets(table)[set_name].get("elem", ()):
+            value = element["elem"]["val"] if isinstance(element, dict) and "elem" in element \
+                else element
+            interval = _interval(value)
+            if interval is None:
+                return None
+            found.append(interval)
+        return merge(found)
+
     def drop_chains(self) -> Iterator[dict]:
         """The base chains of every table with policy drop."""
         return (entry["chain"] for entry in self.entries
@@ -106,6 +122,22 @@ def _address(text: str) -> str:
     if not _ADDRESS.fullmatch(text):
         raise ValueError(f"nft listed an element that is no address: {text!r}")
     return text
+
+
+def _interval(value) -> Optional[Interval]:
+    """A listed address, {"prefix": ...} or {"range": [...]} as (first, last)."""
+    if isinstance(value, str):
+        parsed = parse_int(value)
+        return None if parsed is None else (parsed[1], parsed[1])
+    if isinstance(value, dict) and "prefix" in value:
+        parsed, length = parse_int(value["prefix"]["addr"]), value["prefix"]["len"]
+        if parsed is None or not isinstance(length, int) or not 0 <= length <= BITS[parsed[0]]:
+            return None
+        return parsed[1], parsed[1] | host_mask(parsed[0], length)
+    if isinstance(value, dict) and "range" in value:
+        low, high = (parse_int(end) if isinstance(end, str) else None for end in value["range"])
+        return None if low is None or high is None else (low[1], high[1])
+    return None
 
 
 def _element(element, set_timeout: Optional[int]) -> LiveElement:

@@ -789,3 +789,48 @@ def test_listed_elements_go_back_as_nft_printed_them_and_nothing_else():
     for hostile in ("192.0.2.7 } ; flush ruleset ; {", {"prefix": {"addr": "::", "len": "1 }"}}):
         with pytest.raises(ValueError):
             listing({"elem": {"val": hostile}}).elements("mailpub", "banned_v4")
+
+
+def test_diff_compares_a_block_lists_addresses_not_how_nft_writes_them(ns, tmp_path):
+    """`diff` finds an unchanged table without loading the compiled block
+    list (`diff._unchanged`): an address added to or taken from the live
+    set is a difference, one the set holds written another way is not."""
+    (tmp_path / "drop.txt").write_text("192.0.2.0/25\n192.0.2.128/25\n203.0.113.1-203.0.113.6\n")
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(table="mailpub", services="[smtp]").replace(
+        "  dynamic_block: banned\n", "  block: [drop_list]\n")
+        + "address_sets:\n  drop_list: {file: drop.txt}\n")
+    assert apply(ns, str(path)).returncode == 0
+
+    def diff():
+        return run_mailpubc("diff", "--netns", ns.name, str(path))
+    assert (diff().returncode, diff().stdout) == (0, "")
+    ns.run("nft", "add", "element", "inet", "mailpub", "drop_list_v4", "{ 198.51.100.77 }")
+    added = diff()
+    assert added.returncode == 1 and "198.51.100.77" in added.stdout, added.stdout
+    ns.run("nft", "delete", "element", "inet", "mailpub", "drop_list_v4", "{ 198.51.100.77 }")
+    assert diff().returncode == 0
+    ns.run("nft", "delete", "element", "inet", "mailpub", "drop_list_v4", "{ 203.0.113.6 }")
+    taken = diff()
+    assert taken.returncode == 1 and "203.0.113.6" in taken.stdout, taken.stdout
+    ns.run("nft", "delete", "element", "inet", "mailpub", "drop_list_v4",
+           "{ 203.0.113.1, 203.0.113.2/31, 203.0.113.4/31 }")
+    ns.run("nft", "add", "element", "inet", "mailpub", "drop_list_v4", "{ 203.0.113.1-203.0.113.6 }")
+    assert "203.0.113.1-203.0.113.6" in table(ns)   # one range where apply wrote four blocks
+    assert diff().returncode == 0
+
+
+def test_listed_addresses_are_read_as_addresses_or_not_at_all():
+    def addresses(*elements):
+        return Listing(({"set": {"family": "inet", "table": "mailpub", "name": "drop_v6",
+                                 "flags": ["interval"], "elem": list(elements)}},)
+                       ).addresses("mailpub", "drop_v6")
+    assert addresses("2001:db8::1", {"prefix": {"addr": "2001:db8:1::", "len": 48}},
+                     {"range": ["2001:db8::2", "2001:db8::9"]},
+                     {"elem": {"val": "2001:db8::a", "comment": "x"}}) == (
+        (0x20010db8 << 96 | 1, 0x20010db8 << 96 | 0xa),
+        (0x20010db8_0001 << 80, (0x20010db8_0001 << 80) | ((1 << 80) - 1)))
+    for odd in ("2001:db8::1 }", {"prefix": {"addr": "2001:db8::", "len": "48"}},
+                {"prefix": {"addr": "2001:db8::", "len": 129}}, {"range": ["2001:db8::1", 7]},
+                {"concat": ["2001:db8::1", 25]}):
+        assert addresses("2001:db8::1", odd) is None, odd
