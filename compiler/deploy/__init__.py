@@ -41,7 +41,7 @@ from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confi
                       finish, outcome_of, pending_of, rollback, watch)
 from .diff import Difference, diff, live_matches, normalise, rules_match
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
-from .transaction import applying, carried_sets, changing_sets, live, with_carried
+from .transaction import applying, carried_sets, changing_sets, live, with_whole_sets
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -71,7 +71,7 @@ def apply(result: Result, *, netns: Optional[str] = None, confirm: Optional[floa
             _refuse_unless_clear(state, result, netns, force, environ)
             listing = live(netns)
             old = _renamed_from(state, listing, ruleset.table)
-            listing = with_carried(listing, netns, [(name, carried_sets(ruleset)) for name
+            listing = with_whole_sets(listing, netns, [(name, carried_sets(ruleset)) for name
                                                     in [ruleset.table] + ([old] if old else [])])
             warnings = tuple(foreign_drop_chains(listing, ruleset.table, [old] if old else [])
                              + bridges.warnings(result.policy.firewall, netns))

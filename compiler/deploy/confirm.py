@@ -31,7 +31,7 @@ from ..generate.text import transaction_text
 from ..listing import Listing
 from ..state import State
 from ..vocab import TABLE_FAMILY
-from .transaction import live, restoring, with_carried
+from .transaction import live, restoring, with_whole_sets
 
 POLL_SECONDS = 0.2
 OUTCOMES_KEPT = 32      # a watcher polling every POLL_SECONDS finds its own among them
@@ -159,7 +159,7 @@ def rollback(netns: Optional[str], token: str, held: Optional[dict] = None) -> N
         if not pending:
             return
         try:
-            listing = with_carried(live(netns), netns, [(pending["table"], [
+            listing = with_whole_sets(live(netns), netns, [(pending["table"], [
                 name for saved in pending["previous"].values() for name in saved["carried"]])])
             nft.load(transaction_text(restoring(pending, listing)), netns=netns)
             outcome = (ExitCode.ROLLED_BACK, "not confirmed: restored the previous state of "

@@ -14,7 +14,7 @@ from .. import nft
 from ..generate.text import generate
 from ..listing import Listing
 from ..state import State
-from .transaction import changing_sets
+from .transaction import changing_sets, live, with_whole_sets
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -85,28 +85,33 @@ def _readable(entries: list) -> str:
 def diff(result: Result, netns: Optional[str] = None) -> Difference:
     """What `apply` would change: the live table (and a recorded table a
     rename would delete) against the policy's, as nft lists them."""
-    table = result.or_raise().ruleset.table
-    live = Listing.of(nft.list_ruleset(netns))
+    ruleset = result.or_raise().ruleset
+    terse = live(netns)
     recorded = (State.of(netns).read("state") or {}).get("table")
-    tables = {table} | ({recorded} if recorded and live.has_table(recorded) else set())
+    tables = {ruleset.table} | ({recorded} if recorded and terse.has_table(recorded) else set())
     where = f"live (netns {netns})" if netns else "live"
-    if tables == {table} and _unchanged(result, live, netns):
-        kept = normalise(live, tables, changing_sets(result.ruleset))
-        return Difference(True, kept, kept, result.source, where)
-    before, after = _compared(result, live, tables)
+    changing = changing_sets(ruleset)
+    if tables == {ruleset.table}:
+        filled = with_whole_sets(terse, netns, [(ruleset.table, [
+            nft_set.name for nft_set in ruleset.sets if nft_set.name not in changing])])
+        if _unchanged(result, filled, netns):
+            kept = normalise(filled, tables, changing)
+            return Difference(True, kept, kept, result.source, where)
+    before, after = _compared(result, Listing.of(nft.list_ruleset(netns)), tables)
     return Difference(before == after, before, after, result.source, where)
 
 
-def _unchanged(result: Result, live: Listing, netns: Optional[str]) -> bool:
-    """The policy's table is live as it is, found without loading and
-    listing the compiled side's set elements (a block list's hundreds of
-    thousands: issue #22): the rules and declarations as `rules_match` finds
-    them, and each set the policy fills holding the same addresses. Only a
-    "same" is taken from here: the text of a difference is `_compared`'s."""
+def _unchanged(result: Result, filled: Listing, netns: Optional[str]) -> bool:
+    """The policy's table is live as it is, found without listing the
+    run-time sets or loading and listing the compiled side's elements (a
+    block list's hundreds of thousands: issue #22): the rules and
+    declarations as `rules_match` finds them, and each set the policy fills
+    (listed whole in `filled`) holding the same addresses. Only a "same" is
+    taken from here: the text of a difference is `_compared`'s."""
     ruleset = result.ruleset
-    listed = live.sets(ruleset.table)
+    listed = filled.sets(ruleset.table)
     changing = changing_sets(ruleset)
-    return (all(nft_set.name in listed and live.addresses(ruleset.table, nft_set.name)
+    return (all(nft_set.name in listed and filled.addresses(ruleset.table, nft_set.name)
                 == nft_set.intervals for nft_set in ruleset.sets if nft_set.name not in changing)
             and rules_match(result, netns))
 

@@ -7,7 +7,7 @@ plan and the live listing, and printed by the text generator
 Counters are carried by declaring them with their counts: nft sets a
 counter's count only when it creates the counter, and a later declaration
 of the same counter in the same transaction changes nothing. `live` and
-`with_carried` read the listing these steps are decided from.
+`with_whole_sets` read the listing these steps are decided from.
 """
 
 from __future__ import annotations
@@ -90,14 +90,15 @@ def changing_sets(ruleset: Ruleset) -> set[str]:
 def live(netns: Optional[str]) -> Listing:
     """The ruleset as nft lists it tersely, set elements left out: a block
     list's hundreds of thousands are most of a listing, and a load never
-    carries them (`with_carried` adds those it does)."""
+    carries them (`with_whole_sets` adds those it does)."""
     return Listing.of(nft.list_ruleset(netns, terse=True))
 
 
-def with_carried(listing: Listing, netns: Optional[str],
+def with_whole_sets(listing: Listing, netns: Optional[str],
                  carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
     """A terse `listing` with the sets named in `carried` ((table, names)
-    pairs) listed whole: the run-time sets whose elements a load carries."""
+    pairs) listed whole: the run-time sets whose elements a load carries,
+    or the sets a policy fills, whose addresses `diff` compares."""
     return listing.with_sets(nft.list_set(TABLE_FAMILY, table, name, netns)
                              for table, names in carried
                              for name in set(names) & set(listing.sets(table)))
