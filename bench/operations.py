@@ -10,9 +10,11 @@ to its `dynamic_block` set. Then, each as the command line runs it (a
 process of its own: wall time and peak RSS), `apply` (the same policy
 again, the elements carried), `diff`, `stats`, the rollback of an `apply
 --confirm` (the rollback alone timed; the RSS is its whole process's); and
-for reference, `nft -f`
-of the compiled ruleset followed by the elements (the work apply cannot
-avoid) and one `nft -j list table` (what diff and stats read at most).
+for reference, `nft -f` of the compiled ruleset followed by the elements
+into the empty namespace, then the same checked (`nft -c -f`) and loaded
+again where the table is live (what apply's dry run and load do: replacing
+a table deletes its elements too), and one `nft -j list table` (what diff
+and stats read at most).
 """
 
 import ipaddress
@@ -90,6 +92,9 @@ def main(counts: list[int]) -> None:
                 subprocess.run(nft + ["-f", "-"], input=elements(), text=True, check=True)
                 figures["nft -j list table"] = timed(nft + ["-j", "list", "table", "inet",
                                                           "mailpub"])
+                for name, check in (("nft -c -f", ["-c"]), ("nft -f", [])):
+                    figures[f"{name} ruleset + elements, replacing the live table"] = timed(
+                        nft + check + ["-f", "-"], compiled.read_text() + elements())
                 for command in ("apply", "diff", "stats"):
                     figures[f"mailpubc {command}"] = timed(
                         mailpubc + [command, "--netns", netns, str(policy)])
@@ -102,9 +107,15 @@ def main(counts: list[int]) -> None:
         for name, (wall, rss) in figures.items():
             print(f"| {name} | {wall:.2f} | {rss:.0f} |")
         reference, listing = figures["nft -f ruleset + elements"][0], figures["nft -j list table"][0]
-        print(f"\n- apply: {figures['mailpubc apply'][0] / reference:.2f}× nft -f; rollback: "
-              f"{figures['rollback of apply --confirm'][0] / reference:.2f}× nft -f; "
-              f"diff: {figures['mailpubc diff'][0] / listing:.2f}× one listing; "
+        replacing = figures["nft -f ruleset + elements, replacing the live table"][0]
+        checked = figures["nft -c -f ruleset + elements, replacing the live table"][0] + replacing
+        apply, rollback = figures["mailpubc apply"][0], figures["rollback of apply --confirm"][0]
+        print(f"\n- apply: {apply / reference:.2f}× nft -f into an empty namespace, "
+              f"{apply / replacing:.2f}× nft -f replacing the live table, {apply / checked:.2f}× "
+              f"nft -c -f and nft -f replacing it (the dry run and load the contract names)\n"
+              f"- rollback: {rollback / reference:.2f}× nft -f into an empty namespace, "
+              f"{rollback / replacing:.2f}× nft -f replacing the live table\n"
+              f"- diff: {figures['mailpubc diff'][0] / listing:.2f}× one listing; "
               f"stats: {figures['mailpubc stats'][0] / listing:.2f}× one listing\n")
 
 
