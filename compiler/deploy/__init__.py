@@ -39,7 +39,7 @@ from ..state import LockHeld, State
 from ..vocab import TABLE_FAMILY
 from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confirm_command,
                       finish, outcome_of, pending_of, rollback, watch)
-from .diff import Difference, diff, live_matches, normalise, rules_match
+from .diff import Difference, diff, normalise, rules_match
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
 from .transaction import applying, carried_sets, changing_sets, live, with_whole_sets
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Difference", "Outcome", "Refused", "apply", "applied_policy",
            "await_confirmation", "carried_sets", "changing_sets", "confirm", "diff",
-           "foreign_drop_chains", "live_matches", "live_warnings", "normalise", "outcome_of",
+           "foreign_drop_chains", "live_warnings", "normalise", "outcome_of",
            "reapply", "rollback", "rules_match", "ssh_guard", "watch"]
 
 

@@ -1,6 +1,5 @@
-"""`diff`: what `apply` would change, as nft lists both sides; and whether
-the live table is what a policy compiles to (reapply), or has its rules
-(stats)."""
+"""`diff`: what `apply` would change, as nft lists both sides (which
+reapply asks too); and whether the live table has a policy's rules (stats)."""
 
 from __future__ import annotations
 
@@ -125,14 +124,6 @@ def _compared(result: Result, live: Listing, tables: Iterable[str]) -> tuple[lis
     changing = changing_sets(result.ruleset)
     return (normalise(live, tables, changing),
             normalise(nft.scratch(candidate), [result.ruleset.table], changing))
-
-
-def live_matches(result: Result, netns: Optional[str] = None) -> bool:
-    """Whether the live table is what the policy compiles to, as `diff` sees
-    it; if not, it was applied from another policy or the policy changed since."""
-    table = result.or_raise().ruleset.table
-    before, after = _compared(result, Listing.of(nft.list_ruleset(netns)), [table])
-    return before == after
 
 
 def rules_match(result: Result, netns: Optional[str] = None) -> bool:
