@@ -98,9 +98,9 @@ class Listing:
 
     def addresses(self, table: str, set_name: str) -> Optional[tuple[Interval, ...]]:
         """The addresses a listed set holds, merged as the plan holds a set's
-        (`NftSet.intervals`), however nft prints them (it lists an interval
-        set merged, written as hosts, networks or ranges); None when an
-        element is no address."""
+        (`NftSet.intervals`), however they were written and nft lists them
+        (hosts, networks, ranges; as loaded, or merged); None when an element
+        is no address."""
         found = []
         for element in self.sets(table)[set_name].get("elem", ()):
             value = element["elem"]["val"] if isinstance(element, dict) and "elem" in element \
@@ -130,7 +130,8 @@ def _interval(value) -> Optional[Interval]:
         parsed = parse_int(value)
         return None if parsed is None else (parsed[1], parsed[1])
     if isinstance(value, dict) and "prefix" in value:
-        parsed, length = parse_int(value["prefix"]["addr"]), value["prefix"]["len"]
+        address, length = value["prefix"].get("addr"), value["prefix"].get("len")
+        parsed = parse_int(address) if isinstance(address, str) else None
         if parsed is None or not isinstance(length, int) or not 0 <= length <= BITS[parsed[0]]:
             return None
         return parsed[1], parsed[1] | host_mask(parsed[0], length)

@@ -831,6 +831,7 @@ def test_listed_addresses_are_read_as_addresses_or_not_at_all():
         (0x20010db8 << 96 | 1, 0x20010db8 << 96 | 0xa),
         (0x20010db8_0001 << 80, (0x20010db8_0001 << 80) | ((1 << 80) - 1)))
     for odd in ("2001:db8::1 }", {"prefix": {"addr": "2001:db8::", "len": "48"}},
-                {"prefix": {"addr": "2001:db8::", "len": 129}}, {"range": ["2001:db8::1", 7]},
+                {"prefix": {"addr": "2001:db8::", "len": 129}}, {"prefix": {"addr": 7, "len": 8}},
+                {"range": ["2001:db8::1", 7]},
                 {"concat": ["2001:db8::1", 25]}):
         assert addresses("2001:db8::1", odd) is None, odd

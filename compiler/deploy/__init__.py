@@ -72,7 +72,7 @@ def apply(result: Result, *, netns: Optional[str] = None, confirm: Optional[floa
             listing = live(netns)
             old = _renamed_from(state, listing, ruleset.table)
             listing = with_whole_sets(listing, netns, [(name, carried_sets(ruleset)) for name
-                                                    in [ruleset.table] + ([old] if old else [])])
+                                                       in [ruleset.table] + ([old] if old else [])])
             warnings = tuple(foreign_drop_chains(listing, ruleset.table, [old] if old else [])
                              + bridges.warnings(result.policy.firewall, netns))
             text = transaction_text(applying(result.text, ruleset, listing, old))

@@ -95,7 +95,7 @@ def live(netns: Optional[str]) -> Listing:
 
 
 def with_whole_sets(listing: Listing, netns: Optional[str],
-                 carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
+                    carried: Iterable[tuple[str, Iterable[str]]]) -> Listing:
     """A terse `listing` with the sets named in `carried` ((table, names)
     pairs) listed whole: the run-time sets whose elements a load carries,
     or the sets a policy fills, whose addresses `diff` compares."""
