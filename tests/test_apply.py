@@ -793,7 +793,7 @@ def test_listed_elements_go_back_as_nft_printed_them_and_nothing_else():
 
 def test_diff_compares_a_block_lists_addresses_not_how_nft_writes_them(ns, tmp_path):
     """`diff` finds an unchanged table without loading the compiled block
-    list (`diff._unchanged`): an address added to or taken from the live
+    list (`diff._unchanged_listing`): an address added to or taken from the live
     set is a difference, one the set holds written another way is not."""
     (tmp_path / "drop.txt").write_text("192.0.2.0/25\n192.0.2.128/25\n203.0.113.1-203.0.113.6\n")
     path = tmp_path / "policy.yaml"

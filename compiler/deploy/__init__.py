@@ -39,9 +39,10 @@ from ..state import LockHeld, State
 from ..vocab import TABLE_FAMILY
 from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confirm_command,
                       finish, outcome_of, pending_of, rollback, watch)
-from .diff import Difference, diff, normalise, rules_match
+from .diff import Difference, diff, normalise, rules_match, unchanged
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
-from .transaction import applying, carried_sets, changing_sets, live, with_whole_sets
+from .transaction import (applying, carried_sets, changing_sets, live, renamed_from,
+                          with_whole_sets)
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Difference", "Outcome", "Refused", "apply", "applied_policy",
            "await_confirmation", "carried_sets", "changing_sets", "confirm", "diff",
            "foreign_drop_chains", "live_warnings", "normalise", "outcome_of",
-           "reapply", "rollback", "rules_match", "ssh_guard", "watch"]
+           "reapply", "rollback", "rules_match", "ssh_guard", "unchanged", "watch"]
 
 
 class Refused(Exception):
@@ -70,7 +71,7 @@ def apply(result: Result, *, netns: Optional[str] = None, confirm: Optional[floa
         with state.lock():
             _refuse_unless_clear(state, result, netns, force, environ)
             listing = live(netns)
-            old = _renamed_from(state, listing, ruleset.table)
+            old = renamed_from(state, listing, ruleset.table)
             listing = with_whole_sets(listing, netns, [(name, carried_sets(ruleset)) for name
                                                        in [ruleset.table] + ([old] if old else [])])
             warnings = tuple(foreign_drop_chains(listing, ruleset.table, [old] if old else [])
@@ -97,12 +98,6 @@ def _refuse_unless_clear(state: State, result: Result, netns: Optional[str], for
         why = ssh_guard(result, environ.get("SSH_CONNECTION"))
         if why:
             raise Refused(why)
-
-
-def _renamed_from(state: State, listing: Listing, table: str) -> Optional[str]:
-    """The live table the last apply recorded, when `firewall.table` renamed it since."""
-    recorded = (state.read("state") or {}).get("table")
-    return recorded if recorded and recorded != table and listing.has_table(recorded) else None
 
 
 def _dry_run(text: str, netns: Optional[str]) -> None:
@@ -158,6 +153,6 @@ def reapply(netns: Optional[str] = None) -> tuple[Optional[Result], Outcome]:
                              f"run `mailpubc apply {path}`; nothing loaded")
     if not result.ok:
         return result, Outcome(ExitCode.INVALID, f"{path} no longer compiles; nothing changed")
-    if diff(result, netns).same:
+    if unchanged(result, netns):
         return result, Outcome(ExitCode.OK, f"{path}: unchanged")
     return result, apply(result, netns=netns, policy_path=path)

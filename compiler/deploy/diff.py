@@ -13,7 +13,7 @@ from .. import nft
 from ..generate.text import generate
 from ..listing import Listing
 from ..state import State
-from .transaction import changing_sets, live, with_whole_sets
+from .transaction import changing_sets, live, renamed_from, with_whole_sets
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -85,34 +85,45 @@ def diff(result: Result, netns: Optional[str] = None) -> Difference:
     """What `apply` would change: the live table (and a recorded table a
     rename would delete) against the policy's, as nft lists them."""
     ruleset = result.or_raise().ruleset
-    terse = live(netns)
-    recorded = (State.of(netns).read("state") or {}).get("table")
-    tables = {ruleset.table} | ({recorded} if recorded and terse.has_table(recorded) else set())
     where = f"live (netns {netns})" if netns else "live"
-    changing = changing_sets(ruleset)
-    if tables == {ruleset.table}:
-        filled = with_whole_sets(terse, netns, [(ruleset.table, [
-            nft_set.name for nft_set in ruleset.sets if nft_set.name not in changing])])
-        if _unchanged(result, filled, netns):
-            kept = normalise(filled, tables, changing)
-            return Difference(True, kept, kept, result.source, where)
-    before, after = _compared(result, Listing.of(nft.list_ruleset(netns)), tables)
+    unchanged = _unchanged_listing(result, netns)
+    if unchanged is not None:
+        kept = normalise(unchanged, [ruleset.table], changing_sets(ruleset))
+        return Difference(True, kept, kept, result.source, where)
+    listing = Listing.of(nft.list_ruleset(netns))
+    renamed = renamed_from(State.of(netns), listing, ruleset.table)
+    before, after = _compared(result, listing, [ruleset.table] + ([renamed] if renamed else []))
     return Difference(before == after, before, after, result.source, where)
 
 
-def _unchanged(result: Result, filled: Listing, netns: Optional[str]) -> bool:
-    """The policy's table is live as it is, found without listing the
+def unchanged(result: Result, netns: Optional[str] = None) -> bool:
+    """Whether the policy's table is live as it is and no rename is pending,
+    found without loading the compiled side's elements (`_unchanged_listing`).
+    A False may also be a set holding the same addresses written as nft
+    would not write them; applying the policy again then changes nothing,
+    which is all `reapply` needs to know."""
+    return _unchanged_listing(result.or_raise(), netns) is not None
+
+
+def _unchanged_listing(result: Result, netns: Optional[str]) -> Optional[Listing]:
+    """The live listing (terse, with the sets the policy fills listed whole)
+    when the policy's table is live as it is: found without listing the
     run-time sets or loading and listing the compiled side's elements (a
-    block list's hundreds of thousands: issue #22): the rules and
-    declarations as `rules_match` finds them, and each set the policy fills
-    (listed whole in `filled`) holding the same addresses. Only a "same" is
-    taken from here: the text of a difference is `_compared`'s."""
+    block list's hundreds of thousands: issue #22), from the rules and
+    declarations as `rules_match` finds them and each set the policy fills
+    holding the same addresses. None otherwise, or while a rename is pending;
+    `diff` then shows the difference by the full comparison (`_compared`)."""
     ruleset = result.ruleset
-    listed = filled.sets(ruleset.table)
+    terse = live(netns)
+    if renamed_from(State.of(netns), terse, ruleset.table):
+        return None
     changing = changing_sets(ruleset)
-    return (all(nft_set.name in listed and filled.addresses(ruleset.table, nft_set.name)
-                == nft_set.intervals for nft_set in ruleset.sets if nft_set.name not in changing)
-            and rules_match(result, netns))
+    fixed = [nft_set for nft_set in ruleset.sets if nft_set.name not in changing]
+    filled = with_whole_sets(terse, netns, [(ruleset.table, [s.name for s in fixed])])
+    listed = filled.sets(ruleset.table)
+    same = (all(s.name in listed and filled.addresses(ruleset.table, s.name) == s.intervals
+                for s in fixed) and rules_match(result, netns))
+    return filled if same else None
 
 
 def _compared(result: Result, live: Listing, tables: Iterable[str]) -> tuple[list, list]:

@@ -6,8 +6,9 @@ plan and the live listing, and printed by the text generator
 
 Counters are carried by declaring them with their counts: nft sets a
 counter's count only when it creates the counter, and a later declaration
-of the same counter in the same transaction changes nothing. `live` and
-`with_whole_sets` read the listing these steps are decided from.
+of the same counter in the same transaction changes nothing. `live`,
+`with_whole_sets` and `renamed_from` read the listing these steps are
+decided from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Iterable, Optional, Union
 from .. import nft
 from ..listing import LiveCount, LiveElement, Listing
 from ..plan import Ruleset
+from ..state import State
 from ..vocab import TABLE_FAMILY
 
 
@@ -92,6 +94,12 @@ def live(netns: Optional[str]) -> Listing:
     list's hundreds of thousands are most of a listing, and a load never
     carries them (`with_whole_sets` adds those it does)."""
     return Listing.of(nft.list_ruleset(netns, terse=True))
+
+
+def renamed_from(state: State, listing: Listing, table: str) -> Optional[str]:
+    """The live table the last apply recorded, when `firewall.table` renamed it since."""
+    recorded = (state.read("state") or {}).get("table")
+    return recorded if recorded and recorded != table and listing.has_table(recorded) else None
 
 
 def with_whole_sets(listing: Listing, netns: Optional[str],
