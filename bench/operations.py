@@ -8,8 +8,10 @@ folder: a policy whose `firewall.block` is a list file of B random networks
 (bench/block_list.py's), applied, then 50,000 elements with timeouts added
 to its `dynamic_block` set. Then, each as the command line runs it (a
 process of its own: wall time and peak RSS), `apply` (the same policy
-again, the elements carried), `diff`, `stats`, the rollback of an `apply
---confirm` (the rollback alone timed; the RSS is its whole process's); and
+again, the elements carried), `diff`, `stats`, `reapply` (nothing
+changed), the rollback of an `apply --confirm` (the rollback alone timed;
+the RSS is its whole process's) and `reapply` once the list file holds
+other networks; and
 for reference, `nft -f` of the compiled ruleset followed by the elements
 into the empty namespace, then the same checked (`nft -c -f`) and loaded
 again where the table is live (what apply's dry run and load do: replacing
@@ -98,8 +100,13 @@ def main(counts: list[int]) -> None:
                 for command in ("apply", "diff", "stats"):
                     figures[f"mailpubc {command}"] = timed(
                         mailpubc + [command, "--netns", netns, str(policy)])
+                figures["mailpubc reapply, unchanged"] = timed(
+                    mailpubc + ["reapply", "--netns", netns])
                 figures["rollback of apply --confirm"] = timed(
                     [sys.executable, "-c", ROLLBACK, netns, str(policy)])
+                Path(folder, "drop.txt").write_text(make_list(b, random.Random(b + 1)))
+                figures["mailpubc reapply, the list file refreshed"] = timed(
+                    mailpubc + ["reapply", "--netns", netns])
             finally:
                 subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=15)
         print(f"### {b:,} networks in the list file, {ELEMENTS:,} run-time elements\n")
