@@ -86,9 +86,9 @@ def diff(result: Result, netns: Optional[str] = None) -> Difference:
     rename would delete) against the policy's, as nft lists them."""
     ruleset = result.or_raise().ruleset
     where = f"live (netns {netns})" if netns else "live"
-    unchanged = _unchanged_listing(result, netns)
-    if unchanged is not None:
-        kept = normalise(unchanged, [ruleset.table], changing_sets(ruleset))
+    same = _unchanged_listing(result, netns)
+    if same is not None:
+        kept = normalise(same, [ruleset.table], changing_sets(ruleset))
         return Difference(True, kept, kept, result.source, where)
     listing = Listing.of(nft.list_ruleset(netns))
     renamed = renamed_from(State.of(netns), listing, ruleset.table)
