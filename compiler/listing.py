@@ -103,9 +103,7 @@ class Listing:
         is no address."""
         found = []
         for element in self.sets(table)[set_name].get("elem", ()):
-            value = element["elem"]["val"] if isinstance(element, dict) and "elem" in element \
-                else element
-            interval = _interval(value)
+            interval = _interval(_attributes(element).get("val", element))
             if interval is None:
                 return None
             found.append(interval)
@@ -141,8 +139,14 @@ def _interval(value) -> Optional[Interval]:
     return None
 
 
+def _attributes(element) -> dict:
+    """A listed element's `{"elem": {"val": ..., "timeout": ...}}` body, or {}
+    for a bare value (an element without timeout or comment)."""
+    return element.get("elem", {}) if isinstance(element, dict) else {}
+
+
 def _element(element, set_timeout: Optional[int]) -> LiveElement:
-    inner = element.get("elem", {}) if isinstance(element, dict) else {}
+    inner = _attributes(element)
     value = inner.get("val", element)
     if isinstance(value, str):
         parsed = _address(value)
