@@ -184,7 +184,7 @@ STATEMENT_ROLES: dict[str, str] = {
     "log": "goes on", "counter": "goes on",
     "rate_meter": "conditional", "count_meter": "conditional", "limit": "conditional",
     "redirect": "conditional", "masquerade": "conditional", "jump": "conditional",
-    "dispatch": "conditional",
+    "dispatch": "conditional", "nat_map": "conditional",
 }
 
 

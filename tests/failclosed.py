@@ -36,7 +36,9 @@ returns every problem found; an empty list means fail-closed:
   anywhere, in output) or on `ct status`; no jumps but those of a base
   chain's verdict map (the dispatch of many publications): each element's
   chain is judged as if its rules stood in the map's place with the
-  element's key as matches, and a chain no map reaches is a problem;
+  element's key as matches, and a chain no map reaches is a problem; a
+  DNAT map (`dnat ip to ip daddr . meta l4proto . th dport map {...}`) is
+  judged as one DNAT rule an element, its key as matches;
 - every DNAT matches the external interface (or, for a hairpin publication,
   the interface of a zone its hairpin admits and sources in that zone's
   networks), one external
@@ -465,6 +467,9 @@ def _dispatched(raw_rules: list[dict]) -> tuple[list[dict], set[str]]:
     flat, reached = [], set()
     for raw in raw_rules:
         vmap = next((e["vmap"] for e in raw["expr"] if "vmap" in e), None)
+        if raw["chain"] in BASE_CHAINS and _nat_map(raw) is not None:
+            flat += _nat_mapped(raw)
+            continue
         if raw["chain"] not in BASE_CHAINS or vmap is None:
             flat += [raw] if raw["chain"] in LISTED_CHAINS else []
             continue
@@ -483,6 +488,36 @@ def _dispatched(raw_rules: list[dict]) -> tuple[list[dict], set[str]]:
             flat += [dict(rule, chain=raw["chain"], expr=matches + rule["expr"])
                      for rule in inner.get(target, [])]
     return flat, reached
+
+
+def _nat_map(raw: dict) -> Optional[dict]:
+    """The DNAT statement of a rule that translates through a map, if any."""
+    return next((e["dnat"] for e in raw["expr"] if "dnat" in e
+                 and isinstance(e["dnat"].get("addr"), dict) and "map" in e["dnat"]["addr"]),
+                None)
+
+
+def _nat_mapped(raw: dict) -> list[dict]:
+    """A DNAT map (`dnat ip to ip daddr . meta l4proto . th dport map {...}`)
+    as one rule an element: the rule's other matches, the element's address
+    and its protocol's port (`tcp dport 25`), and a DNAT to the element's
+    value. A key of any other shape is kept whole, and judged as it is."""
+    dnat = _nat_map(raw)
+    fields = dnat["addr"]["map"]["key"].get("concat", [])
+    if len(fields) != 3 or fields[1] != {"meta": {"key": "l4proto"}} \
+            or fields[2] != {"payload": {"protocol": "th", "field": "dport"}}:
+        return [raw]
+    rest = [e for e in raw["expr"] if "dnat" not in e]
+    flat = []
+    for key, value in dnat["addr"]["map"]["data"]["set"]:
+        address, protocol, port = key["concat"]
+        matches = [{"match": {"op": "==", "left": fields[0], "right": address}},
+                   {"match": {"op": "==", "left": {"payload": {"protocol": protocol,
+                                                               "field": "dport"}},
+                              "right": port}}]
+        flat.append(dict(raw, expr=rest + matches + [
+            {"dnat": {"family": dnat["family"], "addr": value}}]))
+    return flat
 
 
 def _chain_problems(chains: dict, rules: list[Rule], policy: Policy,

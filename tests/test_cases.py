@@ -192,9 +192,12 @@ def as_data(part) -> dict:
                 data["addresses"] = [text for i in value
                                      for text in interval_texts(VERSIONS[part.family], i)]
             continue
-        if field.name == "entries":     # a dispatch's map: "ADDRESS . PROTOCOL . PORT : CHAIN"
+        if field.name == "entries":     # a map: "ADDRESS . PROTOCOL . PORT : CHAIN",
+            # or a DNAT map's ": SERVER (publish NAME SERVICE)"
             data["entries"] = [f"{int_text(VERSIONS[part.family], e.address)} . {e.protocol} . "
-                               f"{e.port} : {e.target}" for e in value]
+                               f"{e.port} : " + (e.target if part.kind == "dispatch" else
+                                                 f"{e.server} ({' '.join(e.origin.comment_words)})")
+                               for e in value]
             continue
         if value is None or value is False:
             continue

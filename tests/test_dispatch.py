@@ -74,13 +74,18 @@ def test_dispatch_changes_no_answer(draw):
 
 
 def test_dispatch_happens_at_threshold_zero():
-    """So that the properties above test dispatch, not the plain chains."""
+    """So that the properties above test dispatch, not the plain chains: a
+    plain DNAT through the map, one with sources through its address's chain."""
     text = ("version: 1\nfirewall:\n  external: {interface: eth0, addresses: [198.51.100.10]}\n"
             "  internal: {interface: eth1, networks: [10.1.0.0/24]}\npublish:\n"
             "  - {name: mx, server: 10.1.0.25, external_address: 198.51.100.10, "
             "services: [smtp]}\n")
-    chains = {chain.name for chain in dispatched(text).ruleset.chains}
-    assert {"prerouting_1", "forward_1"} <= chains
+    chains = {chain.name: chain for chain in dispatched(text).ruleset.chains}
+    assert "forward_1" in chains
+    assert [s.kind for rule in chains["prerouting"].rules for s in rule.statements
+            if s.kind in ("dispatch", "nat_map")] == ["nat_map"]
+    limited = text.replace("services: [smtp]}", "services: [smtp], allow_from: [192.0.2.0/24]}")
+    assert "prerouting_1" in {chain.name for chain in dispatched(limited).ruleset.chains}
 
 
 def _local(redirect_to: int) -> str:

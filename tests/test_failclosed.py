@@ -475,6 +475,9 @@ MAIL_C = rule_of("publish", "mail-c", "smtp")
 MAIL_A_RATE = lambda r: rule_of("publish", "mail-a", "submission")(r) and any(
     s.kind == "rate_meter" for s in r.statements)
 
+NAT_MAP_V4 = lambda r: r.origin == Origin("dispatch", "prerouting") and any(
+    s.kind == "nat_map" and s.family == "ip" for s in r.statements)
+
 
 def retarget(ruleset: Ruleset, chain: str, target: str, to: str) -> Ruleset:
     """The dispatch of `chain` with the element that jumps to `target` jumping to `to`."""
@@ -485,19 +488,33 @@ def retarget(ruleset: Ruleset, chain: str, target: str, to: str) -> Ruleset:
 
 DISPATCH_BREAKAGES = [
     ("dispatched forward accept beyond allow_from",
-     lambda p: edit_rules(p, "forward_9", MAIL_C, without(SOURCES)), "does not allow"),
+     lambda p: edit_rules(p, "forward_3", MAIL_C, without(SOURCES)), "does not allow"),
     ("dispatched limited accept without its rate meter",
-     lambda p: edit_rules(p, "forward_2", MAIL_A_RATE, lambda r: None),
+     lambda p: edit_rules(p, "forward_1", MAIL_A_RATE, lambda r: None),
      "accept of a limited publication without its limits"),
     ("dispatched DNAT to a server nobody published",
-     lambda p: edit_rules(p, "prerouting_10", MAIL_C, to_unpublished_server()),
+     lambda p: edit_rules(p, "prerouting_2", MAIL_C, to_unpublished_server()),
      "DNAT that no publish rule asks for"),
+    ("a DNAT map element to a server nobody published",
+     lambda p: edit_rules(p, "prerouting", NAT_MAP_V4, parts(
+         "statements", kind("nat_map"), lambda s: replace(s, entries=tuple(
+             replace(e, server=ip_address("10.1.0.99")) if e.port == 587 else e
+             for e in s.entries)))),
+     "DNAT that no publish rule asks for"),
+    ("a DNAT map from any interface",
+     lambda p: edit_rules(p, "prerouting", NAT_MAP_V4, without(kind("interface"))),
+     "DNAT without the external interface"),
     ("a map element to a chain that accepts its key alone",
-     lambda p: retarget(add_chain(p, SNEAKY_CHAIN, before="forward"), "forward", "forward_9",
+     lambda p: retarget(add_chain(p, SNEAKY_CHAIN, before="forward"), "forward", "forward_3",
                         "sneaky"),
      "accept that the policy does not allow"),
     ("a chain no map reaches",
      lambda p: add_chain(p, SNEAKY_CHAIN, before="output"), "chain sneaky: not one of the chains"),
+    # the rules of an address's chain leave its address to the map: another
+    # address's element must not lead there
+    ("a map element to another address's chain",
+     lambda p: retarget(p, "forward", "forward_2", "forward_3"),
+     "accept that the policy does not allow"),
 ]
 
 

@@ -8,7 +8,7 @@ import pwd
 from dataclasses import replace
 from typing import Callable
 
-from ..plan import Jump
+from ..plan import Jump, Nat
 from ..vocab import WEEK, nft_day
 from .packet import HOP_LIMIT, STOP, UnjudgedKind, endpoint
 
@@ -172,6 +172,19 @@ def _dispatch(statement, walk):
     return _jump(Jump(target), walk)
 
 
+def _nat_map(statement, walk):
+    """The DNAT its element names for the packet's destination address,
+    protocol and port, as the publication's own rule would; no element, the
+    rule does nothing."""
+    packet = walk.packet
+    key = (packet.daddr, packet.protocol, packet.dport)
+    entry = next((e for e in statement.entries if (e.address, e.protocol, e.port) == key), None)
+    if packet.family != statement.family or entry is None:
+        return STOP
+    walk.rule_origin = entry.origin
+    return _nat(Nat("dnat", statement.family, entry.server), walk)
+
+
 def _goes_on(statement, walk):
     """Counters and logs record the packet and let the rule go on."""
     return None
@@ -183,7 +196,8 @@ def _not_hit(statement, walk):
 
 
 STATEMENTS: dict[str, Callable] = {
-    "verdict": _verdict, "nat": _nat, "jump": _jump, "dispatch": _dispatch, "redirect": _redirect,
+    "verdict": _verdict, "nat": _nat, "jump": _jump, "dispatch": _dispatch, "nat_map": _nat_map,
+    "redirect": _redirect,
     "masquerade": _masquerade,
     "counter": _goes_on, "log": _goes_on,
     "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,

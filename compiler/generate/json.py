@@ -178,6 +178,14 @@ def _dispatch(s) -> dict:
          {"jump": {"target": safe_name(e.target)}}] for e in s.entries]}}}
 
 
+def _nat_map(s) -> dict:
+    key = [{"payload": {"protocol": s.family, "field": "daddr"}}, {"meta": {"key": "l4proto"}},
+           {"payload": {"protocol": "th", "field": "dport"}}]
+    return {"dnat": {"family": s.family, "addr": {"map": {"key": {"concat": key}, "data": {"set": [
+        [{"concat": [host_text(s.family, e.address), e.protocol, e.port]}, str(e.server)]
+        for e in s.entries]}}}}}
+
+
 def _source_key(meter) -> dict:
     """A meter's key: the source address, or its network through a mask."""
     address = {"payload": {"protocol": meter.family, "field": "saddr"}}
@@ -240,4 +248,4 @@ PRINTERS = {"interface": _interface, "address": _address, "port": _port, "protoc
           "nat": _nat, "verdict": _verdict, "jump": _jump, "rate_meter": _rate_meter,
           "count_meter": _count_meter, "limit": _limit, "log": _log, "counter": _counter,
           "redirect": _redirect, "masquerade": _masquerade, "ctstatus": _ctstatus,
-          "dispatch": _dispatch, "unmetered": _unmetered, "skuid": _skuid}
+          "dispatch": _dispatch, "nat_map": _nat_map, "unmetered": _unmetered, "skuid": _skuid}

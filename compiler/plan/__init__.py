@@ -29,12 +29,12 @@ from .chains import Draft, filter_draft, nat_draft
 from .dispatch import DISPATCH_THRESHOLD, DISPATCHED
 from .fixed import ACCEPT, DROP, LINK_LOCAL, NO_ONES
 from .ir import (KINDS, AddressMatch, Chain, ConntrackMatch, ConntrackStatusMatch, CounterRef,
-                 CountMeter, DayMatch, Define, Dispatch, DispatchEntry, Elements, Hook,
-                 HopLimitMatch, HourMatch, IcmpTypeMatch, InterfaceMatch, Jump, Layout, Log,
-                 Masquerade, Match, Nat, NftSet, Origin, PortMatch, ProtocolMatch, RateLimit,
-                 RateMeter, Redirect, Rule, Ruleset, SocketUserMatch, Statement, UnmeteredMatch,
-                 Verdict)
+                 CountMeter, DayMatch, Define, Elements, Hook, HopLimitMatch, HourMatch,
+                 IcmpTypeMatch, InterfaceMatch, Jump, Layout, Log, Masquerade, Match, Nat, NftSet,
+                 Origin, PortMatch, ProtocolMatch, RateLimit, RateMeter, Redirect, Rule, Ruleset,
+                 SocketUserMatch, Statement, UnmeteredMatch, Verdict)
 from .limits import DEFAULT_BURST
+from .maps import Dispatch, DispatchEntry, NatMap, NatMapEntry
 from .passes import COUNTED, PASSES, Context
 from .sets import DYNAMIC_FLAGS, METER_SIZE, METER_TIMEOUT_MAX, UNIT_SECONDS, declared
 
@@ -44,9 +44,10 @@ __all__ = [
     "PASSES", "UNIT_SECONDS", "AddressMatch", "Chain", "ConntrackMatch",
     "ConntrackStatusMatch", "CountMeter", "CounterRef", "DayMatch", "Define", "Dispatch",
     "DispatchEntry", "Elements", "Hook", "HopLimitMatch", "HourMatch", "IcmpTypeMatch",
-    "InterfaceMatch", "Jump", "Layout", "Log", "Masquerade", "Match", "Nat", "NftSet", "Origin",
-    "PortMatch", "ProtocolMatch", "RateLimit", "RateMeter", "Redirect", "Rule", "Ruleset",
-    "SocketUserMatch", "Statement", "UnmeteredMatch", "Verdict", "fallback", "lockdown", "plan"]
+    "InterfaceMatch", "Jump", "Layout", "Log", "Masquerade", "Match", "Nat", "NatMap",
+    "NatMapEntry", "NftSet", "Origin", "PortMatch", "ProtocolMatch", "RateLimit", "RateMeter",
+    "Redirect", "Rule", "Ruleset", "SocketUserMatch", "Statement", "UnmeteredMatch", "Verdict",
+    "fallback", "lockdown", "plan"]
 
 
 def plan(policy: Policy, at: Optional[datetime] = None,

@@ -286,29 +286,6 @@ class Masquerade(Statement):
     kind: ClassVar[str] = "masquerade"
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchEntry:
-    """One element of a Dispatch: a publication pair's key and its chain."""
-
-    address: int
-    protocol: str               # "tcp" or "udp"
-    port: int
-    target: str                 # a regular chain (hook None) of the same table
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch(Statement):
-    """`ip daddr . meta l4proto . th dport vmap { 198.51.100.10 . tcp . 25 :
-    jump prerouting_1, ... }`: one lookup sends a packet to the regular chain
-    of its publication pair; none found, the rule does nothing. `original`
-    keys on `ct original ip daddr`, the address before DNAT."""
-
-    kind: ClassVar[str] = "dispatch"
-    family: str
-    original: bool
-    entries: tuple[DispatchEntry, ...]
-
-
 # -- the ruleset --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
