@@ -31,7 +31,10 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 DEBIAN_BINDING = "/usr/lib/python3/dist-packages/nftables/__init__.py"
@@ -89,6 +92,45 @@ def list_set(family: str, table: str, name: str, netns: Optional[str] = None,
     listed = jsonlib.loads(_expect(in_netns(netns, lambda: _run(
         ["list", "set", family, table, name], json=True, methods=methods))))
     return next(entry["set"] for entry in listed["nftables"] if "set" in entry)
+
+
+def listing_sets(family: str, table: str, names: Iterable[str],
+                 netns: Optional[str] = None) -> Optional[Future]:
+    """The sets `names` of a table, listed whole while the caller goes on
+    (diff compiles meanwhile): a Future of their `nft -j list set` bodies
+    by name, a set nft cannot list left out. Through the nft binary, a
+    child a set, given TZ=UTC in an environment of its own: `_run` sets
+    the process's (`_utc`), which a compile reads for its schedules. On a
+    daemon thread, so an early exit does not wait for it; None without
+    the binary."""
+    import subprocess   # late: only diff and reapply list ahead
+    import threading
+    from concurrent.futures import Future
+    program = binary()
+    if program is None:
+        return None
+    environment = {**os.environ, "TZ": "UTC"}
+    names = list(names)
+    future = Future()
+
+    def listed() -> dict[str, dict]:
+        found = {}
+        for name in names:
+            run = subprocess.run([program, "-j", "list", "set", family, table, name],
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                 timeout=TIMEOUT_SECONDS, env=environment)
+            if run.returncode == 0:
+                found[name] = next(entry["set"] for entry in jsonlib.loads(run.stdout)["nftables"]
+                                   if "set" in entry)
+        return found
+
+    def work() -> None:
+        try:
+            future.set_result(listed() if netns is None else _entered(netns, listed))
+        except Exception as exc:    # the caller lists as usual, and meets it there
+            future.set_exception(exc)
+    threading.Thread(target=work, daemon=True).start()
+    return future
 
 
 def list_table(table: str, family: str = "inet", netns: Optional[str] = None,

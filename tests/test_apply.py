@@ -820,6 +820,36 @@ def test_diff_compares_a_block_lists_addresses_not_how_nft_writes_them(ns, tmp_p
     assert diff().returncode == 0
 
 
+def test_diff_lists_a_block_list_while_it_compiles_and_never_the_run_time_sets(ns, tmp_path,
+                                                                              monkeypatch):
+    """`listed_early`, which `diff` and `reapply` start before they compile,
+    lists whole the large sets the last apply recorded (a block list of
+    1,500 addresses, not its small IPv4 half, nor the run-time sets): what
+    it lists is what nft lists, and `diff` reads it."""
+    large = "".join(f"2001:db8:7::{2 * i:x}\n" for i in range(1, 1501))   # none adjacent
+    (tmp_path / "drop.txt").write_text("192.0.2.0/25\n" + large)
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(table="mailpub", services="[smtp]").replace(
+        "  dynamic_block: banned\n", "  dynamic_block: banned\n  block: [drop_list]\n")
+        + "address_sets:\n  drop_list: {file: drop.txt}\n")
+    assert deploy.listed_early(ns.name) is None        # nothing applied: nothing recorded
+    assert apply(ns, str(path)).returncode == 0
+    ns.run("nft", "add", "element", "inet", "mailpub", "banned_v6", "{ 2001:db8:9::5 }")
+    listed = deploy.listed_early(ns.name).bodies()
+    assert list(listed) == [("mailpub", "drop_list_v6")]
+    assert listed["mailpub", "drop_list_v6"] == nft.list_set("inet", "mailpub", "drop_list_v6",
+                                                             ns.name)
+    result = api.compile_path(str(path))
+    early = deploy.listed_early(ns.name)
+    listed_after, list_set = [], nft.list_set
+    monkeypatch.setattr(nft, "list_set", lambda *words: listed_after.append(words[2]) or
+                        list_set(*words))
+    assert deploy.diff(result, ns.name, early).same
+    assert listed_after == ["drop_list_v4"]             # the large set listed once, early
+    ns.run("nft", "delete", "element", "inet", "mailpub", "drop_list_v6", "{ 2001:db8:7::2 }")
+    assert not deploy.diff(result, ns.name, deploy.listed_early(ns.name)).same
+
+
 def test_listed_addresses_are_read_as_addresses_or_not_at_all():
     def addresses(*elements):
         return Listing(({"set": {"family": "inet", "table": "mailpub", "name": "drop_v6",

@@ -132,10 +132,11 @@ def confirm_apply(args: argparse.Namespace) -> int:
 @_deploying
 def diff_live(args: argparse.Namespace) -> int:
     from .. import deploy, nft
+    early = deploy.listed_early(args.netns)     # a block list lists while the policy compiles
     result = compiled_or_exit(args.policy, invalid=ExitCode.USAGE)
     try:
         warn(deploy.live_warnings(result.ruleset.table, args.netns))
-        difference = deploy.diff(result, args.netns)
+        difference = deploy.diff(result, args.netns, early)
     except nft.NftError as exc:
         say(str(exc))
         return ExitCode.USAGE

@@ -41,15 +41,15 @@ from .confirm import (Outcome, arm, await_confirmation, conclude, confirm, confi
                       finish, outcome_of, pending_of, rollback, watch)
 from .diff import Difference, diff, normalise, rules_match, unchanged
 from .guard import foreign_drop_chains, live_warnings, ssh_guard
-from .transaction import (applying, carried_sets, changing_sets, live, renamed_from,
-                          with_whole_sets)
+from .transaction import (applying, carried_sets, changing_sets, large_sets, listed_early,
+                          live, renamed_from, with_whole_sets)
 
 if TYPE_CHECKING:
     from ..api import Result
 
 __all__ = ["Difference", "Outcome", "Refused", "apply", "applied_policy",
            "await_confirmation", "carried_sets", "changing_sets", "confirm", "diff",
-           "foreign_drop_chains", "live_warnings", "normalise", "outcome_of",
+           "foreign_drop_chains", "listed_early", "live_warnings", "normalise", "outcome_of",
            "reapply", "rollback", "rules_match", "ssh_guard", "unchanged", "watch"]
 
 
@@ -78,7 +78,8 @@ def apply(result: Result, *, netns: Optional[str] = None, confirm: Optional[floa
                              + bridges.warnings(result.policy.firewall, netns))
             text = transaction_text(applying(result.text, ruleset, listing, old))
             _dry_run(text, netns)
-            record = {"policy": policy_path, "digest": result.digest, "table": ruleset.table}
+            record = {"policy": policy_path, "digest": result.digest, "table": ruleset.table,
+                      "large_sets": large_sets(ruleset)}
             if confirm is None:
                 return _load_final(state, result, text, record, warnings, netns)
             return _load_pending(state, result, text, record, warnings, netns, confirm,
@@ -147,12 +148,13 @@ def reapply(netns: Optional[str] = None) -> tuple[Optional[Result], Outcome]:
     path, digest = applied_policy(netns)
     if path is None:
         return None, Outcome(ExitCode.OK, "nothing applied yet (or from stdin): nothing to reapply")
+    early = listed_early(netns)
     result = api.compile_path(path)
     if digest is None or result.digest != digest:
         return None, Outcome(ExitCode.REFUSED, f"{path}: the policy changed since it was applied: "
                              f"run `mailpubc apply {path}`; nothing loaded")
     if not result.ok:
         return result, Outcome(ExitCode.INVALID, f"{path} no longer compiles; nothing changed")
-    if unchanged(result, netns):
+    if unchanged(result, netns, early):
         return result, Outcome(ExitCode.OK, f"{path}: unchanged")
     return result, apply(result, netns=netns, policy_path=path)

@@ -13,7 +13,7 @@ from .. import nft
 from ..generate.text import generate
 from ..listing import Listing
 from ..state import State
-from .transaction import changing_sets, live, renamed_from, with_whole_sets
+from .transaction import Early, changing_sets, live, renamed_from, with_whole_sets
 
 if TYPE_CHECKING:
     from ..api import Result
@@ -81,12 +81,14 @@ def _readable(entries: list) -> str:
     return nft.scratch(listed)
 
 
-def diff(result: Result, netns: Optional[str] = None) -> Difference:
+def diff(result: Result, netns: Optional[str] = None,
+         early: Optional[Early] = None) -> Difference:
     """What `apply` would change: the live table (and a recorded table a
-    rename would delete) against the policy's, as nft lists them."""
+    rename would delete) against the policy's, as nft lists them; `early`:
+    its sets as `listed_early` began listing them before the compile."""
     ruleset = result.or_raise().ruleset
     where = f"live (netns {netns})" if netns else "live"
-    same = _unchanged_listing(result, netns)
+    same = _unchanged_listing(result, netns, early)
     if same is not None:
         kept = normalise(same, [ruleset.table], changing_sets(ruleset))
         return Difference(True, kept, kept, result.source, where)
@@ -96,16 +98,18 @@ def diff(result: Result, netns: Optional[str] = None) -> Difference:
     return Difference(before == after, before, after, result.source, where)
 
 
-def unchanged(result: Result, netns: Optional[str] = None) -> bool:
+def unchanged(result: Result, netns: Optional[str] = None,
+              early: Optional[Early] = None) -> bool:
     """Whether the policy's table is live as it is and no rename is pending,
     found without loading the compiled side's elements (`_unchanged_listing`).
     A False may also be a set holding the same addresses written as nft
     would not write them; applying the policy again then changes nothing,
     which is all `reapply` needs to know."""
-    return _unchanged_listing(result.or_raise(), netns) is not None
+    return _unchanged_listing(result.or_raise(), netns, early) is not None
 
 
-def _unchanged_listing(result: Result, netns: Optional[str]) -> Optional[Listing]:
+def _unchanged_listing(result: Result, netns: Optional[str],
+                       early: Optional[Early]) -> Optional[Listing]:
     """The live listing (terse, with the sets the policy fills listed whole)
     when the policy's table is live as it is: found without listing the
     run-time sets or loading and listing the compiled side's elements (a
@@ -119,7 +123,7 @@ def _unchanged_listing(result: Result, netns: Optional[str]) -> Optional[Listing
         return None
     changing = changing_sets(ruleset)
     fixed = [nft_set for nft_set in ruleset.sets if nft_set.name not in changing]
-    filled = with_whole_sets(terse, netns, [(ruleset.table, [s.name for s in fixed])])
+    filled = with_whole_sets(terse, netns, [(ruleset.table, [s.name for s in fixed])], early)
     listed = filled.sets(ruleset.table)
     same = (all(s.name in listed and filled.addresses(ruleset.table, s.name) == s.intervals
                 for s in fixed) and rules_match(result, netns))

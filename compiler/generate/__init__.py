@@ -27,9 +27,13 @@ class UnsafeText(ValueError):
     """User text that cannot be put into a ruleset safely."""
 
 
-def safe_name(value: str) -> str:
+def name_ok(value: str) -> bool:
     """An identifier nft reads bare (table and set names)."""
-    if not _NAME.fullmatch(value) or value in nft_keywords():
+    return bool(_NAME.fullmatch(value)) and value not in nft_keywords()
+
+
+def safe_name(value: str) -> str:
+    if not name_ok(value):
         raise UnsafeText(f"not a safe nft name: {value!r}")
     return value
 
