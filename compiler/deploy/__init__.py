@@ -155,6 +155,8 @@ def reapply(netns: Optional[str] = None) -> tuple[Optional[Result], Outcome]:
                              f"run `mailpubc apply {path}`; nothing loaded")
     if not result.ok:
         return result, Outcome(ExitCode.INVALID, f"{path} no longer compiles; nothing changed")
-    if unchanged(result, netns, early):
+    same = unchanged(result, netns, early)
+    del early       # a block list as listed: apply needs the memory more
+    if same:
         return result, Outcome(ExitCode.OK, f"{path}: unchanged")
     return result, apply(result, netns=netns, policy_path=path)
