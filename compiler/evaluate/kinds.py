@@ -197,8 +197,7 @@ def _not_hit(statement, walk):
 
 STATEMENTS: dict[str, Callable] = {
     "verdict": _verdict, "nat": _nat, "jump": _jump, "dispatch": _dispatch, "nat_map": _nat_map,
-    "redirect": _redirect,
-    "masquerade": _masquerade,
+    "redirect": _redirect, "masquerade": _masquerade,
     "counter": _goes_on, "log": _goes_on,
     "rate_meter": _not_hit, "count_meter": _not_hit, "limit": _not_hit,
 }

@@ -66,9 +66,9 @@ def _lookups(chain: str, original: bool, grouped: dict[tuple, list[Rule]],
     origin = Origin("dispatch", chain)
     rules: list[Rule] = []
     for family in dict.fromkeys(key[0] for key in grouped):
+        chained = [key for key in grouped if key[0] == family and key not in mapped]
         entries = tuple(DispatchEntry(address, protocol, port, names[family, address])
-                        for key in grouped if key[0] == family and key not in mapped
-                        for _, address, protocol, port in (key,))
+                        for _, address, protocol, port in chained)
         rules += [Rule(origin, (), (Dispatch(family, original, entries),))] if entries else []
         translated: dict[InterfaceMatch, list[NatMapEntry]] = {}
         for (family_, address, protocol, port), rule in mapped.items():
@@ -96,9 +96,9 @@ def _plain_dnat(rules: list[Rule], family: str) -> bool:
 
 
 def _unkeyed(rule: Rule, key: tuple, original: bool) -> Rule:
-    """A pair chain's rule without the address its map looked up: only
-    packets with that address get there. The port stays: it gives nft the
-    protocol that `ct original proto-dst` needs."""
+    """A rule moved to its address's chain, without the address the map
+    looked up: only packets to that address get there. The port stays: it
+    gives nft the protocol that `ct original proto-dst` needs."""
     family, address = key[0], key[1]
     return Rule(rule.origin, tuple(m for m in rule.matches if not (
         type(m) is AddressMatch and m.field == "daddr" and m.original == original

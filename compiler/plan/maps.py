@@ -23,9 +23,10 @@ class DispatchEntry:
 @dataclass(frozen=True, slots=True)
 class Dispatch(Statement):
     """`ip daddr . meta l4proto . th dport vmap { 198.51.100.10 . tcp . 25 :
-    jump prerouting_1, ... }`: one lookup sends a packet to the regular chain
-    of its publication pair's address; none found, the rule does nothing. `original`
-    keys on `ct original ip daddr`, the address before DNAT."""
+    jump prerouting_1, ... }`: one lookup sends a packet to the regular
+    chain of its publication pair's address; none found, the rule does
+    nothing. `original` keys on `ct original ip daddr`, the address before
+    DNAT."""
 
     kind: ClassVar[str] = "dispatch"
     family: str
