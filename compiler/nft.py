@@ -89,9 +89,12 @@ def list_ruleset(netns: Optional[str] = None, methods: tuple[str, ...] = METHODS
 def list_set(family: str, table: str, name: str, netns: Optional[str] = None,
              methods: tuple[str, ...] = METHODS) -> dict:
     """`nft -j list set FAMILY TABLE NAME`: the set's listed body, elements included."""
-    listed = jsonlib.loads(_expect(in_netns(netns, lambda: _run(
+    return _set_body(_expect(in_netns(netns, lambda: _run(
         ["list", "set", family, table, name], json=True, methods=methods))))
-    return next(entry["set"] for entry in listed["nftables"] if "set" in entry)
+
+
+def _set_body(listed: str) -> dict:
+    return next(entry["set"] for entry in jsonlib.loads(listed)["nftables"] if "set" in entry)
 
 
 def listing_sets(family: str, table: str, names: Iterable[str],
@@ -103,11 +106,9 @@ def listing_sets(family: str, table: str, names: Iterable[str],
     the process's (`_utc`), which a compile reads for its schedules. On a
     daemon thread, so an early exit does not wait for it; None without
     the binary."""
-    import subprocess   # late: only diff and reapply list ahead
-    import threading
+    import threading    # late: only diff and reapply list ahead
     from concurrent.futures import Future
-    program = binary()
-    if program is None:
+    if binary() is None:
         return None
     environment = {**os.environ, "TZ": "UTC"}
     names = list(names)
@@ -116,12 +117,10 @@ def listing_sets(family: str, table: str, names: Iterable[str],
     def listed() -> dict[str, dict]:
         found = {}
         for name in names:
-            run = subprocess.run([program, "-j", "list", "set", family, table, name],
-                                 capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                 timeout=TIMEOUT_SECONDS, env=environment)
-            if run.returncode == 0:
-                found[name] = next(entry["set"] for entry in jsonlib.loads(run.stdout)["nftables"]
-                                   if "set" in entry)
+            result, output = _binary(["list", "set", family, table, name], json=True,
+                                     check=False, environment=environment)
+            if result.ok:
+                found[name] = _set_body(output)
         return found
 
     def work() -> None:
@@ -287,8 +286,9 @@ def binary() -> Optional[str]:
     return shutil.which("nft") or next((p for p in SBIN_PATHS if os.access(p, os.X_OK)), None)
 
 
-def _binary(words: list[str], json: bool, check: bool,
-            terse: bool = False) -> tuple[CheckResult, str]:
+def _binary(words: list[str], json: bool, check: bool, terse: bool = False,
+            environment: Optional[dict] = None) -> tuple[CheckResult, str]:
+    """`environment`: the child's, in place of this process's."""
     import subprocess   # late: the libnftables path, the usual one, needs no child process
     nft = binary()
     if nft is None:
@@ -303,7 +303,7 @@ def _binary(words: list[str], json: bool, check: bool,
     reasons = []
     for method, argv in attempts:
         try:
-            run = subprocess.run(argv, capture_output=True, text=True,
+            run = subprocess.run(argv, capture_output=True, text=True, env=environment,
                                  stdin=subprocess.DEVNULL, timeout=TIMEOUT_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:
             reasons.append(f"{method} could not run: {exc}")
