@@ -39,8 +39,8 @@ PUBLISHED = {4: ["198.51.100.10", "198.51.100.11"], 6: ["2001:db8:100::10", "200
 SMTPD = ("import asyncio; from aiosmtpd.smtp import SMTP; from aiosmtpd.handlers import Sink; "
          "loop = asyncio.new_event_loop(); loop.run_until_complete(loop.create_server("
          "lambda: SMTP(Sink()), host=None, port=25)); loop.run_forever()")
-SMTP_CLIENT = ("import smtplib, sys; s = smtplib.SMTP(sys.argv[1], 25, timeout=1.5); "
-               "print(s.ehlo()[0]); s.quit()")
+SMTP_CLIENT = ("import smtplib, sys; s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), "
+               "timeout=1.5); print(s.ehlo()[0]); s.quit()")
 
 
 def wire(firewall, client, server) -> None:
@@ -64,8 +64,8 @@ def wire(firewall, client, server) -> None:
         firewall.ip("addr", "add", address, "dev", "eth0", "nodad")
 
 
-def reaches(client, address: str) -> bool:
-    run = subprocess.run(client.argv(sys.executable, "-c", SMTP_CLIENT, address),
+def reaches(client, address: str, port: int = 25) -> bool:
+    run = subprocess.run(client.argv(sys.executable, "-c", SMTP_CLIENT, address, str(port)),
                          capture_output=True, text=True, timeout=20)
     return run.returncode == 0 and run.stdout.strip() == "250"
 
