@@ -101,11 +101,17 @@ def addresses(listing: dict) -> set[str]:
     return found
 
 
+# ansible-core 2.19 imports cryptography's DSA, which cryptography 51
+# deprecates: a warning of ansible's own, whatever the collection documents.
+THEIR_WARNINGS = "ignore:DSA is deprecated"
+
+
 def test_documentation_parses_and_names_every_option():
     run = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-j",
                           "mailpubc.firewall.policy"], capture_output=True, text=True,
                          timeout=120, stdin=subprocess.DEVNULL,
-                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible")})
+                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "ansible"),
+                              "PYTHONWARNINGS": THEIR_WARNINGS})
     assert run.returncode == 0 and run.stderr == "", run.stderr
     documented = json.loads(run.stdout)["mailpubc.firewall.policy"]["doc"]["options"]
     spec = importlib.util.spec_from_file_location(
